@@ -1,0 +1,288 @@
+"""`TrainingConfig`: every training option, its default, its check and its help text.
+
+Parse outside data with `TrainingConfig.from_dict` / `from_toml`: an unknown key is an error naming
+the closest valid key. Keys that belong to one plugin (``betas``, ``momentum``, ``T_mult`` ...) are
+kept in ``plugin_options`` and validated by that plugin's own options class when it is active.
+The field metadata (``help``, ``activates``) drives the generated configuration reference and the
+engine's assembly of the active plugin set.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable, Mapping
+from os import PathLike
+from typing import Any
+
+import attrs
+from attrs import validators as v
+
+from modalbag.errors import ConfigError, UnknownConfigKeyError, close_matches
+
+TASK_TYPES = ("classification", "regression", "multilabel")
+DENOISING_STRATEGIES = ("fixed", "adaptive", "curriculum")
+NO_SCHEDULER = ("none", "constant")
+
+
+def _opt(default: Any, help: str, *, validator: Any = None, converter: Any = None,
+         category: str = "core", activates: tuple[str, str, Callable[[Any], bool]] | None = None) -> Any:
+    meta = {"help": help, "category": category}
+    if activates is not None:
+        meta["activates"] = activates
+    kwargs: dict[str, Any] = {"metadata": meta, "validator": validator, "converter": converter}
+    if isinstance(default, (list, dict)):
+        kwargs["factory"] = type(default)
+        if converter is not None:
+            kwargs["factory"] = lambda d=default: converter(d)
+    else:
+        kwargs["default"] = default
+    return attrs.field(**kwargs)
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value <= 0:
+        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
+
+
+def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value < 0:
+        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
+
+
+def _number(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"expected a number, got {value!r}")
+    return value
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
+def _names(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    out = tuple(value)
+    if not all(isinstance(x, str) for x in out):
+        raise TypeError(f"expected a list of names, got {value!r}")
+    return out
+
+
+def _class_weights(value: Any) -> tuple[float, ...] | dict[int, float] | None:
+    if value is None:
+        return None
+    if isinstance(value, Mapping):
+        return {int(k): float(w) for k, w in value.items()}
+    return tuple(float(w) for w in value)
+
+
+_when_true: Callable[[Any], bool] = bool
+
+
+@attrs.frozen(kw_only=True)
+class TrainingConfig:
+    """How an ensemble trains. Defaults follow the spec's configuration reference."""
+
+    # -- core --------------------------------------------------------------------------------------
+    epochs: int = _opt(100, "Maximum training epochs per neural learner.", converter=_integer, validator=_positive)
+    batch_size: int = _opt(32, "Training batch size.", converter=_integer, validator=_positive)
+    learning_rate: float = _opt(1e-3, "Initial (peak) learning rate.", converter=_number, validator=_positive)
+    weight_decay: float = _opt(1e-4, "L2 / decoupled weight decay.", converter=_number, validator=_non_negative)
+    task_type: str = _opt("classification", "classification, regression or multilabel.",
+                          category="task", validator=v.in_(TASK_TYPES))
+    num_classes: int | None = _opt(None, "Output classes (labels for multilabel); None infers it from the labels.",
+                                   category="task", converter=attrs.converters.optional(_integer),
+                                   validator=v.optional(_positive))
+    class_weights: Any = _opt(None, "Per-class loss weights: a list by class index or a {class: weight} mapping.",
+                              category="task", converter=_class_weights)
+    label_smoothing: float = _opt(0.0, "Label smoothing for classification.", category="task",
+                                  converter=_number, validator=_fraction)
+    # -- denoising ---------------------------------------------------------------------------------
+    enable_denoising: bool = _opt(True, "Train with the cross-modal denoising objectives.",
+                                  category="denoising", converter=_boolean)
+    denoising_weight: float = _opt(0.1, "Weight of the denoising loss relative to the task loss.",
+                                   category="denoising", converter=_number, validator=_non_negative)
+    denoising_strategy: str = _opt("adaptive", "How objective weights evolve: fixed, adaptive or curriculum.",
+                                   category="denoising", validator=v.in_(DENOISING_STRATEGIES))
+    denoising_objectives: tuple[str, ...] = _opt(["reconstruction", "alignment"],
+                                                 "Names of the denoising objective plugins to use.",
+                                                 category="denoising", converter=_names)
+    denoising_modalities: tuple[str, ...] = _opt([], "Modalities the objectives act on (empty: all).",
+                                                 category="denoising", converter=_names)
+    # -- optimization ------------------------------------------------------------------------------
+    optimizer_type: str = _opt("adamw", "Optimizer plugin name.", category="optimization",
+                               validator=v.instance_of(str))
+    scheduler_type: str = _opt("cosine_restarts", "Scheduler plugin name ('none' for a constant rate).",
+                               category="optimization", validator=v.instance_of(str))
+    warmup_epochs: int = _opt(5, "Linear learning-rate warmup, in epochs (0 disables).",
+                              category="optimization", converter=_integer, validator=_non_negative)
+    gradient_clipping: float | None = _opt(1.0, "Clip the global gradient norm to this (None or 0 disables).",
+                                           category="optimization",
+                                           converter=attrs.converters.optional(_number),
+                                           validator=v.optional(_non_negative))
+    mixed_precision: bool = _opt(True, "Mixed-precision training where the hardware gains from it.",
+                                 category="optimization", converter=_boolean,
+                                 activates=("precision", "amp", _when_true))
+    gradient_accumulation_steps: int = _opt(1, "Optimizer step every N batches.", category="optimization",
+                                            converter=_integer, validator=_positive,
+                                            activates=("precision", "accumulation", lambda n: n > 1))
+    # -- quality -----------------------------------------------------------------------------------
+    early_stopping_patience: int = _opt(15, "Epochs without validation improvement before stopping (0 disables).",
+                                        category="quality", converter=_integer, validator=_non_negative,
+                                        activates=("validator", "early_stopping", lambda n: n > 0))
+    validation_split: float = _opt(0.2, "Fraction of each bag's distinct rows held out for validation.",
+                                   category="quality", converter=_number, validator=_fraction)
+    cross_validation_folds: int = _opt(0, "K-fold cross-validation (0 disables).", category="quality",
+                                       converter=_integer, validator=_non_negative,
+                                       activates=("validator", "cross_validation", lambda n: n > 1))
+    save_checkpoints: bool = _opt(True, "Write each learner's best weights to checkpoint_dir.",
+                                  category="quality", converter=_boolean,
+                                  activates=("validator", "checkpoint", _when_true))
+    checkpoint_dir: str | None = _opt(None, "Where checkpoints go (None: a new temporary directory per run).",
+                                      category="quality",
+                                      converter=attrs.converters.optional(str))
+    # -- run ---------------------------------------------------------------------------------------
+    random_state: int = _opt(0, "Seed for bags, initialisation and shuffling: same seed, same results.",
+                             category="run", converter=_integer)
+    verbose: bool = _opt(False, "Log progress (the application configures where logs go).",
+                         category="run", converter=_boolean)
+    sinks: tuple[str, ...] = _opt([], "Metrics sink plugins to activate, by name.", category="run",
+                                  converter=_names)
+    validators: tuple[str, ...] = _opt([], "Extra validator plugins to activate, by name.", category="run",
+                                       converter=_names)
+    plugin_options: Mapping[str, Any] = attrs.field(
+        factory=dict, converter=dict,
+        metadata={"help": "Options owned by plugins (betas, momentum, T_mult, ...); filled by from_dict.",
+                  "category": "run", "internal": True},
+    )
+
+    # -- constructors ------------------------------------------------------------------------------
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, catalog: Any = None) -> TrainingConfig:
+        """Build a config from plain data; every problem is reported at once in a `ConfigError`."""
+        config, issues = _parse(cls, data, catalog)
+        if issues:
+            if len(issues) == 1 and isinstance(issues[0], UnknownConfigKeyError):
+                raise issues[0]
+            raise ConfigError([str(i) for i in issues])
+        return config
+
+    @classmethod
+    def from_toml(cls, path: str | PathLike[str], *, table: str | None = "training",
+                  catalog: Any = None) -> TrainingConfig:
+        """Read a TOML file: the ``[training]`` table if there is one, else the top level."""
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        if table and table in data:
+            data = data[table]
+        return cls.from_dict(data, catalog=catalog)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data that `from_dict` reads back to an equal config."""
+        out = attrs.asdict(self, recurse=False)
+        out.update(out.pop("plugin_options"))
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+    def replace(self, **changes: Any) -> TrainingConfig:
+        """A copy with some options changed (validated like `from_dict`)."""
+        return self.from_dict({**self.to_dict(), **changes})
+
+    def active_requirements(self) -> list[tuple[str, str, str]]:
+        """(option, kind, component) for every plugin that the option values turn on."""
+        out = []
+        for field in attrs.fields(type(self)):
+            rule = field.metadata.get("activates")
+            if rule and rule[2](getattr(self, field.name)):
+                out.append((field.name, rule[0], rule[1]))
+        return out
+
+
+CONFIG_KEYS: frozenset[str] = frozenset(
+    f.name for f in attrs.fields(TrainingConfig) if not f.metadata.get("internal")
+)
+
+
+def _cross_checks(config: TrainingConfig) -> list[str]:
+    issues = []
+    if config.enable_denoising:
+        if config.denoising_weight <= 0:
+            issues.append("denoising_weight must be > 0 when enable_denoising is true "
+                          "(set enable_denoising=false to train without denoising)")
+        if not config.denoising_objectives:
+            issues.append("denoising_objectives is empty while enable_denoising is true")
+    if config.task_type == "regression" and config.class_weights is not None:
+        issues.append("class_weights applies to classification only (task_type is 'regression')")
+    if config.label_smoothing and config.task_type != "classification":
+        issues.append("label_smoothing applies to classification only")
+    return issues
+
+
+def _parse(cls: type[TrainingConfig], data: Mapping[str, Any], catalog: Any) -> tuple[TrainingConfig, list[Any]]:
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"a training config must be a mapping of options, got {type(data).__name__}")
+    issues: list[Any] = []
+    known = {k: val for k, val in data.items() if k in CONFIG_KEYS}
+    extra = {k: val for k, val in data.items() if k not in CONFIG_KEYS}
+    plugin_options = dict(known.pop("plugin_options", {}) or {})
+    if extra:
+        owners = _option_owners(catalog)
+        for key, value in extra.items():
+            if key in owners:
+                plugin_options[key] = value
+            else:
+                issues.append(UnknownConfigKeyError(key, CONFIG_KEYS | set(owners)))
+    base = cls()
+    good: dict[str, Any] = {}
+    for key, value in known.items():
+        try:
+            attrs.evolve(base, **{key: value})
+            good[key] = value
+        except (TypeError, ValueError) as exc:
+            issues.append(f"{key}: {exc}")
+    config = attrs.evolve(base, plugin_options=plugin_options, **good)
+    issues.extend(_cross_checks(config))
+    return config, issues
+
+
+def _option_owners(catalog: Any) -> dict[str, list[Any]]:
+    if catalog is None:
+        from modalbag.registry import default_catalog
+
+        catalog = default_catalog()
+    return catalog.option_owners()
+
+
+def validate_training_config(data: Mapping[str, Any], *, catalog: Any = None) -> dict[str, Any]:
+    """Check a config dict without training: ``{"valid": bool, "issues": [str, ...]}``.
+
+    Reports every problem at once: unknown keys, bad values, inconsistent options, component names
+    that no installed plugin provides, and plugin options their plugin rejects.
+    """
+    from modalbag.assembly import component_issues  # assembly needs the config module
+
+    try:
+        config, issues = _parse(TrainingConfig, data, catalog)
+    except ConfigError as exc:
+        return {"valid": False, "issues": exc.issues}
+    messages = [str(i) for i in issues]
+    messages.extend(component_issues(config, catalog))
+    return {"valid": not messages, "issues": messages}
+
+
+__all__ = ["CONFIG_KEYS", "TASK_TYPES", "TrainingConfig", "close_matches", "validate_training_config"]

@@ -1,0 +1,237 @@
+"""The data layer: modalities, their types, which samples have them, and the labels.
+
+A sample may lack a modality: give an all-NaN row or an explicit mask. Missing rows are stored as
+zeros with ``mask == False`` and never reach a learner as if they were data. A row with *some* NaN
+values is an error (impute it or mark the whole row missing): silently zero-filling it would train
+on invented values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from modalbag.errors import DataError, close_matches
+
+MODALITY_TYPES = ("tabular", "text", "image", "sequence")
+_VECTOR_TYPES = ("tabular", "text", "image")
+
+
+@attrs.frozen
+class ModalitySpec:
+    """One modality: its name, type and per-sample shape (``(768,)``, ``(3, 32, 32)``, ``(T, F)``)."""
+
+    name: str
+    type: str = attrs.field(validator=attrs.validators.in_(MODALITY_TYPES))
+    shape: tuple[int, ...] = attrs.field(converter=tuple)
+
+    @property
+    def is_vector(self) -> bool:
+        return len(self.shape) == 1
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+def _infer_type(array: np.ndarray) -> str:
+    return {2: "tabular", 3: "sequence", 4: "image"}.get(array.ndim, "tabular")
+
+
+def _check_shape(name: str, kind: str, array: np.ndarray) -> None:
+    expected = {"tabular": (2,), "text": (2,), "image": (2, 4), "sequence": (3,)}[kind]
+    if array.ndim not in expected:
+        shapes = {"tabular": "(n, features)", "text": "(n, embedding_dim)",
+                  "image": "(n, features) or (n, C, H, W)", "sequence": "(n, T, features)"}[kind]
+        raise DataError(f"modality {name!r} of type {kind!r} must have shape {shapes}, got {array.shape}")
+
+
+def as_modality_array(name: str, value: Any, kind: str | None = None) -> tuple[np.ndarray, str]:
+    """Validate one modality's raw array (and optional type); returns float32 data and its type."""
+    if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
+        value, kind = value
+    try:
+        array = np.asarray(value)
+    except Exception as exc:  # noqa: BLE001 - report any conversion failure the same way
+        raise DataError(f"modality {name!r} could not be read as an array: {exc}") from exc
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise DataError(f"modality {name!r} must be numeric, got dtype {array.dtype}; encode it first "
+                        f"(text as embedding vectors, categories as one-hot columns)")
+    if array.ndim == 1:
+        array = array[:, None]
+    if kind is None:
+        kind = _infer_type(array)
+    if kind not in MODALITY_TYPES:
+        hint = close_matches(kind, MODALITY_TYPES, n=1)
+        raise DataError(f"modality {name!r} has unknown type {kind!r}"
+                        + (f"; did you mean {hint[0]!r}?" if hint else "")
+                        + f" Types: {', '.join(MODALITY_TYPES)}")
+    _check_shape(name, kind, array)
+    if array.shape[0] == 0 or array[0].size == 0:
+        raise DataError(f"modality {name!r} is empty (shape {array.shape})")
+    return array.astype(np.float32, copy=False), kind
+
+
+def _missing_rows(name: str, array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """Boolean 'present' mask; an all-NaN row is missing, a partly-NaN row an error."""
+    flat = array.reshape(len(array), -1)
+    if np.isinf(flat).any():
+        rows = np.flatnonzero(np.isinf(flat).any(axis=1))
+        raise DataError(f"modality {name!r} has infinite values in {len(rows)} rows (first: row {rows[0]}); "
+                        f"clip or replace them")
+    nan = np.isnan(flat)
+    all_nan = nan.all(axis=1)
+    partial = nan.any(axis=1) & ~all_nan
+    if partial.any():
+        rows = np.flatnonzero(partial)
+        raise DataError(f"modality {name!r} has {len(rows)} rows with some but not all values NaN "
+                        f"(first: row {rows[0]}); impute them, or set the whole row to NaN to mark "
+                        f"the modality missing for that sample")
+    present = ~all_nan
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        if mask.shape[0] != len(array):
+            raise DataError(f"mask for modality {name!r} has {mask.shape[0]} rows, data has {len(array)}")
+        present &= mask
+    return present
+
+
+def encode_labels(labels: Any, task_type: str, num_classes: int | None = None,
+                  n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Validate labels for a task; returns the encoded targets and the class values (or None)."""
+    y = np.asarray(labels)
+    if n_samples is not None and len(y) != n_samples:
+        raise DataError(f"labels have {len(y)} rows but the modalities have {n_samples} samples")
+    if task_type == "regression":
+        if not np.issubdtype(y.dtype, np.number):
+            raise DataError(f"regression labels must be numeric, got dtype {y.dtype}")
+        y = y.astype(np.float32)
+        if not np.isfinite(y).all():
+            raise DataError("regression labels contain NaN or infinite values; drop those samples")
+        return (y[:, None] if y.ndim == 1 else y), None
+    if task_type == "multilabel":
+        if y.ndim != 2:
+            raise DataError(f"multilabel labels must be a 0/1 matrix (n, labels), got shape {y.shape}")
+        if not np.isin(y, (0, 1)).all():
+            raise DataError("multilabel labels must contain only 0 and 1")
+        if num_classes is not None and y.shape[1] != num_classes:
+            raise DataError(f"num_classes={num_classes} but labels have {y.shape[1]} columns")
+        return y.astype(np.float32), np.arange(y.shape[1])
+    if y.ndim != 1:
+        raise DataError(f"classification labels must be one value per sample, got shape {y.shape}")
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.isfinite(y).all():
+            raise DataError("labels contain NaN or infinite values; drop those samples or impute labels")
+        if not np.equal(np.mod(y, 1), 0).all():
+            raise DataError("classification labels must be class values (integers or strings), "
+                            "got non-integer floats; did you mean task_type='regression'?")
+        y = y.astype(np.int64)
+    if np.issubdtype(y.dtype, np.integer):
+        if num_classes is not None:
+            bad = (y < 0) | (y >= num_classes)
+            if bad.any():
+                raise DataError(f"labels out of range: num_classes={num_classes} needs labels in "
+                                f"0..{num_classes - 1}, found {sorted(set(y[bad].tolist()))[:5]}")
+            return y.astype(np.int64), np.arange(num_classes)
+        if (y < 0).any():
+            raise DataError("integer class labels must be >= 0")
+        classes = np.unique(y)
+        if classes.size < 2:
+            raise DataError(f"classification needs at least 2 classes, labels hold {classes.size}")
+        if classes[-1] == classes.size - 1:  # already 0..K-1
+            return y.astype(np.int64), classes
+        return np.searchsorted(classes, y).astype(np.int64), classes
+    classes, encoded = np.unique(y, return_inverse=True)
+    if num_classes is not None and classes.size > num_classes:
+        raise DataError(f"num_classes={num_classes} but labels hold {classes.size} distinct values")
+    return encoded.astype(np.int64), classes
+
+
+@attrs.define
+class MultimodalDataset:
+    """Several modalities of the same samples, with per-sample presence masks and labels."""
+
+    arrays: dict[str, np.ndarray]
+    masks: dict[str, np.ndarray]
+    specs: dict[str, ModalitySpec]
+    labels: np.ndarray | None = None
+
+    @classmethod
+    def from_arrays(cls, data: Mapping[str, Any], labels: Any = None, *,
+                    masks: Mapping[str, Any] | None = None) -> MultimodalDataset:
+        """Build from ``{name: array | (array, type)}``; validates shapes, counts and values."""
+        if not isinstance(data, Mapping) or not data:
+            raise DataError("give the modalities as a non-empty mapping {name: array}")
+        masks = dict(masks or {})
+        unknown = set(masks) - set(data)
+        if unknown:
+            raise DataError(f"masks given for unknown modalities: {sorted(unknown)}")
+        arrays, present, specs = {}, {}, {}
+        for name, value in data.items():
+            array, kind = as_modality_array(name, value)
+            present[name] = _missing_rows(name, array, masks.get(name))
+            array = np.where(_broadcast(present[name], array), array, 0.0).astype(np.float32)
+            arrays[name] = np.ascontiguousarray(array)
+            specs[name] = ModalitySpec(name, kind, array.shape[1:])
+        counts = {name: len(a) for name, a in arrays.items()}
+        if len(set(counts.values())) > 1:
+            raise DataError(f"modalities have different sample counts: {counts}; every modality must "
+                            f"have one row per sample (use NaN rows for samples that lack it)")
+        n = next(iter(counts.values()))
+        y = None if labels is None else np.asarray(labels)
+        if y is not None and len(y) != n:
+            raise DataError(f"labels have {len(y)} rows but the modalities have {n} samples")
+        return cls(arrays, present, specs, y)
+
+    @property
+    def n_samples(self) -> int:
+        return len(next(iter(self.arrays.values())))
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.arrays)
+
+    def presence(self) -> np.ndarray:
+        """(n_samples, n_modalities) boolean matrix, columns in `names` order."""
+        return np.stack([self.masks[n] for n in self.names], axis=1)
+
+
+def _broadcast(mask: np.ndarray, array: np.ndarray) -> np.ndarray:
+    return mask.reshape((-1,) + (1,) * (array.ndim - 1))
+
+
+def prediction_inputs(data: Mapping[str, Any], specs: Mapping[str, ModalitySpec]) -> MultimodalDataset:
+    """Validate new data against the training modalities; absent modalities become all-missing."""
+    if not isinstance(data, Mapping) or not data:
+        raise DataError("give prediction data as a non-empty mapping {name: array}")
+    for name in data:
+        if name not in specs:
+            hint = close_matches(name, specs, n=1)
+            raise DataError(f"unknown modality {name!r}" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                            + f" The ensemble was trained on: {', '.join(specs)}")
+    typed = {}
+    for name, value in data.items():
+        array = np.asarray(value[0] if isinstance(value, tuple) else value)
+        if array.ndim == 1:
+            array = array[:, None]
+        if tuple(array.shape[1:]) != specs[name].shape:
+            raise DataError(f"modality {name!r} has per-sample shape {tuple(array.shape[1:])}, "
+                            f"but the ensemble was trained on {specs[name].shape}")
+        typed[name] = (array, specs[name].type)
+    ds = MultimodalDataset.from_arrays(typed)
+    n = ds.n_samples
+    for name, spec in specs.items():
+        if name not in ds.arrays:
+            ds.arrays[name] = np.zeros((n, *spec.shape), dtype=np.float32)
+            ds.masks[name] = np.zeros(n, dtype=bool)
+            ds.specs[name] = spec
+    ds.arrays = {name: ds.arrays[name] for name in specs}
+    ds.masks = {name: ds.masks[name] for name in specs}
+    ds.specs = dict(specs)
+    return ds
+
+
+__all__ = ["MODALITY_TYPES", "ModalitySpec", "MultimodalDataset", "encode_labels", "prediction_inputs"]

@@ -1,0 +1,170 @@
+"""The engine: one run trains every learner of an ensemble with the run's active plugin set.
+
+A learner that raises (or whose loss diverges) is recorded as failed with its error; the others
+still train and are kept. The engine owns the validation split so that every trainer holds out the
+same rows, and builds optimizers and schedules for neural trainers from the configured plugins.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from modalbag.assembly import ActiveSet, assemble, build_options
+from modalbag.bags import Bag
+from modalbag.config import TrainingConfig
+from modalbag.data import MultimodalDataset
+from modalbag.fit import FitState, Stash
+from modalbag.logs import get_logger
+from modalbag.metrics import task_metrics
+from modalbag.records import LearnerSpec, TrainedLearner
+from modalbag.registry import Catalog, default_catalog
+from modalbag.schedules import ConstantSchedule, LinearWarmup, Schedule
+
+log = get_logger("modalbag.engine")
+
+
+@attrs.frozen
+class TaskInfo:
+    """What the learners predict: task type, output width, class values and the class prior."""
+
+    task_type: str
+    n_outputs: int
+    classes: np.ndarray | None = attrs.field(eq=False)
+    prior: np.ndarray = attrs.field(eq=False)
+
+
+@attrs.frozen
+class BagData:
+    """A learner's training data: full arrays (no copies) plus the rows it may use."""
+
+    arrays: Mapping[str, np.ndarray]
+    masks: Mapping[str, np.ndarray]
+    specs: Mapping[str, Any]
+    targets: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+
+
+@attrs.define(eq=False)
+class Run:
+    """One training run: its config, its own plugin manager's hooks, and shared context."""
+
+    config: TrainingConfig
+    active: ActiveSet
+    task: TaskInfo
+    run_id: str = attrs.field(factory=lambda: uuid.uuid4().hex[:12])
+    stash: Stash = attrs.field(factory=Stash)
+
+    @property
+    def hook(self) -> Any:
+        return self.active.plugin_manager.hook
+
+    def build_optimizer(self, params: Any) -> Any:
+        sel = self.active.optimizer
+        return sel.component.factory(params, self.config, sel.options)
+
+    def build_schedule(self, optimizer: Any, steps_per_epoch: int) -> Schedule:
+        """The configured scheduler, behind a linear warmup unless it warms up by itself."""
+        sel = self.active.scheduler
+        inner: Schedule = (ConstantSchedule() if sel is None
+                           else sel.component.factory(optimizer, self.config, sel.options, steps_per_epoch))
+        handles_warmup = sel is not None and getattr(sel.component.factory, "handles_warmup", False)
+        if self.config.warmup_epochs and not handles_warmup:
+            return LinearWarmup(optimizer, inner, self.config.warmup_epochs * steps_per_epoch)
+        return inner
+
+
+def split_validation(bag: Bag, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of the bag's *distinct* rows, with every bootstrap copy of them.
+
+    Holding out distinct rows keeps a duplicated sample from sitting on both sides of the split.
+    """
+    distinct = np.unique(bag.rows)
+    n_val = int(round(fraction * len(distinct)))
+    if fraction <= 0 or n_val < 1 or len(distinct) - n_val < 2:
+        return bag.rows, np.empty(0, dtype=np.int64)
+    rng = np.random.default_rng(seed)
+    val = np.sort(rng.choice(distinct, n_val, replace=False))
+    return bag.rows[~np.isin(bag.rows, val)], val
+
+
+def complete_rows(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities: Sequence[str]) -> np.ndarray:
+    """The rows among ``rows`` that have every one of ``modalities``."""
+    if len(rows) == 0:
+        return rows
+    keep = np.all([masks[m][rows] for m in modalities], axis=0)
+    return rows[keep]
+
+
+def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets: np.ndarray,
+                run: Run, catalog: Catalog) -> TrainedLearner:
+    """Fit one learner; never raises for the learner's own failures (the record says failed)."""
+    started = time.perf_counter()
+    fit = FitState(spec=spec, bag=bag, gradient_clipping=run.config.gradient_clipping)
+    bound = log.bind(run=run.run_id, learner=spec.learner_id, trainer=spec.trainer)
+    try:
+        component = catalog.get("trainer", spec.trainer)
+        learner = component.factory(spec, run.config, build_options(component, run.config))
+        train_rows, val_rows = split_validation(bag, run.config.validation_split, bag.seed)
+        data = BagData(
+            arrays={m: dataset.arrays[m] for m in spec.modalities},
+            masks={m: dataset.masks[m] for m in spec.modalities},
+            specs={m: dataset.specs[m] for m in spec.modalities},
+            targets=targets, train_rows=train_rows, val_rows=val_rows,
+        )
+        run.hook.modalbag_fit_start(run=run, fit=fit)
+        learner.fit(data, run, fit)
+        run.hook.modalbag_fit_end(run=run, fit=fit)
+        validation = _validate(learner, data, run.task, spec.modalities)
+    except Exception as exc:  # noqa: BLE001 - a failing learner must not take the others down
+        elapsed = time.perf_counter() - started
+        bound.warning("learner.failed", error=f"{type(exc).__name__}: {exc}", seconds=round(elapsed, 3))
+        run.hook.modalbag_fit_error(run=run, learner_id=spec.learner_id, error=exc)
+        return TrainedLearner(spec, "failed", records=fit.records, training_time=elapsed,
+                              error=f"{type(exc).__name__}: {exc}", notes=fit.notes)
+    elapsed = time.perf_counter() - started
+    bound.info("learner.trained", seconds=round(elapsed, 3), epochs=len(fit.records), **validation)
+    return TrainedLearner(spec, "trained", model=learner, records=fit.records, training_time=elapsed,
+                          validation=validation, notes=fit.notes, checkpoint=fit.checkpoint)
+
+
+def _validate(learner: Any, data: BagData, task: TaskInfo, modalities: Sequence[str]) -> dict[str, float]:
+    rows = complete_rows(data.val_rows, data.masks, modalities)
+    if len(rows) == 0:
+        return {}
+    output = learner.predict_output({m: data.arrays[m][rows] for m in modalities})
+    return task_metrics(task.task_type, data.targets[rows], output)
+
+
+class Engine:
+    """Trains learners on bags with the plugins a config activates; one plugin manager per run."""
+
+    def __init__(self, catalog: Catalog | None = None, plugins: Sequence[object] = ()):
+        self.catalog = catalog or default_catalog()
+        self.plugins = tuple(plugins)
+
+    def prepare(self, config: TrainingConfig, task: TaskInfo) -> Run:
+        """Assemble the active set; every config and plugin error surfaces here, before training."""
+        return Run(config=config, active=assemble(config, self.catalog, self.plugins), task=task)
+
+    def train(self, run: Run, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag],
+              dataset: MultimodalDataset, targets: np.ndarray) -> dict[str, TrainedLearner]:
+        """Fit every learner (serially) and return every record, failed ones included."""
+        run.hook.modalbag_run_start(run=run)
+        log.info("run.start", run=run.run_id, learners=len(specs), plugins=run.active.names())
+        results = {}
+        for spec in specs:
+            results[spec.learner_id] = fit_learner(spec, bags[spec.bag_id], dataset, targets, run, self.catalog)
+        run.hook.modalbag_run_end(run=run, learners=results)
+        failed = sum(not r.ok for r in results.values())
+        log.info("run.end", run=run.run_id, trained=len(results) - failed, failed=failed)
+        return results
+
+
+__all__ = ["BagData", "Engine", "Run", "TaskInfo", "complete_rows", "fit_learner", "split_validation"]

@@ -1,0 +1,105 @@
+"""Every error modalbag raises on purpose: each message says what was wrong and how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
+    """Candidates that look like `name`, best first (for 'did you mean' hints)."""
+    return difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.6)
+
+
+def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
+    matches = close_matches(name, candidates, n=1)
+    return f"; did you mean {matches[0]!r}?" if matches else ""
+
+
+class ModalbagError(Exception):
+    """Base class: catch this to handle any error modalbag raises deliberately."""
+
+
+class PluginError(ModalbagError):
+    """A plugin could not be found, loaded or used."""
+
+
+class UnknownPluginError(PluginError, KeyError):
+    """A config or API call names a component that no installed plugin provides."""
+
+    def __init__(self, kind: str, name: str, available: Iterable[str]):
+        self.kind, self.name = kind, name
+        self.available = sorted(set(available))
+        listed = ", ".join(self.available) or "none installed"
+        article = "an" if kind[0] in "aeiou" else "a"
+        super().__init__(
+            f"{name!r} is not {article} {kind} plugin{_did_you_mean(name, self.available)} "
+            f"Available: {listed}"
+        )
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class PluginLoadError(PluginError):
+    """A plugin's module failed to import or to register; runs that do not use it are unaffected."""
+
+    def __init__(self, entry_point: str, distribution: str, cause: BaseException):
+        self.entry_point, self.distribution, self.cause = entry_point, distribution, cause
+        super().__init__(
+            f"plugin {entry_point!r} from distribution {distribution!r} failed to load: "
+            f"{type(cause).__name__}: {cause}. Fix or uninstall {distribution!r}, or choose "
+            f"another component in the config."
+        )
+
+
+class DuplicatePluginError(PluginError):
+    """Two plugins claim the same component name."""
+
+    def __init__(self, qualified_name: str, sources: Iterable[str]):
+        self.qualified_name, self.sources = qualified_name, sorted(sources)
+        super().__init__(
+            f"{qualified_name!r} is provided by more than one plugin: "
+            f"{' and '.join(self.sources)}. Uninstall one of them."
+        )
+
+
+class MissingPluginError(PluginError):
+    """A config option asks for a component that is not installed (yet)."""
+
+    def __init__(self, option: str, value: object, kind: str, name: str, fix: str):
+        self.option, self.kind, self.name = option, kind, name
+        super().__init__(
+            f"{option}={value!r} needs the {kind} plugin {name!r}, which is not installed. {fix}"
+        )
+
+
+class ConfigError(ModalbagError, ValueError):
+    """A training or ensemble configuration is invalid."""
+
+    def __init__(self, issues: list[str] | str):
+        self.issues = [issues] if isinstance(issues, str) else list(issues)
+        super().__init__("invalid configuration:\n  - " + "\n  - ".join(self.issues))
+
+
+class UnknownConfigKeyError(ConfigError, KeyError):
+    """A configuration key that no field and no installed plugin option accepts."""
+
+    def __init__(self, key: str, valid: Iterable[str]):
+        self.key = key
+        super().__init__(f"unknown configuration key {key!r}{_did_you_mean(key, valid)}")
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class DataError(ModalbagError, ValueError):
+    """Input data is malformed: the message names the modality (or file) and the fix."""
+
+
+class NotFittedError(ModalbagError, RuntimeError):
+    """A method needs a trained ensemble (or generated bags) that does not exist yet."""
+
+
+class TrainingDivergedError(ModalbagError, FloatingPointError):
+    """A learner's loss became NaN or infinite."""

@@ -1,0 +1,207 @@
+"""The hook specifications: the contract between modalbag's engine and its plugins.
+
+There are two kinds of hook.
+
+**Registration hooks** (``modalbag_register_<kind>s``) are implemented by plugin *modules*, found
+through the ``modalbag`` entry-point group. Each is called once, when the module is loaded, with a
+``register`` callable; the module adds named component factories and builds nothing else.
+Installed is not active: registering makes a component *available*, never part of a run.
+
+**Run hooks** are implemented by component *instances*. For each run the engine builds the
+components the configuration names and registers those instances, in configuration order, into the
+run's own plugin manager; only they are called. Broadcast hooks collect every result in that order;
+``firstresult`` hooks stop at the first implementation that returns something other than ``None``.
+Per-step hooks are kept to four (autocast, auxiliary losses, backward, optimizer step): everything
+else happens per run, per learner or per epoch.
+
+Adding a component family means adding one registration hook here and one entry in
+`modalbag.registry.KINDS`; the tests check that every hook is documented and tested.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
+
+from modalbag.markers import hookspec
+
+if TYPE_CHECKING:  # the engine's types, for documentation only
+    import torch
+
+    from modalbag.config import TrainingConfig
+    from modalbag.engine import Run
+    from modalbag.fit import FitState
+    from modalbag.records import EpochRecord, TrainedLearner
+
+Register = Callable[..., None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration hooks: one per component family, called once per plugin module when it is loaded.
+# ``register(name, factory, *, options=None, summary="")``: ``options`` is an attrs class holding
+# the component's own configuration keys (validated by the plugin); ``summary`` a one-line help.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def modalbag_register_trainers(register: Register) -> None:
+    """Add trainer components: the base learners that fit one bag.
+
+    ``factory(spec, config, options)`` returns an unfitted learner with ``fit(data, run)``,
+    ``predict_output(inputs)`` and ``describe()``; see `modalbag.learners.Learner`. The factory
+    must also offer ``propose(profile, strategy, task_type)`` returning a `LearnerProposal` or
+    ``None`` when it cannot learn that bag; learner selection picks the best-scored proposal.
+    """
+
+
+@hookspec
+def modalbag_register_optimizers(register: Register) -> None:
+    """Add optimizer components, chosen by ``optimizer_type``.
+
+    ``factory(params, config, options)`` returns a ``torch.optim.Optimizer`` over ``params``
+    using ``config.learning_rate`` and ``config.weight_decay``.
+    """
+
+
+@hookspec
+def modalbag_register_schedulers(register: Register) -> None:
+    """Add learning-rate schedulers, chosen by ``scheduler_type``.
+
+    ``factory(optimizer, config, options, steps_per_epoch)`` returns a `modalbag.schedules.Schedule`:
+    an object with ``after_batch()`` and ``after_epoch(val_loss)``. Set ``handles_warmup = True``
+    on the factory when the schedule warms up by itself (the engine then adds no linear warmup).
+    """
+
+
+@hookspec
+def modalbag_register_objectives(register: Register) -> None:
+    """Add cross-modal denoising objectives, chosen by ``denoising_objectives``.
+
+    ``factory(config, options)`` returns an instance taking part in the run through
+    `modalbag_fit_setup` (to attach its trainable modules) and `modalbag_auxiliary_losses`.
+    """
+
+
+@hookspec
+def modalbag_register_sinks(register: Register) -> None:
+    """Add metrics sinks (TensorBoard, W&B, JSON lines, ...), chosen by ``sinks``.
+
+    ``factory(config, options)`` returns an instance implementing the run hooks it needs, usually
+    `modalbag_run_start`, `modalbag_epoch_end` and `modalbag_run_end`.
+    """
+
+
+@hookspec
+def modalbag_register_validators(register: Register) -> None:
+    """Add validators: config checks, early stopping, checkpointing, cross-validation.
+
+    ``factory(config, options)`` returns an instance implementing run hooks; validators act
+    through `FitState.control` (for example ``control.should_stop = True``).
+    """
+
+
+# ---------------------------------------------------------------------------------------------
+# Run hooks: implemented by the active component instances of one run.
+# ---------------------------------------------------------------------------------------------
+
+
+@hookspec
+def modalbag_validate_config(config: TrainingConfig) -> list[str] | None:
+    """Check the configuration before anything trains.
+
+    Called once per run, after the active set is assembled and before `modalbag_run_start`, and by
+    `modalbag.validate_training_config`. Return a list of human-readable problems (each naming the
+    key and the fix), or ``None``/``[]`` when satisfied. All results are collected; any problem
+    stops the run with a `ConfigError` listing every one.
+    """
+
+
+@hookspec
+def modalbag_run_start(run: Run) -> None:
+    """A run begins: called once, before the first learner fits. Results are ignored."""
+
+
+@hookspec
+def modalbag_run_end(run: Run, learners: Mapping[str, TrainedLearner]) -> None:
+    """A run ended: called once with every learner's record (failed ones included).
+
+    Called even when some learners failed; results are ignored.
+    """
+
+
+@hookspec
+def modalbag_fit_setup(run: Run, fit: FitState) -> None:
+    """A neural learner's model is built and its optimizer is not yet: attach extra modules.
+
+    Implementations may add trainable modules to ``fit.aux_modules`` (an ``nn.ModuleDict`` that
+    is saved and optimized with the model) and keep per-fit state in ``fit.stash``.
+    """
+
+
+@hookspec
+def modalbag_fit_start(run: Run, fit: FitState) -> None:
+    """A learner starts fitting (any trainer): ``fit`` holds the bag, the spec and the model."""
+
+
+@hookspec
+def modalbag_epoch_end(run: Run, fit: FitState, record: EpochRecord) -> None:
+    """An epoch ended and ``record`` holds its measured metrics.
+
+    Sinks log it; validators decide, by setting ``fit.control.should_stop``. Called in config
+    order; results are ignored.
+    """
+
+
+@hookspec
+def modalbag_fit_end(run: Run, fit: FitState) -> None:
+    """A learner finished fitting without error (after its last epoch or an early stop).
+
+    Validators may restore weights here (early stopping restores the best epoch's).
+    """
+
+
+@hookspec
+def modalbag_fit_error(run: Run, learner_id: str, error: BaseException) -> None:
+    """A learner failed: called with its id and the exception; the run continues without it."""
+
+
+# Per-step hooks. The trainer looks these callers up once per fit, so each costs one pluggy call.
+
+
+@hookspec(firstresult=True)
+def modalbag_autocast(run: Run, fit: FitState) -> AbstractContextManager[Any] | None:
+    """Return the context manager the forward pass runs under (mixed precision), or ``None``.
+
+    First non-``None`` result wins; with none, the forward pass runs in full precision.
+    """
+
+
+@hookspec
+def modalbag_auxiliary_losses(
+    run: Run, fit: FitState, batch: Mapping[str, Any], output: Mapping[str, Any]
+) -> dict[str, torch.Tensor] | None:
+    """Return extra loss terms for this training step, keyed by a name, or ``None``.
+
+    ``batch`` maps ``"inputs"``, ``"masks"`` and ``"target"`` to tensors; ``output`` holds the
+    model's ``"logits"``, per-modality ``"embeddings"`` and the ``"fused"`` representation. All
+    results are collected; the trainer adds every term to the task loss and records each by name.
+    """
+
+
+@hookspec(firstresult=True)
+def modalbag_backward(run: Run, fit: FitState, loss: torch.Tensor) -> bool | None:
+    """Run the backward pass for ``loss`` (a loss scaler does this). Return ``True`` if handled.
+
+    First non-``None`` result wins; with none, the trainer calls ``loss.backward()``.
+    """
+
+
+@hookspec(firstresult=True)
+def modalbag_optimizer_step(run: Run, fit: FitState) -> bool | None:
+    """Step the optimizer after a backward pass. Return ``True`` if handled (stepped *or* skipped).
+
+    First non-``None`` result wins: gradient accumulation returns ``True`` between boundaries to
+    skip, and ``None`` at a boundary so the next implementation steps. With none, the trainer clips
+    gradients to ``gradient_clipping``, steps and zeroes them (`FitState.default_step`).
+    """

@@ -1,0 +1,1 @@
+"""modalbag's built-in plugins: one module per component, each registered by its own entry point."""

@@ -1,0 +1,1 @@
+"""Optimizer plugins, chosen by ``optimizer_type``."""

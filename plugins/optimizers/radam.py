@@ -1,0 +1,29 @@
+"""``radam``: Rectified Adam, which damps the early adaptive step so it needs no warmup (Liu et al., 2020)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from modalbag import hookimpl
+from modalbag.plugin_options import beta_pair, positive
+
+
+@attrs.frozen(kw_only=True)
+class RAdamOptions:
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=tuple, validator=beta_pair)
+    eps: float = attrs.field(default=1e-8, validator=positive)
+    decoupled_weight_decay: bool = True
+
+
+def build(params: Any, config: Any, options: RAdamOptions) -> Any:
+    import torch
+
+    return torch.optim.RAdam(params, lr=config.learning_rate, weight_decay=config.weight_decay, betas=options.betas,
+                             eps=options.eps, decoupled_weight_decay=options.decoupled_weight_decay)
+
+
+@hookimpl
+def modalbag_register_optimizers(register: Any) -> None:
+    register("radam", build, options=RAdamOptions, summary="Rectified Adam: robust without warmup")

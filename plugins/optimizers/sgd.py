@@ -1,0 +1,33 @@
+"""``sgd``: stochastic gradient descent with (Nesterov) momentum, for well-tuned fast training."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from modalbag import hookimpl
+from modalbag.plugin_options import non_negative
+
+
+@attrs.frozen(kw_only=True)
+class SGDOptions:
+    momentum: float = attrs.field(default=0.9, validator=non_negative)
+    nesterov: bool = True
+    dampening: float = attrs.field(default=0.0, validator=non_negative)
+
+    def __attrs_post_init__(self) -> None:
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise ValueError("nesterov=True needs momentum > 0 and dampening = 0")
+
+
+def build(params: Any, config: Any, options: SGDOptions) -> Any:
+    import torch
+
+    return torch.optim.SGD(params, lr=config.learning_rate, weight_decay=config.weight_decay,
+                           momentum=options.momentum, nesterov=options.nesterov, dampening=options.dampening)
+
+
+@hookimpl
+def modalbag_register_optimizers(register: Any) -> None:
+    register("sgd", build, options=SGDOptions, summary="SGD with momentum and optional Nesterov acceleration")

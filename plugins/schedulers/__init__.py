@@ -1,0 +1,1 @@
+"""Learning-rate scheduler plugins, chosen by ``scheduler_type``."""

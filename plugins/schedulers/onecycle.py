@@ -1,0 +1,59 @@
+"""``onecycle``: the one-cycle policy (Smith & Topin, 2018): up to ``max_lr``, then down far below.
+
+It warms up by itself (the first ``pct_start`` of all steps), so the engine adds no linear warmup.
+``max_lr`` defaults to the configured ``learning_rate``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from modalbag import hookimpl
+from modalbag.plugin_options import fraction, positive
+
+
+def _optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None:
+        positive(instance, attribute, value)
+
+
+@attrs.frozen(kw_only=True)
+class OneCycleOptions:
+    max_lr: float | None = attrs.field(default=None, validator=_optional_positive)
+    pct_start: float = attrs.field(default=0.3, validator=fraction)
+    anneal_strategy: str = attrs.field(default="cos", validator=attrs.validators.in_(("cos", "linear")))
+    div_factor: float = attrs.field(default=25.0, validator=positive)
+    final_div_factor: float = attrs.field(default=1e4, validator=positive)
+
+
+class OneCycle:
+    def __init__(self, optimizer: Any, total_steps: int, max_lr: float, options: OneCycleOptions):
+        from torch.optim.lr_scheduler import OneCycleLR
+
+        self.total_steps = total_steps
+        self.steps = 0
+        self.inner = OneCycleLR(optimizer, max_lr=max_lr, total_steps=total_steps, pct_start=options.pct_start,
+                                anneal_strategy=options.anneal_strategy, div_factor=options.div_factor,
+                                final_div_factor=options.final_div_factor, cycle_momentum=False)
+
+    def after_batch(self) -> None:
+        if self.steps < self.total_steps - 1:  # OneCycleLR raises past its last step
+            self.steps += 1
+            self.inner.step()
+
+    def after_epoch(self, val_loss: float | None) -> None:
+        pass
+
+
+def build(optimizer: Any, config: Any, options: OneCycleOptions, steps_per_epoch: int) -> OneCycle:
+    return OneCycle(optimizer, max(2, config.epochs * steps_per_epoch), options.max_lr or config.learning_rate, options)
+
+
+build.handles_warmup = True  # type: ignore[attr-defined]
+
+
+@hookimpl
+def modalbag_register_schedulers(register: Any) -> None:
+    register("onecycle", build, options=OneCycleOptions, summary="One-cycle policy: warm up to max_lr, anneal down")

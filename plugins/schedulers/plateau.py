@@ -1,0 +1,49 @@
+"""``plateau``: multiply the rate by ``factor`` when the validation loss stops improving for ``patience`` epochs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from modalbag import hookimpl
+from modalbag.plugin_options import fraction, non_negative
+
+
+def _patience(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{attribute.name} must be a whole number of epochs >= 0, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class PlateauOptions:
+    mode: str = attrs.field(default="min", validator=attrs.validators.in_(("min",)))
+    factor: float = attrs.field(default=0.5, validator=fraction)
+    patience: int = attrs.field(default=5, validator=_patience)
+    threshold: float = attrs.field(default=1e-4, validator=non_negative)
+    min_lr: float = attrs.field(default=0.0, validator=non_negative)
+    cooldown: int = attrs.field(default=0, validator=_patience)
+
+
+class Plateau:
+    def __init__(self, optimizer: Any, options: PlateauOptions):
+        from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+        self.inner = ReduceLROnPlateau(optimizer, mode=options.mode, factor=options.factor, patience=options.patience,
+                                       threshold=options.threshold, min_lr=options.min_lr, cooldown=options.cooldown)
+
+    def after_batch(self) -> None:
+        pass
+
+    def after_epoch(self, val_loss: float | None) -> None:
+        if val_loss is not None:
+            self.inner.step(val_loss)
+
+
+def build(optimizer: Any, config: Any, options: PlateauOptions, steps_per_epoch: int) -> Plateau:
+    return Plateau(optimizer, options)
+
+
+@hookimpl
+def modalbag_register_schedulers(register: Any) -> None:
+    register("plateau", build, options=PlateauOptions, summary="Reduce the rate when validation loss plateaus")

@@ -1,0 +1,1 @@
+"""Trainer plugins: the base learners that fit one bag."""

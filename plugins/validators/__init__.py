@@ -1,0 +1,1 @@
+"""Validator plugins: early stopping, checkpointing and other checks on a fit."""

@@ -1,0 +1,63 @@
+"""``early_stopping``: stop a learner when validation loss stops improving, and keep its best weights.
+
+Watches `EpochRecord.monitored` (validation loss, or training loss without a validation split).
+After ``early_stopping_patience`` epochs without an improvement larger than ``min_delta`` it stops
+the fit; at the end of the fit it restores the weights of the best epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+
+from modalbag import hookimpl
+from modalbag.fit import FitState, StashKey
+from modalbag.plugin_options import non_negative
+from modalbag.records import EpochRecord
+
+
+@attrs.frozen(kw_only=True)
+class EarlyStoppingOptions:
+    min_delta: float = attrs.field(default=0.0, validator=non_negative)
+    restore_best_weights: bool = True
+
+
+@attrs.define
+class _Best:
+    value: float = float("inf")
+    epoch: int = 0
+    state: dict[str, Any] | None = None
+
+
+BEST = StashKey[_Best]()
+
+
+class EarlyStopping:
+    def __init__(self, config: Any, options: EarlyStoppingOptions):
+        self.patience = config.early_stopping_patience
+        self.options = options
+
+    @hookimpl
+    def modalbag_epoch_end(self, run: Any, fit: FitState, record: EpochRecord) -> None:
+        best = fit.stash.setdefault(BEST, _Best())
+        value = record.monitored()
+        if value < best.value - self.options.min_delta:
+            best.value, best.epoch = value, record.epoch
+            if self.options.restore_best_weights and fit.model is not None:
+                best.state = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
+        elif record.epoch - best.epoch >= self.patience:
+            fit.control.stop(f"no improvement for {self.patience} epochs (best epoch {best.epoch})")
+
+    @hookimpl
+    def modalbag_fit_end(self, run: Any, fit: FitState) -> None:
+        best = fit.stash.get(BEST)
+        if best is not None and best.state is not None and best.epoch != fit.epoch:
+            fit.model.load_state_dict(best.state)
+            fit.notes.append(f"restored the weights of epoch {best.epoch} (monitored loss {best.value:.4f})")
+
+
+@hookimpl
+def modalbag_register_validators(register: Any) -> None:
+    register("early_stopping", EarlyStopping, options=EarlyStoppingOptions,
+             summary="Stop when validation loss stops improving; restore the best weights")
