@@ -79,24 +79,37 @@ def _wanted(config: TrainingConfig) -> list[tuple[str, str, str]]:
     return ordered
 
 
+_NAMED_BY_USER = ("optimizer_type", "scheduler_type", "denoising_objectives", "validators", "sinks")
+
+
+def _turn_off(option: str) -> Any:
+    """A value of ``option`` that activates nothing: the default if it does, else False / 0."""
+    field = attrs.fields_dict(TrainingConfig)[option]
+    if not field.metadata["activates"][2](field.default):
+        return field.default
+    return False if isinstance(field.default, bool) else 0
+
+
+def _missing(option: str, kind: str, name: str, config: TrainingConfig) -> MissingPluginError:
+    return MissingPluginError(option, getattr(config, option), kind, name,
+                              f"Install a plugin that provides it, or set {option}={_turn_off(option)!r}.")
+
+
 def _resolve(catalog: Catalog, option: str, kind: str, name: str, config: TrainingConfig) -> Component:
     if kind not in KINDS:  # a family a later release adds
-        default = attrs.fields_dict(TrainingConfig)[option].default
-        raise MissingPluginError(option, getattr(config, option), kind, name,
-                                 f"Install a plugin that provides it, or set {option}={default!r}.")
+        raise _missing(option, kind, name, config)
     try:
         return catalog.get(kind, name)
     except UnknownPluginError as exc:
-        if option in ("optimizer_type", "scheduler_type", "denoising_objectives", "validators", "sinks"):
+        if option in _NAMED_BY_USER:
             raise
-        default = attrs.fields_dict(TrainingConfig)[option].default
-        raise MissingPluginError(option, getattr(config, option), kind, name,
-                                 f"Install a plugin that provides it, or set {option}={default!r}.") from exc
+        raise _missing(option, kind, name, config) from exc
 
 
 def _stray_options(config: TrainingConfig, chosen: list[Component], catalog: Catalog) -> list[str]:
     """Plugin options given for components that this config does not use."""
-    accepted = {f.name for c in chosen if c.options for f in attrs.fields(c.options)}
+    trainers = catalog.components("trainer")  # any installed trainer may learn a bag
+    accepted = {f.name for c in [*chosen, *trainers] if c.options for f in attrs.fields(c.options)}
     issues = []
     owners = catalog.option_owners() if set(config.plugin_options) - accepted else {}
     for key in sorted(set(config.plugin_options) - accepted):

@@ -42,6 +42,11 @@ class Bag:
         return f"bag_{self.id:03d}"
 
 
+def _at_least_one(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{attribute.name} must be at least 1 (or None for no cap), got {value!r}")
+
+
 @attrs.frozen
 class EnsembleConfig:
     """How bags are drawn (``create_ensemble``'s arguments)."""
@@ -50,7 +55,7 @@ class EnsembleConfig:
     dropout_strategy: str = attrs.field(default="adaptive", validator=attrs.validators.in_(DROPOUT_STRATEGIES))
     sample_ratio: float = attrs.field(default=1.0, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
     modality_keep_prob: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
-    max_modalities: int | None = None
+    max_modalities: int | None = attrs.field(default=None, validator=_at_least_one)
     allow_repeats: bool = True
     random_state: int = 0
 
@@ -108,9 +113,7 @@ def _candidate_subsets(names: Sequence[str], max_size: int) -> list[tuple[str, .
 def choose_subsets(names: Sequence[str], config: EnsembleConfig,
                    informativeness: dict[str, float] | None, rng: np.random.Generator) -> list[tuple[str, ...]]:
     """The modality subset of each bag, in bag order."""
-    max_size = min(config.max_modalities or len(names), len(names))
-    if max_size < 1:
-        raise ConfigError("max_modalities must be at least 1")
+    max_size = len(names) if config.max_modalities is None else min(config.max_modalities, len(names))
     candidates = _candidate_subsets(names, max_size)
     if config.dropout_strategy == "exhaustive":
         order = candidates

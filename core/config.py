@@ -196,8 +196,9 @@ class TrainingConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data that `from_dict` reads back to an equal config."""
         out = attrs.asdict(self, recurse=False)
-        out.update(out.pop("plugin_options"))
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        plugin_options = out.pop("plugin_options")
+        out = {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+        return out | dict(plugin_options)
 
     def replace(self, **changes: Any) -> TrainingConfig:
         """A copy with some options changed (validated like `from_dict`)."""
@@ -238,8 +239,9 @@ def _parse(cls: type[TrainingConfig], data: Mapping[str, Any], catalog: Any) -> 
         raise ConfigError(f"a training config must be a mapping of options, got {type(data).__name__}")
     issues: list[Any] = []
     known = {k: val for k, val in data.items() if k in CONFIG_KEYS}
-    extra = {k: val for k, val in data.items() if k not in CONFIG_KEYS}
-    plugin_options = dict(known.pop("plugin_options", {}) or {})
+    extra = {k: val for k, val in data.items() if k not in CONFIG_KEYS and k != "plugin_options"}
+    extra.update(data.get("plugin_options") or {})
+    plugin_options: dict[str, Any] = {}
     if extra:
         owners = _option_owners(catalog)
         for key, value in extra.items():
@@ -254,10 +256,15 @@ def _parse(cls: type[TrainingConfig], data: Mapping[str, Any], catalog: Any) -> 
             attrs.evolve(base, **{key: value})
             good[key] = value
         except (TypeError, ValueError) as exc:
-            issues.append(f"{key}: {exc}")
+            issues.append(f"{key}: {_message(exc)}")
     config = attrs.evolve(base, plugin_options=plugin_options, **good)
     issues.extend(_cross_checks(config))
     return config, issues
+
+
+def _message(exc: Exception) -> str:
+    """attrs' ``in_`` validator packs (message, attribute, options, value) into args: keep the message."""
+    return str(exc.args[0]) if len(exc.args) > 1 else str(exc)
 
 
 def _option_owners(catalog: Any) -> dict[str, list[Any]]:

@@ -17,7 +17,6 @@ import numpy as np
 from modalbag.errors import DataError, close_matches
 
 MODALITY_TYPES = ("tabular", "text", "image", "sequence")
-_VECTOR_TYPES = ("tabular", "text", "image")
 
 
 @attrs.frozen
@@ -71,13 +70,20 @@ def as_modality_array(name: str, value: Any, kind: str | None = None) -> tuple[n
                         + f" Types: {', '.join(MODALITY_TYPES)}")
     _check_shape(name, kind, array)
     if array.shape[0] == 0 or array[0].size == 0:
-        raise DataError(f"modality {name!r} is empty (shape {array.shape})")
+        raise DataError(f"modality {name!r} is empty (shape {array.shape}); give at least one sample and "
+                        f"one feature, or leave the modality out")
     return array.astype(np.float32, copy=False), kind
 
 
 def _missing_rows(name: str, array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Boolean 'present' mask; an all-NaN row is missing, a partly-NaN row an error."""
     flat = array.reshape(len(array), -1)
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool).reshape(-1)
+        if mask.shape[0] != len(array):
+            raise DataError(f"mask for modality {name!r} has {mask.shape[0]} rows, data has {len(array)}; "
+                            f"give one True/False per sample")
+        flat = np.where(mask[:, None], flat, 0.0)  # values of rows marked missing are never used
     if np.isinf(flat).any():
         rows = np.flatnonzero(np.isinf(flat).any(axis=1))
         raise DataError(f"modality {name!r} has infinite values in {len(rows)} rows (first: row {rows[0]}); "
@@ -91,12 +97,7 @@ def _missing_rows(name: str, array: np.ndarray, mask: np.ndarray | None) -> np.n
                         f"(first: row {rows[0]}); impute them, or set the whole row to NaN to mark "
                         f"the modality missing for that sample")
     present = ~all_nan
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool).reshape(-1)
-        if mask.shape[0] != len(array):
-            raise DataError(f"mask for modality {name!r} has {mask.shape[0]} rows, data has {len(array)}")
-        present &= mask
-    return present
+    return present if mask is None else present & mask
 
 
 def encode_labels(labels: Any, task_type: str, num_classes: int | None = None,
@@ -104,7 +105,8 @@ def encode_labels(labels: Any, task_type: str, num_classes: int | None = None,
     """Validate labels for a task; returns the encoded targets and the class values (or None)."""
     y = np.asarray(labels)
     if n_samples is not None and len(y) != n_samples:
-        raise DataError(f"labels have {len(y)} rows but the modalities have {n_samples} samples")
+        raise DataError(f"labels have {len(y)} rows but the modalities have {n_samples} samples; "
+                        f"give one label per sample, in the same order")
     if task_type == "regression":
         if not np.issubdtype(y.dtype, np.number):
             raise DataError(f"regression labels must be numeric, got dtype {y.dtype}")
@@ -183,7 +185,8 @@ class MultimodalDataset:
         n = next(iter(counts.values()))
         y = None if labels is None else np.asarray(labels)
         if y is not None and len(y) != n:
-            raise DataError(f"labels have {len(y)} rows but the modalities have {n} samples")
+            raise DataError(f"labels have {len(y)} rows but the modalities have {n} samples; "
+                            f"give one label per sample, in the same order")
         return cls(arrays, present, specs, y)
 
     @property

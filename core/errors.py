@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import difflib
+import os
 from collections.abc import Iterable
 
 
 def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]:
-    """Candidates that look like `name`, best first (for 'did you mean' hints)."""
-    return difflib.get_close_matches(name, sorted(set(candidates)), n=n, cutoff=0.6)
+    """Candidates that look like `name`, best first (for 'did you mean' hints).
+
+    Ties in similarity go to the candidate sharing the longest prefix ('adam' -> 'adamw', not 'radam').
+    """
+    def prefix(candidate: str) -> int:
+        return len(os.path.commonprefix([name.lower(), candidate.lower()]))
+
+    scored = []
+    for candidate in set(candidates):
+        ratio = difflib.SequenceMatcher(None, name.lower(), candidate.lower()).ratio()
+        if ratio >= 0.6:
+            scored.append((-ratio, -prefix(candidate), candidate))
+    return [c for _, _, c in sorted(scored)[:n]]
 
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
@@ -32,10 +44,8 @@ class UnknownPluginError(PluginError, KeyError):
         self.available = sorted(set(available))
         listed = ", ".join(self.available) or "none installed"
         article = "an" if kind[0] in "aeiou" else "a"
-        super().__init__(
-            f"{name!r} is not {article} {kind} plugin{_did_you_mean(name, self.available)} "
-            f"Available: {listed}"
-        )
+        hint = _did_you_mean(name, self.available) or "."
+        super().__init__(f"{name!r} is not {article} {kind} plugin{hint} Available: {listed}")
 
     def __str__(self) -> str:  # KeyError would repr() the message
         return str(self.args[0])
@@ -87,10 +97,11 @@ class UnknownConfigKeyError(ConfigError, KeyError):
 
     def __init__(self, key: str, valid: Iterable[str]):
         self.key = key
-        super().__init__(f"unknown configuration key {key!r}{_did_you_mean(key, valid)}")
+        self.message = f"unknown configuration key {key!r}{_did_you_mean(key, valid)}"
+        super().__init__(self.message)
 
     def __str__(self) -> str:
-        return str(self.args[0])
+        return self.message
 
 
 class DataError(ModalbagError, ValueError):

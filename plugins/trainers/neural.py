@@ -272,6 +272,7 @@ class NeuralLearner:
             model.train()
             order = torch.randperm(n, generator=generator)
             loss_sum = torch.zeros(())
+            total_sum = torch.zeros(())
             term_sums: dict[str, torch.Tensor] = {}
             seen = 0
             for step in range(steps_per_epoch):
@@ -299,11 +300,14 @@ class NeuralLearner:
                 schedule.after_batch()
                 fit.step += 1
                 loss_sum += loss.detach() * len(idx)
+                total_sum += total.detach() * len(idx)
                 seen += len(idx)
             train_loss = float(loss_sum) / seen
-            if not math.isfinite(train_loss):
-                raise TrainingDivergedError(f"training loss became {train_loss} at epoch {epoch}; lower "
-                                            f"learning_rate or set gradient_clipping")
+            if not math.isfinite(float(total_sum)):
+                terms = {k: float(v) / seen for k, v in term_sums.items()}
+                raise TrainingDivergedError(f"training loss became non-finite at epoch {epoch} (task loss "
+                                            f"{train_loss}, auxiliary terms {terms}); lower learning_rate or "
+                                            f"set gradient_clipping")
             record = self._epoch_record(epoch, train_loss, xv, masks_v, yv, data.targets[val_rows], loss_fn,
                                         optimizer, time.perf_counter() - started, seen, term_sums)
             fit.records.append(record)

@@ -1,0 +1,40 @@
+"""Shared fixtures: small synthetic tasks and one trained ensemble reused across tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from modalbag import create_synthetic_model
+
+SMALL = {"text": (16, "text"), "image": (24, "image"), "meta": (6, "tabular")}
+
+#: Fast training options for tests: no plugins that later issues add, few epochs, no files.
+FAST = {"epochs": 12, "enable_denoising": False, "mixed_precision": False, "save_checkpoints": False,
+        "warmup_epochs": 1, "early_stopping_patience": 5, "batch_size": 64}
+
+
+def make_model(n_samples: int = 400, n_classes: int = 3, seed: int = 0, **kwargs):
+    return create_synthetic_model(SMALL, n_samples=n_samples, n_classes=n_classes, random_state=seed, **kwargs)
+
+
+@pytest.fixture(scope="session")
+def trained_model():
+    """A 7-bag ensemble on a 3-modality task, trained once per session (about ten seconds)."""
+    model = make_model(n_samples=600)
+    model.create_ensemble(n_bags=7, dropout_strategy="adaptive", random_state=0)
+    model.train_ensemble(**FAST)
+    return model
+
+
+@pytest.fixture(scope="session")
+def held_out(trained_model):
+    """Fresh samples of the same synthetic task: (data, labels)."""
+    return trained_model.synthetic_task.sample(600, random_state=99)
+
+
+def with_missing(data: dict[str, np.ndarray], name: str, rows: np.ndarray | slice) -> dict[str, np.ndarray]:
+    """A copy of ``data`` where modality ``name`` is missing (all-NaN) on ``rows``."""
+    out = {k: v.copy() for k, v in data.items()}
+    out[name][rows] = np.nan
+    return out

@@ -1,0 +1,435 @@
+"""modalbag.config and modalbag.assembly: defaults, parsing, validation and the active plugin set.
+
+Most tests pass their own fresh `Catalog` (installed built-ins only), so nothing another test
+registers into the process's default catalog can change what they see.
+"""
+
+from __future__ import annotations
+
+import json
+
+import attrs
+import pytest
+
+import modalbag
+from modalbag import (
+    Catalog,
+    ConfigError,
+    MissingPluginError,
+    TrainingConfig,
+    UnknownConfigKeyError,
+    UnknownPluginError,
+    validate_training_config,
+)
+from modalbag.assembly import assemble
+from modalbag.plugins.optimizers.adamw import AdamWOptions
+from modalbag.plugins.optimizers.sgd import SGDOptions
+
+REFERENCE_DEFAULTS = {
+    "epochs": 100,
+    "batch_size": 32,
+    "learning_rate": 1e-3,
+    "weight_decay": 1e-4,
+    "task_type": "classification",
+    "class_weights": None,
+    "label_smoothing": 0.0,
+    "enable_denoising": True,
+    "denoising_weight": 0.1,
+    "denoising_strategy": "adaptive",
+    "denoising_objectives": ("reconstruction", "alignment"),
+    "denoising_modalities": (),
+    "optimizer_type": "adamw",
+    "scheduler_type": "cosine_restarts",
+    "warmup_epochs": 5,
+    "gradient_clipping": 1.0,
+    "mixed_precision": True,
+    "gradient_accumulation_steps": 1,
+    "early_stopping_patience": 15,
+    "validation_split": 0.2,
+    "cross_validation_folds": 0,
+    "save_checkpoints": True,
+}
+
+# only installed built-ins: no denoising objectives, no amp plugin
+BUILTIN_ONLY = {"enable_denoising": False, "mixed_precision": False}
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    return Catalog()
+
+
+def _issue_with(issues: list[str], *parts: str) -> str:
+    found = [i for i in issues if all(p in i for p in parts)]
+    assert found, f"no issue mentions {parts}: {issues}"
+    return found[0]
+
+
+# --- defaults and parsing --------------------------------------------------------------------------
+
+
+def test_defaults_equal_the_reference():
+    config = TrainingConfig()
+    actual = {key: getattr(config, key) for key in REFERENCE_DEFAULTS}
+    assert actual == REFERENCE_DEFAULTS
+    assert config.plugin_options == {}
+    assert TrainingConfig.from_dict({}) == config
+
+
+def test_unknown_key_is_named_with_the_closest_key(catalog):
+    with pytest.raises(UnknownConfigKeyError) as info:
+        TrainingConfig.from_dict({"learning_rat": 0.01}, catalog=catalog)
+    assert info.value.key == "learning_rat"
+    assert info.value.issues == ["unknown configuration key 'learning_rat'; did you mean 'learning_rate'?"]
+    assert str(info.value).endswith("unknown configuration key 'learning_rat'; did you mean 'learning_rate'?")
+    assert isinstance(info.value, ConfigError) and isinstance(info.value, KeyError)
+
+
+def test_unknown_plugin_option_key_suggests_the_plugin_option(catalog):
+    with pytest.raises(UnknownConfigKeyError, match="did you mean 'momentum'"):
+        TrainingConfig.from_dict({"momentun": 0.5}, catalog=catalog)
+
+
+def test_unknown_key_is_reported_together_with_bad_values(catalog):
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_dict({"learning_rat": 0.01, "epochs": 0}, catalog=catalog)
+    assert len(info.value.issues) == 2
+    _issue_with(info.value.issues, "learning_rat", "learning_rate")
+    _issue_with(info.value.issues, "epochs", "> 0")
+
+
+def test_unknown_key_issue_is_not_nested(catalog):
+    expected = "unknown configuration key 'learning_rat'; did you mean 'learning_rate'?"
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_dict({"learning_rat": 0.01, "epochs": 0}, catalog=catalog)
+    assert info.value.issues[0] == expected
+    assert expected in validate_training_config({"learning_rat": 0.01}, catalog=catalog)["issues"]
+
+
+def test_plugin_options_are_kept_in_plugin_options(catalog):
+    options = {"betas": [0.8, 0.95], "momentum": 0.5, "T_mult": 3, "patience": 2, "max_lr": 0.1}
+    config = TrainingConfig.from_dict({"epochs": 3, **options}, catalog=catalog)
+    assert config.plugin_options == options
+    assert config.epochs == 3
+    assert not any(hasattr(config, key) for key in options)
+
+
+def test_plugin_options_use_the_default_catalog_when_none_given():
+    assert TrainingConfig.from_dict({"momentum": 0.3}).plugin_options == {"momentum": 0.3}
+
+
+def test_every_bad_value_is_reported_at_once(catalog):
+    bad = {"epochs": 0, "batch_size": -1, "learning_rate": "fast", "validation_split": 1.5, "task_type": "ranking"}
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_dict(bad, catalog=catalog)
+    issues = info.value.issues
+    assert len(issues) == len(bad)
+    for key, issue in zip(bad, issues, strict=True):
+        assert issue.startswith(f"{key}:"), issues
+    assert "'fast'" in issues[2] and "1.5" in issues[3] and "'ranking'" in issues[4]
+    assert all(f"  - {i}" in str(info.value) for i in issues)
+
+
+def test_bad_choice_message_is_readable(catalog):
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_dict({"task_type": "ranking"}, catalog=catalog)
+    (issue,) = info.value.issues
+    assert "'ranking'" in issue and "regression" in issue
+    assert "Attribute(" not in issue and "mappingproxy" not in issue
+
+
+def test_cross_checks_catch_inconsistent_options(catalog):
+    with pytest.raises(ConfigError) as info:
+        TrainingConfig.from_dict({"task_type": "regression", "class_weights": [1, 2], "label_smoothing": 0.1,
+                                  "denoising_weight": 0}, catalog=catalog)
+    issues = info.value.issues
+    assert len(issues) == 3
+    _issue_with(issues, "class_weights", "classification only")
+    _issue_with(issues, "label_smoothing", "classification only")
+    _issue_with(issues, "denoising_weight", "enable_denoising")
+
+
+def test_from_toml_reads_the_training_table(tmp_path, catalog):
+    path = tmp_path / "run.toml"
+    path.write_text(
+        'name = "ignored, outside [training]"\n'
+        "[training]\n"
+        "epochs = 7\n"
+        "learning_rate = 0.01\n"
+        'optimizer_type = "sgd"\n'
+        "momentum = 0.8\n"
+        'denoising_objectives = ["reconstruction"]\n'
+        "[ensemble]\n"
+        "n_bags = 12\n",
+        encoding="utf-8",
+    )
+    config = TrainingConfig.from_toml(path, catalog=catalog)
+    assert (config.epochs, config.learning_rate, config.optimizer_type) == (7, 0.01, "sgd")
+    assert config.denoising_objectives == ("reconstruction",)
+    assert config.plugin_options == {"momentum": 0.8}
+    assert config.batch_size == 32
+
+
+def test_from_toml_reads_top_level_keys_and_named_tables(tmp_path, catalog):
+    top = tmp_path / "top.toml"
+    top.write_text("epochs = 4\nbatch_size = 8\nT_mult = 3\n", encoding="utf-8")
+    config = TrainingConfig.from_toml(top, catalog=catalog)
+    assert (config.epochs, config.batch_size, config.plugin_options) == (4, 8, {"T_mult": 3})
+
+    named = tmp_path / "named.toml"
+    named.write_text("[tuning]\nwarmup_epochs = 0\n[training]\nepochs = 2\n", encoding="utf-8")
+    assert TrainingConfig.from_toml(named, table="tuning", catalog=catalog).warmup_epochs == 0
+    assert TrainingConfig.from_toml(named, table="tuning", catalog=catalog).epochs == 100
+
+    typo = tmp_path / "typo.toml"
+    typo.write_text("[training]\nbatch_sise = 8\n", encoding="utf-8")
+    with pytest.raises(UnknownConfigKeyError, match="did you mean 'batch_size'"):
+        TrainingConfig.from_toml(typo, catalog=catalog)
+
+
+def test_to_dict_round_trips_through_from_dict(catalog):
+    config = TrainingConfig.from_dict({
+        "epochs": 12, "task_type": "classification", "class_weights": {0: 1, 1: 2.5},
+        "denoising_objectives": ["alignment"], "denoising_modalities": ["image", "text"],
+        "gradient_clipping": None, "sinks": "jsonl", "validators": ["checkpoint"],
+        "optimizer_type": "sgd", "momentum": 0.7, "scheduler_type": "plateau", "patience": 3,
+    }, catalog=catalog)
+    data = config.to_dict()
+    assert "plugin_options" not in data and data["momentum"] == 0.7 and data["patience"] == 3
+    assert data["denoising_modalities"] == ["image", "text"] and data["sinks"] == ["jsonl"]
+    json.dumps(data)  # plain data
+    assert TrainingConfig.from_dict(data, catalog=catalog) == config
+    assert TrainingConfig.from_dict(TrainingConfig().to_dict(), catalog=catalog) == TrainingConfig()
+
+
+def test_to_dict_round_trips_tuple_plugin_options(catalog):
+    config = TrainingConfig.from_dict({"betas": (0.8, 0.9)}, catalog=catalog)
+    assert TrainingConfig.from_dict(config.to_dict(), catalog=catalog) == config
+
+
+def test_replace_validates_like_from_dict(catalog):
+    config = TrainingConfig().replace(epochs=5)
+    assert config.epochs == 5 and config.batch_size == 32
+    with pytest.raises(ConfigError, match="batch_size"):
+        config.replace(batch_size=0)
+
+
+# --- validate_training_config ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("data", [
+    BUILTIN_ONLY,
+    {**BUILTIN_ONLY, "optimizer_type": "sgd", "momentum": 0.5, "scheduler_type": "plateau", "patience": 3},
+    {**BUILTIN_ONLY, "optimizer_type": "radam", "betas": [0.8, 0.9], "scheduler_type": "onecycle", "max_lr": 0.05},
+    {**BUILTIN_ONLY, "T_mult": 3, "eta_min": 0.0},
+    {**BUILTIN_ONLY, "scheduler_type": "none", "gradient_clipping": None, "validators": ["checkpoint"]},
+])
+def test_valid_configs_are_valid(data, catalog):
+    assert validate_training_config(data, catalog=catalog) == {"valid": True, "issues": []}
+
+
+def test_validate_uses_the_default_catalog_when_none_given():
+    assert validate_training_config(BUILTIN_ONLY) == {"valid": True, "issues": []}
+    result = validate_training_config({**BUILTIN_ONLY, "optimizer_type": "sgdd"})
+    assert result["valid"] is False
+    _issue_with(result["issues"], "optimizer_type", "'sgdd'", "did you mean 'sgd'")
+
+
+def test_validate_reports_non_positive_sizes_together(catalog):
+    result = validate_training_config({**BUILTIN_ONLY, "epochs": 0, "batch_size": 0, "learning_rate": 0},
+                                      catalog=catalog)
+    assert result["valid"] is False
+    assert len(result["issues"]) == 3
+    for key in ("epochs", "batch_size", "learning_rate"):
+        _issue_with(result["issues"], key, "> 0")
+
+
+def test_validate_catches_zero_denoising_weight(catalog):
+    result = validate_training_config({**BUILTIN_ONLY, "enable_denoising": True, "denoising_weight": 0},
+                                      catalog=catalog)
+    assert result["valid"] is False
+    _issue_with(result["issues"], "denoising_weight", "enable_denoising")
+    # the same weight is fine without denoising
+    assert validate_training_config({**BUILTIN_ONLY, "denoising_weight": 0}, catalog=catalog)["valid"] is True
+
+
+def test_validate_does_not_raise_on_unknown_keys(catalog):
+    result = validate_training_config({**BUILTIN_ONLY, "learning_rat": 0.1, "epochs": -1}, catalog=catalog)
+    assert result["valid"] is False
+    assert len(result["issues"]) == 2
+    _issue_with(result["issues"], "learning_rat", "did you mean 'learning_rate'")
+    _issue_with(result["issues"], "epochs")
+
+
+def test_validate_catches_unknown_optimizer_with_close_match(catalog):
+    result = validate_training_config({**BUILTIN_ONLY, "optimizer_type": "adam"}, catalog=catalog)
+    assert result["valid"] is False
+    issue = _issue_with(result["issues"], "optimizer_type", "'adam' is not an optimizer plugin")
+    assert "did you mean" in issue and issue.endswith("Available: adamw, radam, sgd")
+
+
+BUILT: list[str] = []  # what the test plugins' components did, in order
+
+
+class _Objectives:
+    """A direct plugin providing the two default objectives (the real ones are not written yet)."""
+
+    @modalbag.hookimpl
+    def modalbag_register_objectives(self, register):
+        for name in ("reconstruction", "alignment"):
+            register(name, self._factory(name))
+
+    @staticmethod
+    def _factory(name):
+        class Objective:
+            def __init__(self, config, options):
+                BUILT.append(name)
+
+            @modalbag.hookimpl
+            def modalbag_validate_config(self, config):
+                BUILT.append(f"validated {name}")
+                return []
+
+        return Objective
+
+
+class _Strict:
+    def __init__(self, config, options):
+        pass
+
+    @modalbag.hookimpl
+    def modalbag_validate_config(self, config):
+        return [f"strict needs epochs >= 10, got {config.epochs}"] if config.epochs < 10 else None
+
+
+class _StrictPlugin:
+    @modalbag.hookimpl
+    def modalbag_register_validators(self, register):
+        register("strict", _Strict)
+
+
+@pytest.fixture(scope="module")
+def _plugged_catalog():
+    catalog = Catalog()
+    catalog.register_plugin(_Objectives())
+    catalog.register_plugin(_StrictPlugin())
+    return catalog
+
+
+@pytest.fixture
+def plugged(_plugged_catalog):
+    """Installed built-ins plus direct test plugins: the default objectives and a 'strict' validator."""
+    BUILT.clear()
+    return _plugged_catalog
+
+
+def test_validate_catches_unknown_objective_with_close_match(plugged):
+    catalog = plugged
+    ok = {"mixed_precision": False, "denoising_objectives": ["alignment", "reconstruction"]}
+    assert validate_training_config(ok, catalog=catalog) == {"valid": True, "issues": []}
+    result = validate_training_config({**ok, "denoising_objectives": ["reconstructon"]}, catalog=catalog)
+    assert result["valid"] is False
+    issue = _issue_with(result["issues"], "denoising_objectives", "'reconstructon'")
+    assert "did you mean 'reconstruction'?" in issue and "Available: alignment, reconstruction" in issue
+
+
+def test_validate_catches_option_of_an_unused_plugin(catalog):
+    result = validate_training_config({**BUILTIN_ONLY, "optimizer_type": "adamw", "momentum": 0.9}, catalog=catalog)
+    assert result["valid"] is False
+    issue = _issue_with(result["issues"], "'momentum'", "'sgd'")
+    assert "does not use" in issue
+
+
+@pytest.mark.parametrize(("data", "parts"), [
+    ({"optimizer_type": "adamw", "betas": (1.5, 0.9)}, ("optimizer 'adamw'", "betas", "1.5")),
+    ({"scheduler_type": "cosine_restarts", "T_mult": 0}, ("scheduler 'cosine_restarts'", "T_mult", ">= 1")),
+    ({"optimizer_type": "sgd", "momentum": 0.0}, ("optimizer 'sgd'", "nesterov")),
+    ({"scheduler_type": "plateau", "patience": -2}, ("scheduler 'plateau'", "patience")),
+])
+def test_validate_catches_invalid_plugin_option_values(data, parts, catalog):
+    result = validate_training_config({**BUILTIN_ONLY, **data}, catalog=catalog)
+    assert result["valid"] is False
+    assert len(result["issues"]) == 1, result["issues"]
+    _issue_with(result["issues"], *parts)
+
+
+# --- assembly --------------------------------------------------------------------------------------
+
+
+def test_assemble_names_follow_config_order(catalog):
+    active = assemble(TrainingConfig.from_dict(BUILTIN_ONLY, catalog=catalog), catalog)
+    assert active.names() == ["optimizer.adamw", "scheduler.cosine_restarts",
+                              "validator.early_stopping", "validator.checkpoint"]
+    assert isinstance(active.optimizer.options, AdamWOptions)
+    assert [type(i).__name__ for i in active.instances] == ["EarlyStopping", "Checkpoint"]
+    registered = [active.plugin_manager.get_name(p) for p in active.plugin_manager.get_plugins()]
+    assert sorted(registered) == ["validator.checkpoint", "validator.early_stopping"]
+
+
+def test_assemble_turns_components_on_and_off_from_options(catalog):
+    config = TrainingConfig.from_dict({**BUILTIN_ONLY, "optimizer_type": "sgd", "momentum": 0.5,
+                                       "scheduler_type": "none", "early_stopping_patience": 0,
+                                       "save_checkpoints": False, "validators": ["checkpoint"]}, catalog=catalog)
+    active = assemble(config, catalog)
+    assert active.names() == ["optimizer.sgd", "validator.checkpoint"]
+    assert active.scheduler is None
+    assert active.optimizer.options == SGDOptions(momentum=0.5)
+
+
+def test_assemble_calls_run_hooks_in_config_order(plugged):
+    catalog = plugged
+    config = TrainingConfig.from_dict({"mixed_precision": False, "early_stopping_patience": 0,
+                                       "save_checkpoints": False,
+                                       "denoising_objectives": ["alignment", "reconstruction"]}, catalog=catalog)
+    active = assemble(config, catalog)
+    assert active.names() == ["optimizer.adamw", "scheduler.cosine_restarts",
+                              "objective.alignment", "objective.reconstruction"]
+    assert BUILT == ["alignment", "reconstruction", "validated alignment", "validated reconstruction"]
+
+
+def test_assemble_needs_amp_for_mixed_precision_before_building_anything(plugged):
+    catalog = plugged
+    config = TrainingConfig.from_dict({"mixed_precision": True}, catalog=catalog)
+    with pytest.raises(MissingPluginError) as info:
+        assemble(config, catalog)
+    assert (info.value.option, info.value.name) == ("mixed_precision", "amp")
+    assert "mixed_precision=True" in str(info.value) and "'amp'" in str(info.value)
+    assert BUILT == []  # nothing was instantiated, let alone trained
+
+
+def test_missing_amp_suggests_turning_mixed_precision_off(catalog):
+    with pytest.raises(MissingPluginError) as info:
+        assemble(TrainingConfig.from_dict({"enable_denoising": False}, catalog=catalog), catalog)
+    assert "set mixed_precision=False" in str(info.value)
+
+
+def test_assemble_names_the_missing_objective(catalog):
+    config = TrainingConfig.from_dict({"mixed_precision": False, "enable_denoising": True}, catalog=catalog)
+    with pytest.raises(UnknownPluginError) as info:
+        assemble(config, catalog)
+    assert (info.value.kind, info.value.name) == ("objective", "reconstruction")
+    assert "'reconstruction' is not an objective plugin" in str(info.value)
+
+
+def test_assemble_needs_cross_validation_plugin_for_folds(catalog):
+    config = TrainingConfig.from_dict({**BUILTIN_ONLY, "cross_validation_folds": 5}, catalog=catalog)
+    with pytest.raises(MissingPluginError) as info:
+        assemble(config, catalog)
+    assert (info.value.option, info.value.kind, info.value.name) == ("cross_validation_folds", "validator",
+                                                                     "cross_validation")
+    assert "cross_validation_folds=0" in str(info.value)
+
+
+def test_assemble_rejects_invalid_plugin_options_before_building(catalog):
+    config = TrainingConfig.from_dict({**BUILTIN_ONLY, "T_mult": 0}, catalog=catalog)
+    with pytest.raises(ConfigError) as info:
+        assemble(config, catalog)
+    assert len(info.value.issues) == 1 and "T_mult" in info.value.issues[0]
+
+
+def test_plugin_validate_config_problems_stop_assembly(plugged):
+    config = TrainingConfig.from_dict({**BUILTIN_ONLY, "epochs": 3, "validators": ["strict"]}, catalog=plugged)
+    with pytest.raises(ConfigError) as info:
+        assemble(config, plugged)
+    assert info.value.issues == ["strict needs epochs >= 10, got 3"]
+    assert "validator.strict" in assemble(attrs.evolve(config, epochs=10), plugged).names()

@@ -1,0 +1,176 @@
+"""Project invariants: entry points match plugins/, every hook is documented, tested and has a kind,
+and the core never imports a plugin module."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from modalbag import Catalog, hookspecs
+from modalbag.markers import NAME
+from modalbag.registry import KINDS
+
+ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+ENTRY_POINTS: dict[str, str] = PYPROJECT["project"]["entry-points"][NAME]
+DOCS = ROOT / "docs" / "hooks.md"
+
+HOOKSPECS = {name: fn for name, fn in vars(hookspecs).items()
+             if name.startswith(f"{NAME}_") and inspect.isfunction(fn)}
+REGISTRATION_HOOKS = sorted(name for name in HOOKSPECS if name.startswith(f"{NAME}_register_"))
+
+
+def _plugin_modules() -> set[str]:
+    plugins = ROOT / "plugins"
+    return {".".join(("modalbag", "plugins", *path.relative_to(plugins).with_suffix("").parts))
+            for path in plugins.rglob("*.py") if path.name != "__init__.py"}
+
+
+def signature_text(fn) -> str:
+    """``name(param: Annotation, ...) -> Return`` as written in hookspecs.py (annotations unquoted)."""
+    sig = inspect.signature(fn)
+    params = ", ".join(p.name if p.annotation is p.empty else f"{p.name}: {p.annotation}"
+                       for p in sig.parameters.values())
+    ret = "" if sig.return_annotation is sig.empty else f" -> {sig.return_annotation}"
+    return f"{fn.__name__}({params}){ret}"
+
+
+def _normalize(text: str) -> str:
+    return " ".join(text.replace("`", "").split())
+
+
+# --- (a) entry points and plugin modules -----------------------------------------------------------
+
+
+def test_hookspec_discovery_is_not_empty():
+    assert len(HOOKSPECS) >= len(KINDS) and REGISTRATION_HOOKS
+
+
+def test_entry_points_match_plugin_modules_exactly():
+    values = list(ENTRY_POINTS.values())
+    assert len(values) == len(set(values)), "two entry points name the same module"
+    assert set(values) == _plugin_modules()
+
+
+def test_installed_metadata_matches_pyproject(fresh_catalog):
+    installed = {r.module: (r.kind, r.name) for r in fresh_catalog.available() if r.distribution == "modalbag"}
+    declared = {module: tuple(name.split(".", 1)) for name, module in ENTRY_POINTS.items()}
+    assert installed == declared, "the editable install is stale: rerun pip install -e ."
+
+
+@pytest.fixture(scope="module")
+def fresh_catalog():
+    return Catalog()
+
+
+@pytest.mark.parametrize("entry_point", sorted(ENTRY_POINTS))
+def test_entry_point_name_matches_what_its_module_registers(entry_point, fresh_catalog):
+    kind, dot, component = entry_point.partition(".")
+    assert dot and kind in KINDS, f"{entry_point!r} is not '<kind>.<component>'"
+    components = fresh_catalog.load_entry_point(entry_point)
+    assert [(c.kind, c.name) for c in components] == [(kind, component)]
+    assert components[0].source.value == ENTRY_POINTS[entry_point]
+
+
+# --- (b) hookspecs are documented ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(HOOKSPECS))
+def test_hookspec_is_a_marked_spec_with_a_docstring(name):
+    fn = HOOKSPECS[name]
+    assert hasattr(fn, f"{NAME}_spec"), f"{name} lacks @hookspec"
+    assert inspect.getdoc(fn) and len(inspect.getdoc(fn)) > 20, f"{name} needs a docstring"
+
+
+EXPECTED_HEADINGS = {name: signature_text(fn) for name, fn in HOOKSPECS.items()}
+
+
+@pytest.mark.xfail(not DOCS.exists(), strict=False, reason="docs/hooks.md not written yet")
+@pytest.mark.parametrize("name", sorted(HOOKSPECS))
+def test_hookspec_has_a_heading_in_docs(name):
+    headings = [_normalize(line.lstrip("#")) for line in DOCS.read_text(encoding="utf-8").splitlines()
+                if re.match(r"#{1,6}\s", line)]
+    expected = _normalize(EXPECTED_HEADINGS[name])
+    assert any(expected in heading for heading in headings), f"no heading in docs/hooks.md contains {expected!r}"
+
+
+def test_signature_text_is_the_written_signature():
+    assert signature_text(hookspecs.modalbag_register_optimizers) == \
+        "modalbag_register_optimizers(register: Register) -> None"
+    assert signature_text(hookspecs.modalbag_backward) == \
+        "modalbag_backward(run: Run, fit: FitState, loss: torch.Tensor) -> bool | None"
+
+
+# --- (c) hookspecs are tested ----------------------------------------------------------------------
+
+
+def _other_test_text() -> str:
+    here = Path(__file__).resolve()
+    return "\n".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").rglob("*.py") if p.resolve() != here)
+
+
+_TEST_TEXT = _other_test_text()
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(not re.search(rf"\b{n}\b", _TEST_TEXT), strict=False,
+                                            reason="no test mentions this hook yet"))
+    for n in sorted(HOOKSPECS)
+])
+def test_hookspec_is_mentioned_by_a_test(name):
+    assert re.search(rf"\b{name}\b", _TEST_TEXT), f"no file under tests/ mentions {name}"
+
+
+# --- (d) registration hooks and KINDS ---------------------------------------------------------------
+
+
+def test_every_registration_hook_has_a_kind():
+    assert sorted(KINDS.values()) == REGISTRATION_HOOKS
+    for kind, hook in KINDS.items():
+        assert hook == f"{NAME}_register_{kind}s"
+
+
+# --- (e) the core never imports a plugin ------------------------------------------------------------
+
+
+def _plugin_imports(path: Path) -> list[str]:
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            modules = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative to modalbag (core/ is the modalbag package)
+                base = "modalbag." + base if node.level == 1 else base
+            modules = [base] + [f"{base}.{alias.name}".strip(".") for alias in node.names]
+        elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+              and isinstance(node.args[0].value, str)
+              and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")):
+            modules = [node.args[0].value]
+        else:
+            continue
+        found += [f"{path.name}:{node.lineno}: {m}" for m in modules
+                  if m == "modalbag.plugins" or m.startswith("modalbag.plugins.")]
+    return found
+
+
+def test_plugin_import_detector_sees_every_form(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("import modalbag.plugins.optimizers.sgd\nfrom modalbag import plugins\n"
+                      "from .plugins.trainers import neural\nimport importlib\n"
+                      "importlib.import_module('modalbag.plugins.x')\nimport modalbag.registry\n", encoding="utf-8")
+    assert [f.split(": ")[1] for f in _plugin_imports(sample)] == [
+        "modalbag.plugins.optimizers.sgd", "modalbag.plugins", "modalbag.plugins.trainers",
+        "modalbag.plugins.trainers.neural", "modalbag.plugins.x"]
+
+
+def test_core_never_imports_a_plugin_module():
+    files = sorted((ROOT / "core").rglob("*.py"))
+    assert files
+    offenders = [hit for path in files for hit in _plugin_imports(path)]
+    assert offenders == []
