@@ -48,10 +48,11 @@ Register = Callable[..., None]
 def modalbag_register_trainers(register: Register) -> None:
     """Add trainer components: the base learners that fit one bag.
 
-    ``factory(spec, config, options)`` returns an unfitted learner with ``fit(data, run)``,
-    ``predict_output(inputs)`` and ``describe()``; see `modalbag.learners.Learner`. The factory
-    must also offer ``propose(profile, strategy, task_type)`` returning a `LearnerProposal` or
-    ``None`` when it cannot learn that bag; learner selection picks the best-scored proposal.
+    ``factory(spec, config, options)`` returns an unfitted learner keeping the
+    `modalbag.learners.Learner` protocol: ``fit(data, run, fit)``, ``predict_output(inputs, masks)``
+    and ``describe()``. The factory also offers ``propose(profile, strategy)``, returning a
+    `LearnerProposal` or ``None`` when it cannot learn that bag; learner selection picks the
+    best-scored proposal across trainers.
     """
 
 

@@ -1,0 +1,65 @@
+"""Write docs/hooks.md from the hook specifications' signatures and docstrings.
+
+    python docs/gen_hooks.py          # rewrite docs/hooks.md
+    python docs/gen_hooks.py --check  # exit 1 when docs/hooks.md is out of date (the tests run this)
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from pathlib import Path
+
+from modalbag import hookspecs
+from modalbag.markers import NAME
+
+PER_STEP = ("modalbag_autocast", "modalbag_auxiliary_losses", "modalbag_backward", "modalbag_optimizer_step")
+TARGET = Path(__file__).with_name("hooks.md")
+
+INTRO = """\
+# Hook reference
+
+modalbag's plugin contract, generated from `modalbag.hookspecs` (`core/hookspecs.py`) by
+`docs/gen_hooks.py`. A plugin marks its implementations with `modalbag.hookimpl`.
+
+- **Registration hooks** are implemented by plugin *modules* found through the `modalbag` entry-point
+  group. Each is called once when the module loads, with a `register(name, factory, *, options=None,
+  summary="")` callable, and builds nothing: installed is not active.
+- **Run hooks** are implemented by component *instances* that a run's configuration activates. The
+  engine registers them, in configuration order, into a plugin manager that belongs to that run only.
+  Broadcast hooks collect every result in that order; *firstresult* hooks stop at the first
+  implementation that returns something other than `None`.
+- **Per-step hooks** are the four the training loop calls on every step; each costs one pluggy call.
+"""
+
+
+def signature_text(fn: object) -> str:
+    sig = inspect.signature(fn)  # type: ignore[arg-type]
+    params = ", ".join(p.name if p.annotation is p.empty else f"{p.name}: {p.annotation}"
+                       for p in sig.parameters.values())
+    ret = "" if sig.return_annotation is sig.empty else f" -> {sig.return_annotation}"
+    return f"{fn.__name__}({params}){ret}"  # type: ignore[attr-defined]
+
+
+def render() -> str:
+    specs = {n: f for n, f in vars(hookspecs).items() if n.startswith(f"{NAME}_") and inspect.isfunction(f)}
+    groups = [
+        ("Registration hooks", [n for n in specs if n.startswith(f"{NAME}_register_")]),
+        ("Run hooks", [n for n in specs if not n.startswith(f"{NAME}_register_") and n not in PER_STEP]),
+        ("Per-step hooks", [n for n in specs if n in PER_STEP]),
+    ]
+    lines = [INTRO]
+    for title, names in groups:
+        lines += [f"## {title}", ""]
+        for name in names:
+            fn = specs[name]
+            first = " (firstresult)" if getattr(fn, f"{NAME}_spec", {}).get("firstresult") else ""
+            lines += [f"### `{signature_text(fn)}`{first}", "", inspect.cleandoc(fn.__doc__ or ""), ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    text = render()
+    if "--check" in sys.argv:
+        sys.exit(0 if TARGET.read_text(encoding="utf-8") == text else 1)
+    TARGET.write_text(text, encoding="utf-8")
