@@ -1,0 +1,1 @@
+"""Cross-modal denoising objective plugins, chosen by ``denoising_objectives``."""

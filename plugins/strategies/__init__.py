@@ -1,0 +1,1 @@
+"""Denoising weighting strategy plugins, chosen by ``denoising_strategy``."""

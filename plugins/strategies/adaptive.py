@@ -1,0 +1,80 @@
+"""``adaptive``: weights that follow the loss magnitudes, so no objective dominates the task.
+
+With exponential moving averages (momentum ``adaptive_momentum``) of the task loss T and of each of
+the K active objectives' losses L_k::
+
+    w_k = clip( T / (K * L_k), adaptive_min_weight, adaptive_max_weight )
+
+so each objective contributes about ``denoising_weight * T / K`` whatever its natural scale, and
+all of them together about ``denoising_weight * T``; the clip bounds how far a vanishing loss can be
+amplified. Without a task loss (standalone use) the reference T is 1. The overall weight ramps up
+linearly over ``warmup_epochs`` so the task is learned first. Averages stay on the device: no host
+sync per step. (Magnitude balancing in the spirit of GradNorm, Chen et al. 2018, without its
+gradient-norm pass.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import torch
+
+from modalbag import hookimpl
+from modalbag.denoising import warmup_scale
+from modalbag.plugin_options import fraction, positive
+
+
+@attrs.frozen(kw_only=True)
+class AdaptiveOptions:
+    adaptive_momentum: float = attrs.field(default=0.9, validator=fraction)
+    adaptive_min_weight: float = attrs.field(default=0.01, validator=positive)
+    adaptive_max_weight: float = attrs.field(default=10.0, validator=positive)
+
+    def __attrs_post_init__(self) -> None:
+        if self.adaptive_min_weight > self.adaptive_max_weight:
+            raise ValueError("adaptive_min_weight must not exceed adaptive_max_weight")
+
+
+class AdaptiveWeighting:
+    def __init__(self, options: AdaptiveOptions, warmup_epochs: int):
+        self.options, self.warmup_epochs = options, warmup_epochs
+        self.averages: dict[str, torch.Tensor] = {}
+
+    def _update(self, key: str, value: torch.Tensor) -> torch.Tensor:
+        value = value.detach()
+        previous = self.averages.get(key)
+        m = self.options.adaptive_momentum
+        self.averages[key] = value if previous is None else m * previous + (1 - m) * value
+        return self.averages[key]
+
+    def scale(self, epoch: int) -> float:
+        return warmup_scale(epoch, self.warmup_epochs)
+
+    def active(self, epoch: int) -> set[str] | None:
+        return None
+
+    def weights(self, losses: Mapping[str, torch.Tensor], task_loss: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        reference = self._update("__task__", task_loss) if task_loss is not None else None
+        k = len(losses)
+        out = {}
+        for name, loss in losses.items():
+            average = self._update(name, loss).abs().clamp_min(1e-8)
+            ref = reference if reference is not None else torch.ones_like(average)
+            out[name] = (ref / (k * average)).clamp(self.options.adaptive_min_weight, self.options.adaptive_max_weight)
+        return out
+
+
+class Adaptive:
+    def __init__(self, config: Any, options: AdaptiveOptions):
+        self.options, self.warmup_epochs = options, config.warmup_epochs
+
+    def for_fit(self, objectives: Sequence[str]) -> AdaptiveWeighting:
+        return AdaptiveWeighting(self.options, self.warmup_epochs)
+
+
+@hookimpl
+def modalbag_register_strategies(register: Any) -> None:
+    register("adaptive", Adaptive, options=AdaptiveOptions,
+             summary="Weights balance each objective to a share of the task loss (bounded), with warmup")
