@@ -1,0 +1,300 @@
+"""``local``: learners side by side in worker processes on this machine (the default when ``n_jobs`` > 1).
+
+Each worker is a process of its own, joined to this one by a pipe, so a worker that dies (killed,
+out of memory, ``os._exit``) is seen at once through its process sentinel and fails the one learner
+it was running; a fresh worker takes its place for the others. (A shared pool, ``joblib.Parallel``
+or ``ProcessPoolExecutor``, breaks as a whole when one worker dies, failing every learner in flight.)
+
+- At most ``n_jobs`` workers (``-1``: one per core), each running its learners with
+  ``threads_per_learner`` threads (default: cores // ``n_jobs``), so workers x threads never
+  oversubscribes the cores.
+- Memory-aware: a learner starts only when its estimated footprint, plus a new worker's own memory
+  when one must start, fits what is left of the budget (``memory_limit_mb``, else 90% of the
+  memory available when training starts). The first learner always starts.
+- The run's snapshot is written once to a temporary file that each worker reads; large arrays go
+  as ``.npy`` files that workers map read-only, so the page cache holds one copy of the data.
+- Workers start with ``forkserver`` where the platform has it: a server process imports torch and
+  the plugins once and forks each worker from there, so a worker starts in a fraction of a second
+  (the first run of a process pays the server's imports). ``spawn`` starts each worker from
+  scratch. Never ``fork``, which would copy this process's threads' locks mid-flight and can hang
+  torch.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import platform
+import signal
+import tempfile
+import time
+from collections import deque
+from collections.abc import Iterator
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+import attrs
+
+from modalbag import hookimpl
+from modalbag.executors import (
+    MIB,
+    WORKER_BASE_BYTES,
+    JobResult,
+    LearnerJob,
+    MemoryGate,
+    NotPicklableError,
+    TrainingWork,
+    concurrent_learners,
+    current_rss,
+    dumps,
+    failed_result,
+    fit_in_worker,
+    loads,
+)
+from modalbag.logs import get_logger
+from modalbag.plugin_options import positive
+
+log = get_logger("modalbag.executors.local")
+
+START_METHODS = ("forkserver", "spawn")
+#: Imported once by the fork server, so that each worker starts already holding them.
+PRELOAD = ("numpy", "torch", "torch.nn", "torch.optim", "torch._dynamo", "sklearn.metrics", "threadpoolctl",
+           "modalbag.engine", "modalbag.executors", __name__)
+
+
+def _default_start_method() -> str:
+    return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+
+
+@attrs.frozen(kw_only=True)
+class LocalOptions:
+    start_method: str = attrs.field(factory=_default_start_method, validator=attrs.validators.in_(START_METHODS))
+    bag_timeout: float | None = attrs.field(default=None, validator=attrs.validators.optional(positive))
+
+
+def worker_main(conn: Connection, context_path: str, threads: int) -> None:
+    """A worker's life: read the run's snapshot, say ready, then fit each job sent until told to stop."""
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError:  # already set in this process
+        pass
+    try:
+        with open(context_path, "rb") as fh:
+            context = loads(fh.read())
+    except BaseException as exc:  # noqa: BLE001 - every job would fail the same way: say so once
+        conn.send_bytes(dumps(("broken", f"{type(exc).__name__}: {exc}")))
+        return
+    conn.send_bytes(dumps(("ready", current_rss())))
+    while True:
+        try:
+            job = loads(conn.recv_bytes())
+        except EOFError:  # the parent went away
+            return
+        if job is None:
+            return
+        result = fit_in_worker(context, job)
+        try:
+            data = dumps(result, f"the result of {job.learner_id}")
+        except NotPicklableError as exc:
+            data = dumps(failed_result(job, exc))
+        conn.send_bytes(data)
+
+
+@attrs.define(eq=False)
+class _Worker:
+    process: Any
+    conn: Connection
+    reserved_base: int
+    job: LearnerJob | None = None
+    ready: bool = False
+    sent_at: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return f"{platform.node()}:{self.process.pid}"
+
+    def send(self, job: LearnerJob) -> None:
+        self.conn.send_bytes(dumps(job))
+        self.sent_at = time.monotonic()
+
+    def stop(self, *, wait_s: float) -> None:
+        try:
+            self.conn.send_bytes(dumps(None))
+        except (OSError, ValueError):
+            pass
+        self.process.join(wait_s)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join(2)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(2)
+        self.conn.close()
+
+
+def describe_exit(code: int | None, job: LearnerJob | None) -> str:
+    """Why a worker ended, in words: the signal's name, and the likely cause of a SIGKILL."""
+    if code is None:
+        return "the worker stopped answering"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        text = f"the worker process was killed by {name}"
+        if -code == signal.SIGKILL:
+            estimate = f" (estimated {job.footprint.total_mb} MB)" if job is not None else ""
+            text += f"; the kernel's out-of-memory killer sends SIGKILL: lower n_jobs or memory_limit_mb{estimate}"
+        return text
+    return f"the worker process exited with code {code}"
+
+
+def start_fork_server() -> None:
+    """Start this process's fork server now, preloading `PRELOAD`, unless it already runs.
+
+    The preload takes effect only when the server first starts; a server someone else started
+    still works, and its workers import what they lack themselves.
+    """
+    from multiprocessing import forkserver
+
+    multiprocessing.get_context("forkserver").set_forkserver_preload(list(PRELOAD))
+    forkserver.ensure_running()
+
+
+class LocalExecutor:
+    """Worker processes on this machine, each fitting one learner at a time."""
+
+    def __init__(self, config: Any, options: LocalOptions | None = None):
+        self.config = config
+        self.options = options or LocalOptions()
+        self.workers = concurrent_learners(config)
+        if self.options.start_method == "forkserver":
+            start_fork_server()  # its imports overlap with drawing bags and choosing learners
+
+    def execute(self, work: TrainingWork) -> Iterator[JobResult]:
+        jobs = deque(work.jobs)
+        if not jobs:
+            return
+        limit = max(1, min(self.workers, len(jobs)))
+        context = multiprocessing.get_context(self.options.start_method)
+        gate = MemoryGate(work.memory_budget)
+        base = WORKER_BASE_BYTES
+        workers: list[_Worker] = []
+        with tempfile.TemporaryDirectory(prefix="modalbag-run-") as tmp:
+            snapshot = work.context()
+            snapshot = attrs.evolve(snapshot, data=snapshot.data.as_files(tmp))
+            context_path = os.path.join(tmp, "context.pkl")
+            with open(context_path, "wb") as fh:
+                fh.write(dumps(snapshot))
+            log.debug("executor.local.start", workers=limit, threads=work.threads,
+                      budget_mb=None if gate.budget is None else round(gate.budget / MIB, 1))
+            try:
+                while jobs or any(w.job is not None for w in workers):
+                    self._dispatch(jobs, workers, limit, gate, base, context, context_path, work.threads)
+                    waitables: dict[Any, _Worker] = {}
+                    for w in workers:
+                        waitables[w.conn] = w
+                        waitables[w.process.sentinel] = w
+                    for ready in wait(list(waitables), timeout=self._next_deadline(workers)):
+                        w = waitables[ready]
+                        if w not in workers:
+                            continue  # already handled through its other waitable
+                        if ready is w.conn:
+                            outcome = self._receive(w)
+                        else:
+                            outcome = self._receive(w) if w.conn.poll() else "dead"
+                        if outcome == "dead":
+                            workers.remove(w)
+                            gate.release(w.reserved_base + (w.job.footprint.total if w.job else 0))
+                            reason = describe_exit(self._exitcode(w), w.job)
+                            if w.job is not None:
+                                yield work.lost(w.job, reason, w.name)
+                            w.stop(wait_s=0)
+                        elif isinstance(outcome, tuple) and outcome[0] == "ready":
+                            w.ready = True
+                            if outcome[1]:
+                                base = max(outcome[1], base if base != WORKER_BASE_BYTES else 0)
+                            if w.job is not None:
+                                w.send(w.job)
+                        elif isinstance(outcome, tuple) and outcome[0] == "broken":
+                            # the snapshot cannot be loaded in a worker: every job fails the same way
+                            for job in [*(x.job for x in workers if x.job is not None), *jobs]:
+                                yield failed_result(job, f"workers cannot load the run: {outcome[1]}")
+                            jobs.clear()
+                            for x in workers:
+                                x.job = None
+                        elif isinstance(outcome, JobResult):
+                            assert w.job is not None
+                            gate.release(w.job.footprint.total)
+                            w.job = None
+                            yield outcome
+                    yield from self._expire(work, workers, gate)
+            finally:
+                busy = any(w.job is not None for w in workers)
+                for w in workers:
+                    w.stop(wait_s=0.1 if busy else 5)
+
+    def _dispatch(self, jobs: deque[LearnerJob], workers: list[_Worker], limit: int, gate: MemoryGate,
+                  base: int, context: Any, context_path: str, threads: int) -> None:
+        """Give waiting jobs, in order, to idle workers (or new ones) while memory allows."""
+        for job in list(jobs):
+            running = sum(w.job is not None for w in workers)
+            idle = next((w for w in workers if w.job is None), None)
+            if idle is not None:
+                if gate.try_reserve(job.footprint.total, running=running, job=job):
+                    jobs.remove(job)
+                    idle.job = job
+                    if idle.ready:
+                        idle.send(job)
+                continue
+            if len(workers) >= limit:
+                return
+            if gate.try_reserve(base + job.footprint.total, running=running, job=job):
+                jobs.remove(job)
+                parent, child = context.Pipe(duplex=True)
+                process = context.Process(target=worker_main, args=(child, context_path, threads),
+                                          name="modalbag-worker", daemon=True)
+                process.start()
+                child.close()
+                workers.append(_Worker(process, parent, base, job=job))
+
+    @staticmethod
+    def _receive(w: _Worker) -> Any:
+        try:
+            return loads(w.conn.recv_bytes())
+        except (EOFError, OSError):
+            return "dead"
+
+    @staticmethod
+    def _exitcode(w: _Worker) -> int | None:
+        w.process.join(1)
+        return w.process.exitcode
+
+    def _next_deadline(self, workers: list[_Worker]) -> float | None:
+        timeout = self.options.bag_timeout
+        started = [w.sent_at for w in workers if w.job is not None and w.ready]
+        if timeout is None or not started:
+            return None
+        return max(0.0, min(started) + timeout - time.monotonic())
+
+    def _expire(self, work: TrainingWork, workers: list[_Worker], gate: MemoryGate) -> Iterator[JobResult]:
+        timeout = self.options.bag_timeout
+        if timeout is None:
+            return
+        now = time.monotonic()
+        for w in list(workers):
+            if w.job is not None and w.ready and now - w.sent_at > timeout:
+                w.process.kill()
+                workers.remove(w)
+                gate.release(w.reserved_base + w.job.footprint.total)
+                yield work.lost(w.job, f"the learner did not finish within bag_timeout={timeout} s", w.name)
+                w.stop(wait_s=0)
+
+
+@hookimpl
+def modalbag_register_executors(register: Any) -> None:
+    register("local", LocalExecutor, options=LocalOptions,
+             summary="Train learners side by side in worker processes on this machine (n_jobs of them)")
