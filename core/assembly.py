@@ -43,9 +43,11 @@ class ActiveSet:
     hooked: tuple[Selected, ...]
     instances: tuple[object, ...]
     plugin_manager: pluggy.PluginManager
+    executor: Selected | None = None
 
     def names(self) -> list[str]:
         chosen = [self.optimizer] + ([self.scheduler] if self.scheduler else []) + list(self.hooked)
+        chosen += [self.executor] if self.executor else []
         return [s.component.qualified_name for s in chosen]
 
 
@@ -68,9 +70,11 @@ def _wanted(config: TrainingConfig) -> list[tuple[str, str, str]]:
         wanted.append(("scheduler_type", "scheduler", config.scheduler_type))
     if config.enable_denoising:
         wanted += [("denoising_objectives", "objective", name) for name in config.denoising_objectives]
+        wanted.append(("denoising_strategy", "strategy", config.denoising_strategy))
     wanted += [(option, kind, name) for option, kind, name in config.active_requirements()]
     wanted += [("validators", "validator", name) for name in config.validators]
     wanted += [("sinks", "sink", name) for name in config.sinks]
+    wanted.append(("executor", "executor", config.executor_name()))
     seen, ordered = set(), []
     for entry in wanted:
         if (entry[1], entry[2]) not in seen:
@@ -79,7 +83,8 @@ def _wanted(config: TrainingConfig) -> list[tuple[str, str, str]]:
     return ordered
 
 
-_NAMED_BY_USER = ("optimizer_type", "scheduler_type", "denoising_objectives", "validators", "sinks")
+_NAMED_BY_USER = ("optimizer_type", "scheduler_type", "denoising_objectives", "denoising_strategy", "validators",
+                  "sinks", "executor")
 
 
 def _turn_off(option: str) -> Any:
@@ -157,8 +162,17 @@ def assemble(config: TrainingConfig, catalog: Catalog | None = None,
         selected.append(Selected(option, comp, build_options(comp, config)))
     optimizer = selected[0]
     scheduler = next((s for s in selected if s.component.kind == "scheduler"), None)
-    hooked = tuple(s for s in selected if s.component.kind not in ("optimizer", "scheduler"))
-    named = [(sel.component.qualified_name, sel.component.factory(config, sel.options)) for sel in hooked]
+    executor = next((s for s in selected if s.component.kind == "executor"), None)
+    hooked = tuple(s for s in selected if s.component.kind not in ("optimizer", "scheduler", "executor"))
+    named = [(sel.component.qualified_name, sel.component.factory(config, sel.options)) for sel in hooked
+             if sel.component.kind not in ("objective", "strategy")]
+    if config.enable_denoising:  # objectives run inside one loss module per learner, not as hooks
+        from modalbag.denoising import DenoisingHooks  # imports torch: only when denoising is on
+
+        built = {sel.component.name: sel.component.factory(config, sel.options) for sel in hooked
+                 if sel.component.kind == "objective"}
+        strategy = next(sel for sel in hooked if sel.component.kind == "strategy")
+        named.insert(0, ("denoising", DenoisingHooks(config, built, strategy.component.factory(config, strategy.options))))
     named += [(f"extra-{i}-{type(p).__name__}", p) for i, p in enumerate(extra_plugins)]
     pm = _new_plugin_manager()
     for name, instance in reversed(named):  # pluggy calls the last registered first
@@ -168,7 +182,7 @@ def assemble(config: TrainingConfig, catalog: Catalog | None = None,
     problems = [p for found in pm.hook.modalbag_validate_config(config=config) if found for p in found]
     if problems:
         raise ConfigError(problems)
-    return ActiveSet(optimizer, scheduler, hooked, tuple(instances), pm)
+    return ActiveSet(optimizer, scheduler, hooked, tuple(instances), pm, executor)
 
 
 __all__ = ["ActiveSet", "Selected", "assemble", "build_options", "component_issues"]

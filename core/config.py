@@ -9,6 +9,7 @@ engine's assembly of the active plugin set.
 
 from __future__ import annotations
 
+import importlib.util
 import tomllib
 from collections.abc import Callable, Mapping
 from os import PathLike
@@ -22,6 +23,7 @@ from modalbag.errors import ConfigError, UnknownConfigKeyError, close_matches
 TASK_TYPES = ("classification", "regression", "multilabel")
 DENOISING_STRATEGIES = ("fixed", "adaptive", "curriculum")
 NO_SCHEDULER = ("none", "constant")
+VALIDATION_STRATEGIES = ("random", "stratified", "time_series")
 
 
 def _opt(default: Any, help: str, *, validator: Any = None, converter: Any = None,
@@ -47,6 +49,11 @@ def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value < 0:
         raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
+
+
+def _n_jobs(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value == 0 or value < -1:
+        raise ValueError(f"{attribute.name} must be >= 1, or -1 for one per core, got {value!r}")
 
 
 def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -91,6 +98,26 @@ def _class_weights(value: Any) -> tuple[float, ...] | dict[int, float] | None:
     return tuple(float(w) for w in value)
 
 
+def _stages(value: Any) -> tuple[Mapping[str, Any], ...]:
+    stages = tuple(dict(stage) for stage in value)
+    last = 0
+    for i, stage in enumerate(stages):
+        unknown = set(stage) - {"epochs", "objectives", "denoising_weight"}
+        if unknown:
+            raise ValueError(f"curriculum stage {i} has unknown keys {sorted(unknown)}; "
+                             f"use epochs, objectives, denoising_weight")
+        epochs = stage.get("epochs")
+        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= last:
+            raise ValueError(f"curriculum stage {i}: 'epochs' is the stage's last epoch and must be an "
+                             f"integer above the previous stage's ({last}), got {epochs!r}")
+        last = epochs
+        if "objectives" in stage:
+            stage["objectives"] = list(_names(stage["objectives"]))
+        if "denoising_weight" in stage:
+            stage["denoising_weight"] = float(_number(stage["denoising_weight"]))
+    return stages
+
+
 _when_true: Callable[[Any], bool] = bool
 
 
@@ -117,13 +144,21 @@ class TrainingConfig:
                                   category="denoising", converter=_boolean)
     denoising_weight: float = _opt(0.1, "Weight of the denoising loss relative to the task loss.",
                                    category="denoising", converter=_number, validator=_non_negative)
-    denoising_strategy: str = _opt("adaptive", "How objective weights evolve: fixed, adaptive or curriculum.",
-                                   category="denoising", validator=v.in_(DENOISING_STRATEGIES))
+    denoising_strategy: str = _opt("adaptive", "Weighting strategy plugin: fixed, adaptive or curriculum.",
+                                   category="denoising", validator=v.instance_of(str))
     denoising_objectives: tuple[str, ...] = _opt(["reconstruction", "alignment"],
                                                  "Names of the denoising objective plugins to use.",
                                                  category="denoising", converter=_names)
     denoising_modalities: tuple[str, ...] = _opt([], "Modalities the objectives act on (empty: all).",
                                                  category="denoising", converter=_names)
+    curriculum_stages: tuple[Mapping[str, Any], ...] = _opt(
+        [], "Curriculum stages, each {'epochs': last epoch of the stage, 'objectives': [...], "
+            "'denoising_weight': w}; empty: objectives added one by one over the run.",
+        category="denoising", converter=lambda stages: _stages(stages))
+    contrastive_temperature: float = _opt(0.1, "InfoNCE temperature of the alignment objective.",
+                                          category="denoising", converter=_number, validator=_positive)
+    alignment_weight: float = _opt(1.0, "Extra multiplier on the alignment objective's loss.",
+                                   category="denoising", converter=_number, validator=_non_negative)
     # -- optimization ------------------------------------------------------------------------------
     optimizer_type: str = _opt("adamw", "Optimizer plugin name.", category="optimization",
                                validator=v.instance_of(str))
@@ -147,9 +182,26 @@ class TrainingConfig:
                                         activates=("validator", "early_stopping", lambda n: n > 0))
     validation_split: float = _opt(0.2, "Fraction of each bag's distinct rows held out for validation.",
                                    category="quality", converter=_number, validator=_fraction)
-    cross_validation_folds: int = _opt(0, "K-fold cross-validation (0 disables).", category="quality",
-                                       converter=_integer, validator=_non_negative,
-                                       activates=("validator", "cross_validation", lambda n: n > 1))
+    # Cross-validation runs inside the trainers that support it (the tabular ones), so no validator
+    # plugin is activated for it.
+    cross_validation_folds: int = _opt(0, "K-fold cross-validation of each tabular learner over its training "
+                                          "rows, stratified for classification (0 disables).", category="quality",
+                                       converter=_integer, validator=_non_negative)
+    validation_strategy: str = _opt("random", "How validation rows are held out: random, stratified (by class) "
+                                              "or time_series (the latest rows; row order is time order).",
+                                    category="quality", validator=v.in_(VALIDATION_STRATEGIES))
+    walk_forward_validation: bool = _opt(False, "Score tabular learners by walk-forward folds (train on the past, "
+                                                "validate on the next block); needs validation_strategy="
+                                                "'time_series'. Uses cross_validation_folds folds, else 5.",
+                                         category="quality", converter=_boolean)
+    # -- tuning ------------------------------------------------------------------------------------
+    hpo_trials: int = _opt(0, "Hyperparameter search trials per tabular learner, each scored by "
+                              "cross-validation (0: no search unless hpo_time_budget is set).",
+                           category="tuning", converter=_integer, validator=_non_negative)
+    hpo_time_budget: float | None = _opt(None, "Seconds of hyperparameter search per tabular learner "
+                                               "(None: bounded by hpo_trials only).", category="tuning",
+                                         converter=attrs.converters.optional(_number),
+                                         validator=v.optional(_positive))
     save_checkpoints: bool = _opt(True, "Write each learner's best weights to checkpoint_dir.",
                                   category="quality", converter=_boolean,
                                   activates=("validator", "checkpoint", _when_true))
@@ -165,6 +217,29 @@ class TrainingConfig:
                                   converter=_names)
     validators: tuple[str, ...] = _opt([], "Extra validator plugins to activate, by name.", category="run",
                                        converter=_names)
+    # -- parallel ----------------------------------------------------------------------------------
+    executor: str = _opt("auto", "Executor plugin that runs the learners: 'auto' picks 'serial' when n_jobs is 1, "
+                         "'torchrun' when distributed_training, else 'local'; or 'ray', ...",
+                         category="parallel", validator=v.instance_of(str))
+    n_jobs: int = _opt(1, "Learners trained at once (-1: one per core).", category="parallel",
+                       converter=_integer, validator=_n_jobs)
+    threads_per_learner: int | None = _opt(None, "Threads each learner uses (None: cores // n_jobs). Results are "
+                                           "bitwise identical across executors for the same value.",
+                                           category="parallel", converter=attrs.converters.optional(_integer),
+                                           validator=v.optional(_positive))
+    memory_limit_mb: float | None = _opt(None, "Memory the learners training at once may use together (None: 90% "
+                                         "of the memory available when training starts).", category="parallel",
+                                         converter=attrs.converters.optional(_number),
+                                         validator=v.optional(_positive))
+    distributed_training: bool = _opt(False, "Train each learner with torch DDP over num_processes ranks "
+                                      "launched by torchrun.", category="parallel", converter=_boolean)
+    num_processes: int = _opt(2, "DDP ranks per learner when distributed_training (torchrun --nproc-per-node).",
+                              category="parallel", converter=_integer, validator=_positive)
+    distributed_timeout: float = _opt(300.0, "Seconds a DDP rank waits for its peers (joining the group, each "
+                                      "collective) before failing.", category="parallel", converter=_number,
+                                      validator=_positive)
+    progress_bar: bool = _opt(False, "Draw one progress bar over the bags on stderr.", category="parallel",
+                              converter=_boolean)
     plugin_options: Mapping[str, Any] = attrs.field(
         factory=dict, converter=dict,
         metadata={"help": "Options owned by plugins (betas, momentum, T_mult, ...); filled by from_dict.",
@@ -204,6 +279,14 @@ class TrainingConfig:
         """A copy with some options changed (validated like `from_dict`)."""
         return self.from_dict({**self.to_dict(), **changes})
 
+    def executor_name(self) -> str:
+        """The executor plugin this config runs on, with 'auto' resolved."""
+        if self.executor != "auto":
+            return self.executor
+        if self.distributed_training:
+            return "torchrun"
+        return "serial" if self.n_jobs == 1 else "local"
+
     def active_requirements(self) -> list[tuple[str, str, str]]:
         """(option, kind, component) for every plugin that the option values turn on."""
         out = []
@@ -222,6 +305,11 @@ CONFIG_KEYS: frozenset[str] = frozenset(
 def _cross_checks(config: TrainingConfig) -> list[str]:
     issues = []
     if config.enable_denoising:
+        for i, stage in enumerate(config.curriculum_stages):
+            strays = set(stage.get("objectives", ())) - set(config.denoising_objectives)
+            if strays:
+                issues.append(f"curriculum stage {i} names objectives {sorted(strays)} that are not in "
+                              f"denoising_objectives {list(config.denoising_objectives)}")
         if config.denoising_weight <= 0:
             issues.append("denoising_weight must be > 0 when enable_denoising is true "
                           "(set enable_denoising=false to train without denoising)")
@@ -231,6 +319,16 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
         issues.append("class_weights applies to classification only (task_type is 'regression')")
     if config.label_smoothing and config.task_type != "classification":
         issues.append("label_smoothing applies to classification only")
+    if config.walk_forward_validation and config.validation_strategy != "time_series":
+        issues.append("walk_forward_validation needs validation_strategy='time_series' (rows in time order)")
+    if config.validation_strategy == "stratified" and config.task_type != "classification":
+        issues.append("validation_strategy='stratified' applies to classification only; use 'random'")
+    if (config.hpo_trials or config.hpo_time_budget) and importlib.util.find_spec("optuna") is None:
+        issues.append("hpo_trials / hpo_time_budget search with Optuna, which is not installed: "
+                      "pip install modalbag[hpo]")
+    if config.distributed_training and config.executor not in ("auto", "torchrun"):
+        issues.append(f"distributed_training trains each learner over torchrun ranks, but executor is "
+                      f"{config.executor!r}: set executor='auto' (or 'torchrun'), or distributed_training=false")
     return issues
 
 

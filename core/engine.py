@@ -19,6 +19,17 @@ from modalbag.assembly import ActiveSet, assemble, build_options
 from modalbag.bags import Bag
 from modalbag.config import TrainingConfig
 from modalbag.data import MultimodalDataset
+from modalbag.executors import (
+    JobResult,
+    LearnerJob,
+    ProgressBar,
+    TrainingWork,
+    WorkerLostError,
+    estimate_footprint,
+    memory_budget,
+    replay_events,
+    threads_for,
+)
 from modalbag.fit import FitState, Stash
 from modalbag.logs import get_logger
 from modalbag.metrics import task_metrics
@@ -60,6 +71,10 @@ class Run:
     task: TaskInfo
     run_id: str = attrs.field(factory=lambda: uuid.uuid4().hex[:12])
     stash: Stash = attrs.field(factory=Stash)
+    #: The executor plugin's instance that runs the learners (built by `Engine.prepare`).
+    executor: Any = attrs.field(default=None, repr=False)
+    #: This process's DDP rank (`modalbag.distributed.DistributedContext`), or None outside DDP.
+    distributed: Any = None
 
     @property
     def hook(self) -> Any:
@@ -80,18 +95,39 @@ class Run:
         return inner
 
 
-def split_validation(bag: Bag, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def split_validation(bag: Bag, fraction: float, seed: int, strategy: str = "random",
+                     targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Hold out ``fraction`` of the bag's *distinct* rows, with every bootstrap copy of them.
 
     Holding out distinct rows keeps a duplicated sample from sitting on both sides of the split.
+    ``strategy`` picks which rows: ``"random"`` (seeded), ``"stratified"`` (seeded, the same share of
+    each class of ``targets``; random when a class has a single row) or ``"time_series"`` (the latest
+    rows, row order being time order, so no validation row precedes a training row).
     """
     distinct = np.unique(bag.rows)
     n_val = int(round(fraction * len(distinct)))
     if fraction <= 0 or n_val < 1 or len(distinct) - n_val < 2:
         return bag.rows, np.empty(0, dtype=np.int64)
-    rng = np.random.default_rng(seed)
-    val = np.sort(rng.choice(distinct, n_val, replace=False))
+    if strategy == "time_series":
+        val = distinct[len(distinct) - n_val:]
+    elif strategy == "stratified" and targets is not None and _stratifiable(targets[distinct], n_val):
+        from sklearn.model_selection import train_test_split
+
+        _, val = train_test_split(distinct, test_size=n_val, stratify=targets[distinct], random_state=seed % 2**32)
+        val = np.sort(val)
+    else:
+        rng = np.random.default_rng(seed)
+        val = np.sort(rng.choice(distinct, n_val, replace=False))
     return bag.rows[~np.isin(bag.rows, val)], val
+
+
+def _stratifiable(labels: np.ndarray, n_val: int) -> bool:
+    """Class labels with at least two rows per class and room for every class on both sides."""
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        return False
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    return counts.min() >= 2 and len(counts) <= min(n_val, len(labels) - n_val)
 
 
 def complete_rows(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities: Sequence[str]) -> np.ndarray:
@@ -111,7 +147,8 @@ def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets
     try:
         component = catalog.get("trainer", spec.trainer)
         learner = component.factory(spec, run.config, build_options(component, run.config))
-        train_rows, val_rows = split_validation(bag, run.config.validation_split, bag.seed)
+        train_rows, val_rows = split_validation(bag, run.config.validation_split, bag.seed,
+                                                run.config.validation_strategy, targets)
         data = BagData(
             arrays={m: dataset.arrays[m] for m in spec.modalities},
             masks={m: dataset.masks[m] for m in spec.modalities},
@@ -151,20 +188,86 @@ class Engine:
 
     def prepare(self, config: TrainingConfig, task: TaskInfo) -> Run:
         """Assemble the active set; every config and plugin error surfaces here, before training."""
-        return Run(config=config, active=assemble(config, self.catalog, self.plugins), task=task)
+        active = assemble(config, self.catalog, self.plugins)
+        executor = None
+        if active.executor is not None:  # built now, so that a missing library fails before training
+            executor = active.executor.component.factory(config, active.executor.options)
+        return Run(config=config, active=active, task=task, executor=executor)
+
+    def jobs(self, run: Run, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag],
+             dataset: MultimodalDataset) -> tuple[LearnerJob, ...]:
+        """Each learner's job, with its memory footprint estimated before it starts."""
+        out = []
+        for spec in specs:
+            bag = bags[spec.bag_id]
+            try:
+                trainer = self.catalog.get("trainer", spec.trainer)
+            except Exception:  # noqa: BLE001 - fitting reports the trainer's problem as this learner's
+                trainer = None
+            footprint = estimate_footprint(spec, bag, dataset.specs, run.config, run.task.n_outputs, trainer)
+            out.append(LearnerJob(spec, bag, footprint))
+        return tuple(out)
 
     def train(self, run: Run, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag],
               dataset: MultimodalDataset, targets: np.ndarray) -> dict[str, TrainedLearner]:
-        """Fit every learner (serially) and return every record, failed ones included."""
+        """Fit every learner with the run's executor and return every record, failed ones included.
+
+        Records come back in ``specs`` order whatever order the learners finish in.
+        """
         run.hook.modalbag_run_start(run=run)
-        log.info("run.start", run=run.run_id, learners=len(specs), plugins=run.active.names())
-        results = {}
-        for spec in specs:
-            results[spec.learner_id] = fit_learner(spec, bags[spec.bag_id], dataset, targets, run, self.catalog)
+        jobs = self.jobs(run, specs, bags, dataset)
+        work = TrainingWork(run, jobs, dataset, targets, self.catalog, threads_for(run.config),
+                            memory_budget(run.config))
+        executor = run.executor if run.executor is not None else _InThisProcess()
+        log.info("run.start", run=run.run_id, learners=len(specs), plugins=run.active.names(),
+                 executor=type(executor).__name__, threads_per_learner=work.threads)
+        bag_of = {job.learner_id: job.bag.id for job in jobs}
+        results: dict[str, TrainedLearner] = {}
+        progress = ProgressBar(len(jobs)) if run.config.progress_bar else None
+        outcomes = executor.execute(work)
+        try:
+            for outcome in outcomes:
+                self._received(run, outcome, bag_of, results, len(jobs))
+                if progress is not None:
+                    progress.update(outcome.learner.ok)
+        finally:
+            if hasattr(outcomes, "close"):  # stop workers now, not when the generator is collected
+                outcomes.close()
+            if progress is not None:
+                progress.close()
+        for job in jobs:  # an executor that skipped a job must not make it vanish silently
+            if job.learner_id not in results:
+                results[job.learner_id] = TrainedLearner(job.spec, "failed",
+                                                         error="the executor returned no result for this learner")
+        results = {spec.learner_id: results[spec.learner_id] for spec in specs}
         run.hook.modalbag_run_end(run=run, learners=results)
         failed = sum(not r.ok for r in results.values())
         log.info("run.end", run=run.run_id, trained=len(results) - failed, failed=failed)
         return results
+
+    @staticmethod
+    def _received(run: Run, outcome: JobResult, bag_of: Mapping[str, int], results: dict[str, TrainedLearner],
+                  total: int) -> None:
+        learner = outcome.learner
+        bag = bag_of.get(learner.learner_id)
+        if outcome.events:  # logged in a worker: emit them here, where the application listens
+            replay_events(outcome.events, bag=bag, worker=outcome.worker)
+        if outcome.lost is not None:
+            log.warning("learner.failed", run=run.run_id, learner=learner.learner_id, bag=bag,
+                        worker=outcome.worker, error=learner.error)
+            run.hook.modalbag_fit_error(run=run, learner_id=learner.learner_id, error=WorkerLostError(outcome.lost))
+        results[learner.learner_id] = learner
+        log.info("bag.done", run=run.run_id, learner=learner.learner_id, bag=bag, status=learner.status,
+                 done=len(results), total=total, worker=outcome.worker,
+                 seconds=round(outcome.finished - outcome.started, 3) if outcome.started else None)
+
+
+class _InThisProcess:
+    """Runs jobs here when a run has no executor (an `ActiveSet` built by hand)."""
+
+    def execute(self, work: TrainingWork) -> Any:
+        for job in work.jobs:
+            yield work.fit_here(job)
 
 
 __all__ = ["BagData", "Engine", "Run", "TaskInfo", "complete_rows", "fit_learner", "split_validation"]

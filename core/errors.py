@@ -18,6 +18,8 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]
     scored = []
     for candidate in set(candidates):
         ratio = difflib.SequenceMatcher(None, name.lower(), candidate.lower()).ratio()
+        if len(name) >= 3 and candidate.lower().startswith(name.lower()):
+            ratio = max(ratio, 0.8)  # an abbreviation ('recon' for 'reconstruction') is a strong hint
         if ratio >= 0.6:
             scored.append((-ratio, -prefix(candidate), candidate))
     return [c for _, _, c in sorted(scored)[:n]]

@@ -78,7 +78,7 @@ class FitState:
 
         if self.gradient_clipping:
             params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.gradient_clipping)
+            torch.nn.utils.clip_grad_norm_(params, self.gradient_clipping, foreach=True)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 

@@ -14,6 +14,9 @@ run's own plugin manager; only they are called. Broadcast hooks collect every re
 Per-step hooks are kept to four (autocast, auxiliary losses, backward, optimizer step): everything
 else happens per run, per learner or per epoch.
 
+Run hooks about one learner run where that learner trains: with an executor that uses worker
+processes, on copies of the instances (see `modalbag_register_executors`).
+
 Adding a component family means adding one registration hook here and one entry in
 `modalbag.registry.KINDS`; the tests check that every hook is documented and tested.
 """
@@ -79,8 +82,21 @@ def modalbag_register_schedulers(register: Register) -> None:
 def modalbag_register_objectives(register: Register) -> None:
     """Add cross-modal denoising objectives, chosen by ``denoising_objectives``.
 
-    ``factory(config, options)`` returns an instance taking part in the run through
-    `modalbag_fit_setup` (to attach its trainable modules) and `modalbag_auxiliary_losses`.
+    ``factory(config, options)`` returns an `modalbag.denoising.Objective`: ``name``,
+    ``min_modalities``, ``build(spec)`` (its trainable modules for one learner, or ``None``) and
+    ``loss(module, ctx)`` (an `ObjectiveOutput`, or ``None`` when no row of the batch applies).
+    Objectives do not implement run hooks: the engine runs the active ones through one
+    `AdvancedCrossModalDenoisingLoss` per learner, weighted by the active strategy.
+    """
+
+
+@hookspec
+def modalbag_register_strategies(register: Register) -> None:
+    """Add denoising weighting strategies, chosen by ``denoising_strategy``.
+
+    ``factory(config, options)`` returns a `modalbag.denoising.Strategy`, whose
+    ``for_fit(objective_names)`` gives each learner its own weighting state (``scale(epoch)``,
+    ``active(epoch)``, ``weights(losses, task_loss)``).
     """
 
 
@@ -99,6 +115,27 @@ def modalbag_register_validators(register: Register) -> None:
 
     ``factory(config, options)`` returns an instance implementing run hooks; validators act
     through `FitState.control` (for example ``control.should_stop = True``).
+    """
+
+
+@hookspec
+def modalbag_register_executors(register: Register) -> None:
+    """Add executors: where and how the learners of a run train, chosen by ``executor``.
+
+    ``factory(config, options)`` is called once per run, when the run is assembled, and returns an
+    object with ``execute(work)``: ``work`` is a `modalbag.executors.TrainingWork` holding the
+    run's learner jobs (each with its memory footprint estimated before it starts). ``execute``
+    runs every job once and yields one `modalbag.executors.JobResult` per job as it finishes, in
+    any order, never raising for a learner's failure: ``work.fit_here(job)`` fits a job in this
+    process; workers elsewhere fit ``work.context()`` (picklable) with ``fit_in_worker``; a job
+    whose worker died is reported with ``work.lost(job, reason)``.
+
+    Where hooks run: ``modalbag_run_start`` and ``modalbag_run_end`` always in the calling process.
+    The learner hooks (``modalbag_fit_*``, ``modalbag_epoch_end`` and the per-step hooks) run where
+    the learner trains; an executor using other processes hands them *copies* of the run's
+    instances, made after ``modalbag_run_start``, and what a copy changes does not come back unless
+    the learner's record carries it. ``modalbag_fit_error`` for a worker that died is called in the
+    calling process.
     """
 
 
@@ -155,6 +192,15 @@ def modalbag_epoch_end(run: Run, fit: FitState, record: EpochRecord) -> None:
 
 
 @hookspec
+def modalbag_epoch_metrics(run: Run, fit: FitState) -> dict[str, float] | None:
+    """Contribute measured metrics to the epoch's record, just before it is built.
+
+    Called once per epoch by neural trainers; every returned mapping is merged into
+    `EpochRecord.metrics` (later implementations win on a shared key). Return ``None`` for none.
+    """
+
+
+@hookspec
 def modalbag_fit_end(run: Run, fit: FitState) -> None:
     """A learner finished fitting without error (after its last epoch or an early stop).
 
@@ -185,7 +231,8 @@ def modalbag_auxiliary_losses(
     """Return extra loss terms for this training step, keyed by a name, or ``None``.
 
     ``batch`` maps ``"inputs"``, ``"masks"`` and ``"target"`` to tensors; ``output`` holds the
-    model's ``"logits"``, per-modality ``"embeddings"`` and the ``"fused"`` representation. All
+    model's ``"logits"``, per-modality ``"embeddings"`` (B, M, E) and ``"hidden"`` representations,
+    the ``"fused"`` representation and the batch's ``"task_loss"``. All
     results are collected; the trainer adds every term to the task loss and records each by name.
     """
 

@@ -41,6 +41,7 @@ class EpochRecord:
     samples_per_second: float | None = None
     memory_usage_mb: float | None = None
     loss_terms: Mapping[str, float] = attrs.field(factory=dict)
+    metrics: Mapping[str, float] = attrs.field(factory=dict)  # from modalbag_epoch_metrics (denoising, ...)
 
     def monitored(self) -> float:
         """The value early stopping and checkpointing watch: validation loss, else training loss."""

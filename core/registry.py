@@ -30,8 +30,10 @@ KINDS: dict[str, str] = {
     "optimizer": "modalbag_register_optimizers",
     "scheduler": "modalbag_register_schedulers",
     "objective": "modalbag_register_objectives",
+    "strategy": "modalbag_register_strategies",
     "sink": "modalbag_register_sinks",
     "validator": "modalbag_register_validators",
+    "executor": "modalbag_register_executors",
 }
 
 

@@ -2,7 +2,10 @@
 
 Every registered trainer is asked to `propose` for each bag (given the bag's profile and the
 optimization strategy); the best-scored proposal wins, ties going to the trainer listed first.
-Trainers that cannot learn a bag (a modality type they do not handle) return ``None``.
+Trainers that cannot learn a bag (a modality type they do not handle, a library that is not
+installed) return ``None``. A trainer named explicitly is asked first whether it can run at all: a
+factory's optional ``check_available()`` raises a `PluginError` naming the ``pip install`` that
+fixes it, so a missing library fails here, before anything trains.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ def select_learners(bags: Sequence[Bag], specs: Mapping[str, ModalitySpec], *, t
                   else catalog.components("trainer"))
     if not components:
         raise PluginError("no trainer plugin is installed; reinstall modalbag (it ships 'neural')")
+    for comp in components if trainers else ():
+        check_available = getattr(comp.factory, "check_available", None)
+        if check_available is not None:
+            check_available()
     out = []
     for bag in bags:
         profile = BagProfile(bag.modalities, specs, len(bag.rows), task_type, num_classes)

@@ -2,7 +2,9 @@
 
     python examples/quickstart.py
 
-Denoising and mixed precision arrive with their own plugins; until then they are turned off here.
+Mixed precision arrives with its own plugin; until then it is off. Denoising is off here to keep the
+demo quick: on this synthetic task its effect on the ensemble is small and it doubles the step time
+(docs/benchmarks.md); `enable_denoising=True` turns on the default objectives.
 """
 
 from modalbag import MultiModalEnsembleModel, create_synthetic_model  # noqa: F401 - the spec's import

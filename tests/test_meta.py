@@ -28,7 +28,7 @@ REGISTRATION_HOOKS = sorted(name for name in HOOKSPECS if name.startswith(f"{NAM
 def _plugin_modules() -> set[str]:
     plugins = ROOT / "plugins"
     return {".".join(("modalbag", "plugins", *path.relative_to(plugins).with_suffix("").parts))
-            for path in plugins.rglob("*.py") if path.name != "__init__.py"}
+            for path in plugins.rglob("*.py") if not path.name.startswith("_")}  # _helpers are not plugins
 
 
 def signature_text(fn) -> str:
@@ -132,7 +132,8 @@ def test_hookspec_is_mentioned_by_a_test(name):
 def test_every_registration_hook_has_a_kind():
     assert sorted(KINDS.values()) == REGISTRATION_HOOKS
     for kind, hook in KINDS.items():
-        assert hook == f"{NAME}_register_{kind}s"
+        plural = kind[:-1] + "ies" if kind.endswith("y") else kind + "s"
+        assert hook == f"{NAME}_register_{plural}"
 
 
 # --- (e) the core never imports a plugin ------------------------------------------------------------

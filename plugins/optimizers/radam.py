@@ -15,13 +15,14 @@ class RAdamOptions:
     betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=tuple, validator=beta_pair)
     eps: float = attrs.field(default=1e-8, validator=positive)
     decoupled_weight_decay: bool = True
+    foreach: bool = True  # one multi-tensor kernel per update instead of one per parameter
 
 
 def build(params: Any, config: Any, options: RAdamOptions) -> Any:
     import torch
 
     return torch.optim.RAdam(params, lr=config.learning_rate, weight_decay=config.weight_decay, betas=options.betas,
-                             eps=options.eps, decoupled_weight_decay=options.decoupled_weight_decay)
+                             eps=options.eps, decoupled_weight_decay=options.decoupled_weight_decay, foreach=options.foreach)
 
 
 @hookimpl

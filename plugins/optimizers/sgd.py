@@ -15,6 +15,7 @@ class SGDOptions:
     momentum: float = attrs.field(default=0.9, validator=non_negative)
     nesterov: bool = True
     dampening: float = attrs.field(default=0.0, validator=non_negative)
+    foreach: bool = True  # one multi-tensor kernel per update instead of one per parameter
 
     def __attrs_post_init__(self) -> None:
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
@@ -25,7 +26,7 @@ def build(params: Any, config: Any, options: SGDOptions) -> Any:
     import torch
 
     return torch.optim.SGD(params, lr=config.learning_rate, weight_decay=config.weight_decay,
-                           momentum=options.momentum, nesterov=options.nesterov, dampening=options.dampening)
+                           momentum=options.momentum, nesterov=options.nesterov, dampening=options.dampening, foreach=options.foreach)
 
 
 @hookimpl

@@ -76,12 +76,17 @@ class Standardize(nn.Module):
 
 
 class VectorEncoder(nn.Module):
+    """An MLP for feature vectors. Encoders return (hidden, embedding): two representation depths."""
+
     def __init__(self, in_dim: int, hidden: int, out: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out))
+        self.hidden_dim = hidden
+        self.body = nn.Sequential(nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout))
+        self.out = nn.Linear(hidden, out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return h, self.out(h)
 
 
 class ImageEncoder(nn.Module):
@@ -90,14 +95,17 @@ class ImageEncoder(nn.Module):
     def __init__(self, channels: int, hidden: int, out: int, dropout: float):
         super().__init__()
         width = max(16, hidden // 4)
-        self.net = nn.Sequential(
+        self.hidden_dim = 2 * width
+        self.body = nn.Sequential(
             nn.Conv2d(channels, width, 3, stride=2, padding=1), nn.GroupNorm(1, width), nn.GELU(),
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1), nn.GroupNorm(1, 2 * width), nn.GELU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout), nn.Linear(2 * width, out),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout),
         )
+        self.out = nn.Linear(2 * width, out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.body(x)
+        return h, self.out(h)
 
 
 class SequenceEncoder(nn.Module):
@@ -106,6 +114,7 @@ class SequenceEncoder(nn.Module):
     def __init__(self, features: int, hidden: int, out: int, dropout: float, kind: str):
         super().__init__()
         self.kind = kind
+        self.hidden_dim = hidden
         if kind == "transformer":
             self.inp = nn.Linear(features, hidden)
             layer = nn.TransformerEncoderLayer(hidden, nhead=4 if hidden % 4 == 0 else 1, dim_feedforward=2 * hidden,
@@ -116,25 +125,29 @@ class SequenceEncoder(nn.Module):
                                       nn.Conv1d(hidden, hidden, 3, padding=1), nn.GELU())
         self.out = nn.Linear(hidden, out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kind == "transformer":
             h = self.body(self.inp(x)).mean(dim=1)
         else:
             h = self.body(x.transpose(1, 2)).mean(dim=2)
-        return self.out(h)
+        return h, self.out(h)
 
 
 class FusionNetwork(nn.Module):
     """Encoders per modality, masked attention fusion, task head.
 
-    ``forward`` returns ``logits``, per-modality ``embeddings`` (B, M, E) and the ``fused``
-    representation (B, E): denoising objectives read the latter two.
+    ``forward`` returns ``logits``, per-modality ``embeddings`` (B, M, E) and ``hidden``
+    representations ({name: (B, H_m)}), and the ``fused`` representation (B, E): denoising
+    objectives read these and call ``fuse`` and ``head`` on modality subsets.
     """
 
     def __init__(self, encoders: Mapping[str, nn.Module], scalers: Mapping[str, Standardize],
-                 embedding_dim: int, hidden_dim: int, n_outputs: int, dropout: float):
+                 embedding_dim: int, hidden_dim: int, n_outputs: int, dropout: float,
+                 input_shapes: Mapping[str, tuple[int, ...]] | None = None):
         super().__init__()
         self.modalities = list(encoders)
+        self.embedding_dim, self.n_outputs = embedding_dim, n_outputs
+        self.input_shapes = dict(input_shapes or {})
         self.encoders = nn.ModuleDict(encoders)
         self.scalers = nn.ModuleDict(scalers)
         self.norm = nn.LayerNorm(embedding_dim)
@@ -144,8 +157,12 @@ class FusionNetwork(nn.Module):
                                   nn.Linear(hidden_dim, n_outputs))
         self.aux = nn.ModuleDict()  # denoising objectives attach their modules here
 
-    def embed(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-        return torch.stack([self.norm(self.encoders[m](self.scalers[m](inputs[m]))) for m in self.modalities], dim=1)
+    def embed(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        hidden, embedded = {}, []
+        for m in self.modalities:
+            hidden[m], e = self.encoders[m](self.scalers[m](inputs[m]))
+            embedded.append(self.norm(e))
+        return torch.stack(embedded, dim=1), hidden
 
     def fuse(self, embeddings: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
         scores = self.gate(embeddings).squeeze(-1).masked_fill(~masks, float("-inf"))
@@ -153,9 +170,9 @@ class FusionNetwork(nn.Module):
         return torch.einsum("bm,bme->be", weights, embeddings)
 
     def forward(self, inputs: Mapping[str, torch.Tensor], masks: torch.Tensor) -> dict[str, torch.Tensor]:
-        embeddings = self.embed(inputs)
+        embeddings, hidden = self.embed(inputs)
         fused = self.fuse(embeddings, masks)
-        return {"logits": self.head(fused), "embeddings": embeddings, "fused": fused}
+        return {"logits": self.head(fused), "embeddings": embeddings, "hidden": hidden, "fused": fused}
 
 
 # -- the learner --------------------------------------------------------------------------------
@@ -214,7 +231,7 @@ class NeuralLearner:
                 encoders[m] = SequenceEncoder(spec.shape[1], h, e, p, self.options.sequence_encoder)
             else:
                 encoders[m] = ImageEncoder(spec.shape[0], h, e, p)
-        return FusionNetwork(encoders, scalers, e, h, n_outputs, p)
+        return FusionNetwork(encoders, scalers, e, h, n_outputs, p, {m: data.specs[m].shape for m in self.spec.modalities})
 
     def _targets(self, targets: np.ndarray) -> torch.Tensor:
         if self.task_type == "classification":
@@ -254,6 +271,8 @@ class NeuralLearner:
         fit.model, fit.aux_modules = model, model.aux
         run.hook.modalbag_fit_setup(run=run, fit=fit)
         fit.optimizer = optimizer = run.build_optimizer([p for p in model.parameters() if p.requires_grad])
+        ddp = getattr(run, "distributed", None)  # a DDP rank: shard each batch, average gradients
+        net = model if ddp is None else ddp.wrap(model)
         x, masks, y = self._tensors(data, rows)
         xv, masks_v, yv = self._tensors(data, val_rows)
         n, bs = len(rows), cfg.batch_size
@@ -277,18 +296,21 @@ class NeuralLearner:
             seen = 0
             for step in range(steps_per_epoch):
                 idx = order[step * bs: (step + 1) * bs if step < steps_per_epoch - 1 else n]
+                if ddp is not None:
+                    idx = ddp.shard(idx)
                 batch = {"inputs": {m: x[m].index_select(0, idx) for m in mods},
                          "masks": masks.index_select(0, idx), "target": y.index_select(0, idx)}
                 ctx = autocast(run=run, fit=fit)
                 if ctx is None:
-                    output = model(batch["inputs"], batch["masks"])
+                    output = net(batch["inputs"], batch["masks"])
                     loss = loss_fn(output["logits"], batch["target"])
                 else:
                     with ctx:
-                        output = model(batch["inputs"], batch["masks"])
+                        output = net(batch["inputs"], batch["masks"])
                         loss = loss_fn(output["logits"].float(), batch["target"])
                 total = loss
                 if has_aux:
+                    output["task_loss"] = loss
                     for terms in aux_losses(run=run, fit=fit, batch=batch, output=output):
                         for name, term in (terms or {}).items():
                             total = total + term
@@ -308,8 +330,11 @@ class NeuralLearner:
                 raise TrainingDivergedError(f"training loss became non-finite at epoch {epoch} (task loss "
                                             f"{train_loss}, auxiliary terms {terms}); lower learning_rate or "
                                             f"set gradient_clipping")
+            extra: dict[str, float] = {}
+            for found in hook.modalbag_epoch_metrics(run=run, fit=fit):
+                extra.update(found or {})
             record = self._epoch_record(epoch, train_loss, xv, masks_v, yv, data.targets[val_rows], loss_fn,
-                                        optimizer, time.perf_counter() - started, seen, term_sums)
+                                        optimizer, time.perf_counter() - started, seen, term_sums, extra)
             fit.records.append(record)
             hook.modalbag_epoch_end(run=run, fit=fit, record=record)
             schedule.after_epoch(record.monitored())
@@ -325,7 +350,7 @@ class NeuralLearner:
 
     def _epoch_record(self, epoch: int, train_loss: float, xv: dict[str, torch.Tensor], masks_v: torch.Tensor,
                       yv: torch.Tensor, yv_raw: np.ndarray, loss_fn: Any, optimizer: Any, seconds: float,
-                      seen: int, term_sums: dict[str, torch.Tensor]) -> EpochRecord:
+                      seen: int, term_sums: dict[str, torch.Tensor], extra: dict[str, float]) -> EpochRecord:
         val_loss, metrics = None, {}
         if len(yv):
             logits = self._logits(xv, masks_v)
@@ -338,6 +363,7 @@ class NeuralLearner:
             learning_rate=float(optimizer.param_groups[0]["lr"]), training_time=seconds,
             samples_per_second=seen / seconds if seconds > 0 else None,
             loss_terms={k: float(v) / seen for k, v in term_sums.items()},
+            metrics=extra,
         )
 
     # -- prediction ---------------------------------------------------------------------------

@@ -178,3 +178,82 @@ def test_hook_docs_are_generated_and_current():
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "docs/gen_hooks.py", "--check"], cwd=root)
     assert result.returncode == 0, "docs/hooks.md is stale: run python docs/gen_hooks.py"
+
+
+def test_epoch_metrics_are_merged_into_the_record():
+    class Thermometer:
+        @hookimpl
+        def modalbag_epoch_metrics(self, run, fit):
+            return {"thermometer.epoch": float(fit.epoch)}
+
+    model = _train([Thermometer()], n_bags=1)
+    assert [r.metrics["thermometer.epoch"] for r in model.learners["bag_000"].records] == [1.0, 2.0, 3.0]
+
+
+def test_sinks_objectives_and_strategies_register_directly_and_activate_by_name():
+    """Registration hooks of three families, through a directly registered plugin object."""
+    from modalbag import Catalog
+    from modalbag.denoising import ObjectiveOutput
+
+    seen: list = []
+
+    class Sink:
+        def __init__(self, config, options):
+            pass
+
+        @hookimpl
+        def modalbag_epoch_end(self, run, fit, record):
+            seen.append(("sink", fit.spec.learner_id, record.epoch))
+
+    class Zero:
+        name, min_modalities = "zero", 1
+
+        def __init__(self, config, options):
+            pass
+
+        def build(self, spec):
+            return None
+
+        def loss(self, module, ctx):
+            return ObjectiveOutput(ctx.fused.pow(2).mean() * 0.0)
+
+    class Half:
+        def __init__(self, config, options):
+            pass
+
+        def for_fit(self, objectives):
+            class Weighting:
+                def scale(self, epoch):
+                    return 1.0
+
+                def active(self, epoch):
+                    return None
+
+                def weights(self, losses, task_loss):
+                    seen.append(("strategy", sorted(losses)))
+                    return dict.fromkeys(losses, 0.5)
+
+            return Weighting()
+
+    class Plugin:
+        @hookimpl
+        def modalbag_register_sinks(self, register):
+            register("memory", Sink)
+
+        @hookimpl
+        def modalbag_register_objectives(self, register):
+            register("zero", Zero)
+
+        @hookimpl
+        def modalbag_register_strategies(self, register):
+            register("half", Half)
+
+    catalog = Catalog()
+    catalog.register_plugin(Plugin())
+    model = make_model(n_samples=200, catalog=catalog)
+    model.create_ensemble(n_bags=1, random_state=0)
+    model.train_ensemble(**{**FAST_RUN, "sinks": ["memory"], "enable_denoising": True,
+                            "denoising_objectives": ["zero"], "denoising_strategy": "half"})
+    assert [e for e in seen if e[0] == "sink"] == [("sink", "bag_000", e) for e in (1, 2, 3)]
+    assert ("strategy", ["zero"]) in seen
+    assert model.learners["bag_000"].records[-1].metrics["weight.zero"] == 0.5 * 0.1  # weight * denoising_weight

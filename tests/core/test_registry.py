@@ -90,7 +90,7 @@ def broken(install):
 def test_every_builtin_is_listed_with_its_distribution_and_version():
     version = importlib.metadata.version("modalbag")
     rows = {(r.kind, r.name): r for r in available_plugins() if r.distribution == "modalbag"}
-    assert set(rows) == set(BUILTINS)
+    assert set(BUILTINS) <= set(rows)  # tests/test_meta.py checks the full table against plugins/
     for key, module in BUILTINS.items():
         assert rows[key].module == module
         assert rows[key].version == version != ""
