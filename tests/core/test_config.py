@@ -414,3 +414,12 @@ def test_plugin_validate_config_problems_stop_assembly(plugged):
         assemble(config, plugged)
     assert info.value.issues == ["strict needs epochs >= 10, got 3"]
     assert "validator.strict" in assemble(attrs.evolve(config, epochs=10), plugged).names()
+
+
+def test_assemble_needs_accumulation_plugin_for_accumulation_steps(catalog):
+    config = TrainingConfig.from_dict({**BUILTIN_ONLY, "gradient_accumulation_steps": 4}, catalog=catalog)
+    with pytest.raises(MissingPluginError) as info:
+        assemble(config, catalog)
+    assert (info.value.option, info.value.kind, info.value.name) == ("gradient_accumulation_steps", "precision",
+                                                                     "accumulation")
+    assert "gradient_accumulation_steps=1" in str(info.value)
