@@ -19,7 +19,7 @@ imported libraries, counts 1/N in each), or of their RSS where PSS is not availa
 The parent imports and warms torch before timing anything, so serial is not charged for imports.
 Predictions of local and ray are checked equal to a serial run with the same threads per learner.
 
-    python benchmarks/parallel.py [--bags 8] [--jobs 2] [--epochs 6] [--samples 2000] [--no-ray] [--json out.json]
+    python benchmarks/parallel.py [--bags 8] [--jobs 2] [--epochs 6] [--samples 2000] [--no-ray] [--no-default-serial] [--json out.json]
 """
 
 from __future__ import annotations
@@ -127,6 +127,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--samples", type=int, default=2000)
     parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--no-default-serial", action="store_true",
+                        help="skip serial with torch's default threads (minutes when another process takes a core)")
     parser.add_argument("--json")
     args = parser.parse_args()
 
@@ -142,8 +144,9 @@ def main() -> None:
     small = argparse.Namespace(**{**vars(args), "bags": 1, "epochs": 1, "samples": 200})
     train(small, "warm-up")  # imports and first-call costs of this process, charged to nobody
 
-    runs = [train(args, "serial", executor="serial", n_jobs=1),
-            train(args, "serial (1 thread)", executor="serial", n_jobs=1, threads_per_learner=1)]
+    runs = [] if args.no_default_serial else [train(args, "serial", executor="serial", n_jobs=1)]
+    runs.append(train(args, "serial (1 thread)", executor="serial", n_jobs=1, threads_per_learner=1))
+    n_serial = len(runs)
     runs.append(train(args, "local (cold)", executor="local", n_jobs=args.jobs))
     runs.append(train(args, "local (warm)", executor="local", n_jobs=args.jobs))
     reference = train(args, "serial, same threads as a worker", executor="serial", n_jobs=args.jobs)
@@ -160,7 +163,7 @@ def main() -> None:
             runs.append(train(args, "ray (warm)", executor="ray", n_jobs=args.jobs))
             ray.shutdown()
 
-    serial = min(runs[0]["seconds"], runs[1]["seconds"])
+    serial = min(r["seconds"] for r in runs[:n_serial])
     warm_local = next(r for r in runs if r["label"] == "local (warm)")["seconds"]
     print(f"\nspeedup over the faster serial run; load average now {os.getloadavg()[0]:.2f}")
     print(f"{'executor':<18}{'seconds':>9}{'speedup':>9}{'peak MB':>10}{'load':>7}  trained/failed")
@@ -170,7 +173,7 @@ def main() -> None:
             extra = f"  overhead vs local (warm): {100 * (run['seconds'] / warm_local - 1):+.0f}%"
         print(f"{run['label']:<18}{run['seconds']:>9.2f}{serial / run['seconds']:>8.2f}x{run['peak_mb']:>10.1f}{run['load']:>7.2f}"
               f"  {run['trained']}/{run['failed']}{extra}")
-    for run in runs[2:]:
+    for run in runs[n_serial:]:
         same = np.array_equal(run["proba"], reference["proba"])
         print(f"{run['label']}: predictions identical to serial with {max(1, cores // args.jobs)} thread(s): {same}")
     if args.json:
