@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_quickstart_example_trains_and_beats_chance():
     result = subprocess.run([sys.executable, "examples/quickstart.py"], cwd=ROOT, capture_output=True, text=True,
-                            timeout=900)
+                            timeout=1800)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "Trained 20 learners successfully" in out
