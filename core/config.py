@@ -211,6 +211,10 @@ class TrainingConfig:
     # -- run ---------------------------------------------------------------------------------------
     random_state: int = _opt(0, "Seed for bags, initialisation and shuffling: same seed, same results.",
                              category="run", converter=_integer)
+    run_dir: str | None = _opt(None, "The run directory: the run's own record (records.jsonl), checkpoints, "
+                               "sink output, exports and reports go under it; resume reads it back (None: "
+                               "nothing is written but checkpoints, to a temporary directory).",
+                               category="run", converter=attrs.converters.optional(str))
     verbose: bool = _opt(False, "Log progress (the application configures where logs go).",
                          category="run", converter=_boolean)
     sinks: tuple[str, ...] = _opt([], "Metrics sink plugins to activate, by name.", category="run",

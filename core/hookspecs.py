@@ -101,6 +101,31 @@ def modalbag_register_strategies(register: Register) -> None:
 
 
 @hookspec
+def modalbag_register_precisions(register: Register) -> None:
+    """Add precision components: how a neural step computes and applies its gradients.
+
+    Turned on by configuration values (``mixed_precision`` activates ``amp``,
+    ``gradient_accumulation_steps > 1`` activates ``accumulation``). ``factory(config, options)``
+    returns an instance implementing the per-step hooks it needs (`modalbag_autocast`,
+    `modalbag_backward`, `modalbag_optimizer_step`) and records what it chose in the learner's
+    notes. Precision components compose: each handles its own concern and returns ``None`` for
+    the rest, so the next implementation (or the trainer's default) takes over.
+    """
+
+
+@hookspec
+def modalbag_register_reports(register: Register) -> None:
+    """Add report components: analyses of a *trained* ensemble on data the user holds out.
+
+    ``factory(options)`` returns an object with ``generate(model, data, labels, **inputs)``,
+    returning a dict of values computed from ``model``'s predictions on ``(data, labels)``; a value
+    that cannot be measured from what was given is ``None`` with the reason under ``"notes"``.
+    Reports are reached by name, ``model.report(name, data, labels, **inputs)``, and never take
+    part in training.
+    """
+
+
+@hookspec
 def modalbag_register_sinks(register: Register) -> None:
     """Add metrics sinks (TensorBoard, W&B, JSON lines, ...), chosen by ``sinks``.
 

@@ -16,15 +16,19 @@ import numpy as np
 from modalbag.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
 from modalbag.config import TASK_TYPES, TrainingConfig
 from modalbag.data import MultimodalDataset, encode_labels, prediction_inputs
+from modalbag.domain_reports import DomainReportsMixin
 from modalbag.engine import Engine, TaskInfo
 from modalbag.ensemble import Ensemble, PredictionResult
 from modalbag.errors import ConfigError, DataError, ModalbagError, NotFittedError
 from modalbag.logs import get_logger
 from modalbag.metrics import task_metrics
+from modalbag.persistence import PersistenceMixin
+from modalbag.preprocessing import PreprocessingMixin
 from modalbag.records import LearnerSpec, TrainedLearner
 from modalbag.registry import Catalog, default_catalog
 from modalbag.selection import select_learners
 from modalbag.synthetic import SyntheticTask
+from modalbag.training_reports import TrainingReportsMixin
 
 log = get_logger("modalbag.model")
 
@@ -33,7 +37,7 @@ class TrainingFailedError(ModalbagError, RuntimeError):
     """Every learner failed: nothing to predict with. The message lists each learner's error."""
 
 
-class MultiModalEnsembleModel:
+class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, PersistenceMixin, PreprocessingMixin):
     """An ensemble of learners over modality subsets of one multimodal dataset."""
 
     def __init__(self, dataset: MultimodalDataset, *, task_type: str = "classification",

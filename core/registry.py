@@ -31,9 +31,11 @@ KINDS: dict[str, str] = {
     "scheduler": "modalbag_register_schedulers",
     "objective": "modalbag_register_objectives",
     "strategy": "modalbag_register_strategies",
+    "precision": "modalbag_register_precisions",
     "sink": "modalbag_register_sinks",
     "validator": "modalbag_register_validators",
     "executor": "modalbag_register_executors",
+    "report": "modalbag_register_reports",
 }
 
 

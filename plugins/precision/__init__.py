@@ -1,0 +1,1 @@
+"""Precision plugins: mixed precision and gradient accumulation, turned on by config values."""

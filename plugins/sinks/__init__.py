@@ -1,0 +1,1 @@
+"""Metrics sink plugins, chosen by ``sinks`` (and ``tensorboard_logging`` / ``wandb_logging``)."""
