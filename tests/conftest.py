@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modalbag import create_synthetic_model
+from modalbag import Catalog, create_synthetic_model
 
 SMALL = {"text": (16, "text"), "image": (24, "image"), "meta": (6, "tabular")}
 
@@ -38,3 +38,10 @@ def with_missing(data: dict[str, np.ndarray], name: str, rows: np.ndarray | slic
     out = {k: v.copy() for k, v in data.items()}
     out[name][rows] = np.nan
     return out
+
+
+def catalog_without(*entry_points: str) -> Catalog:
+    """The installed plugins minus ``entry_points`` (``"precision.amp"``, ...): a machine lacking them."""
+    catalog = Catalog()
+    catalog._entry_points = [(ep, src) for ep, src in catalog._entry_points if src.entry_point not in entry_points]
+    return catalog

@@ -12,6 +12,7 @@ import attrs
 import pytest
 
 import modalbag
+from tests.conftest import catalog_without
 from modalbag import (
     Catalog,
     ConfigError,
@@ -370,8 +371,10 @@ def test_assemble_runs_objectives_inside_one_denoising_plugin(catalog):
     assert type(denoising.strategy).__name__ == "Curriculum"
 
 
-def test_assemble_needs_amp_for_mixed_precision_before_building_anything(plugged):
-    catalog = plugged
+def test_assemble_needs_amp_for_mixed_precision_before_building_anything():
+    BUILT.clear()
+    catalog = catalog_without("precision.amp")
+    catalog.register_plugin(_StrictPlugin())
     config = TrainingConfig.from_dict({"mixed_precision": True, "validators": ["strict"]}, catalog=catalog)
     with pytest.raises(MissingPluginError) as info:
         assemble(config, catalog)
@@ -380,7 +383,8 @@ def test_assemble_needs_amp_for_mixed_precision_before_building_anything(plugged
     assert BUILT == []  # nothing was instantiated, let alone trained
 
 
-def test_missing_amp_suggests_turning_mixed_precision_off(catalog):
+def test_missing_amp_suggests_turning_mixed_precision_off():
+    catalog = catalog_without("precision.amp")
     with pytest.raises(MissingPluginError) as info:
         assemble(TrainingConfig.from_dict({"enable_denoising": False}, catalog=catalog), catalog)
     assert "set mixed_precision=False" in str(info.value)
@@ -416,7 +420,8 @@ def test_plugin_validate_config_problems_stop_assembly(plugged):
     assert "validator.strict" in assemble(attrs.evolve(config, epochs=10), plugged).names()
 
 
-def test_assemble_needs_accumulation_plugin_for_accumulation_steps(catalog):
+def test_assemble_needs_accumulation_plugin_for_accumulation_steps():
+    catalog = catalog_without("precision.accumulation")
     config = TrainingConfig.from_dict({**BUILTIN_ONLY, "gradient_accumulation_steps": 4}, catalog=catalog)
     with pytest.raises(MissingPluginError) as info:
         assemble(config, catalog)

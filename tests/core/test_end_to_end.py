@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,7 @@ from modalbag import (
     create_model_from_arrays,
     hookimpl,
 )
-from tests.conftest import FAST, make_model, with_missing
+from tests.conftest import FAST, catalog_without, make_model, with_missing
 
 
 def test_trains_every_bag_and_reports_measured_summary(trained_model):
@@ -132,7 +134,7 @@ def test_every_learner_failing_raises_with_each_error():
 
 
 def test_plugin_errors_surface_before_training():
-    model = make_model(n_samples=200)
+    model = make_model(n_samples=200, catalog=catalog_without("precision.amp"))
     with pytest.raises(MissingPluginError, match="mixed_precision=True needs the precision plugin 'amp'"):
         model.train_ensemble(**{**FAST, "mixed_precision": True})
     with pytest.raises(UnknownPluginError, match="did you mean 'adamw'"):
@@ -211,16 +213,17 @@ def test_raw_images_and_sequences_train():
 
 
 def test_checkpoints_are_written_atomically(tmp_path):
-    import torch
+    from modalbag.artifacts import safe_torch_load
 
     model = make_model(n_samples=200)
     model.create_ensemble(n_bags=2)
     model.train_ensemble(**{**FAST, "epochs": 3, "save_checkpoints": True, "checkpoint_dir": str(tmp_path)})
-    files = sorted(p.name for p in tmp_path.iterdir())
-    assert files == ["bag_000.pt", "bag_001.pt"]  # no temporary leftovers
-    saved = torch.load(tmp_path / "bag_000.pt", weights_only=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bag_000", "bag_001"]  # one folder per learner
+    best = Path(model.learners["bag_000"].checkpoint)
+    assert best.parent == tmp_path / "bag_000" and best.name.startswith("best_")
+    assert not [p for p in best.parent.iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    saved = safe_torch_load(best)
     assert saved["learner_id"] == "bag_000" and "state_dict" in saved
-    assert model.learners["bag_000"].checkpoint == str(tmp_path / "bag_000.pt")
 
 
 def test_early_stopping_stops_and_restores_best_weights():
