@@ -2,8 +2,9 @@
 
     python examples/quickstart.py
 
-Mixed precision arrives with its own plugin; until then it is off. Denoising is off here to keep the
-demo quick: on this synthetic task its effect on the ensemble is small and it doubles the step time
+Mixed precision is on (the spec's default): the amp plugin picks bf16 only where the hardware gains
+from it, else fp32, and says which in each learner's notes. Denoising is off here to keep the demo
+quick: on this synthetic task its effect on the ensemble is small and it doubles the step time
 (docs/benchmarks.md); `enable_denoising=True` turns on the default objectives.
 """
 
@@ -32,7 +33,6 @@ trained_learners = model.train_ensemble(
     num_classes=5,
     epochs=50,
     enable_denoising=False,
-    mixed_precision=False,
     denoising_weight=0.1
 )
 
