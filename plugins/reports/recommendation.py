@@ -1,0 +1,173 @@
+"""``recommendation``: a multilabel ensemble read as a recommender (labels are items, rows users).
+
+Items are ranked per user by predicted probability. Precision@k, recall@k, NDCG@k, MAP, catalog
+coverage, intra-list diversity (cosine distance between listed items' vectors: ``item_features``
+when given, else the items' co-occurrence columns in the held-out labels), accuracy on cold-start
+users (rows flagged ``cold_start=``, or rows missing ``behavioral_modality``), each modality's
+contribution (NDCG@k lost without it), and business uplift (CTR, conversion, engagement) only from
+an ``experiment=`` the user ran; without one those fields are ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+from modalbag import hookimpl
+from modalbag.plugin_options import positive
+from modalbag.plugins.reports._common import boolean_rows, modality_name, require_task
+
+
+@attrs.frozen(kw_only=True)
+class RecommendationOptions:
+    k: int = attrs.field(default=10, validator=positive)
+    behavioral_modality: str | None = None
+
+
+def _group(experiment: Mapping[str, Any], name: str) -> dict[str, Any]:
+    from modalbag.errors import DataError
+
+    group = experiment.get(name) if isinstance(experiment, Mapping) else None
+    if not isinstance(group, Mapping):
+        raise DataError(f"experiment must be {{'control': {{...}}, 'treatment': {{...}}}} with impressions, clicks "
+                        f"and optionally conversions and engagement (per-user values); {name!r} is missing")
+    for key in ("impressions", "clicks", "conversions"):
+        value = group.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0):
+            raise DataError(f"experiment[{name!r}][{key!r}] must be a count >= 0, got {value!r}")
+    if not group.get("impressions"):
+        raise DataError(f"experiment[{name!r}]['impressions'] must be a count > 0")
+    return dict(group)
+
+
+def two_proportion_p_value(x1: int, n1: int, x2: int, n2: int) -> float | None:
+    """Two-sided p-value of the pooled two-proportion z-test of x1/n1 against x2/n2."""
+    from scipy.stats import norm
+
+    pooled = (x1 + x2) / (n1 + n2)
+    se = np.sqrt(pooled * (1 - pooled) * (1 / n1 + 1 / n2))
+    if se == 0:
+        return None
+    z = (x2 / n2 - x1 / n1) / se
+    return float(2 * norm.sf(abs(z)))
+
+
+def experiment_uplift(experiment: Mapping[str, Any]) -> dict[str, Any]:
+    """Relative uplift of treatment over control: CTR = clicks / impressions, conversion rate =
+    conversions / impressions, engagement = mean per-user engagement; uplift = treatment / control - 1."""
+    control, treatment = _group(experiment, "control"), _group(experiment, "treatment")
+    out: dict[str, Any] = {}
+    ctr_c = control["clicks"] / control["impressions"]
+    ctr_t = treatment["clicks"] / treatment["impressions"]
+    out["ctr_improvement"] = ctr_t / ctr_c - 1 if ctr_c else None
+    out["ctr_p_value"] = two_proportion_p_value(control["clicks"], control["impressions"],
+                                                treatment["clicks"], treatment["impressions"])
+    if control.get("conversions") is not None and treatment.get("conversions") is not None:
+        cvr_c = control["conversions"] / control["impressions"]
+        cvr_t = treatment["conversions"] / treatment["impressions"]
+        out["conversion_impact"] = cvr_t / cvr_c - 1 if cvr_c else None
+        out["conversion_p_value"] = two_proportion_p_value(control["conversions"], control["impressions"],
+                                                           treatment["conversions"], treatment["impressions"])
+    else:
+        out["conversion_impact"] = None
+    if control.get("engagement") is not None and treatment.get("engagement") is not None:
+        e_c = float(np.mean(np.asarray(control["engagement"], dtype=np.float64)))
+        e_t = float(np.mean(np.asarray(treatment["engagement"], dtype=np.float64)))
+        out["engagement_score"] = e_t / e_c - 1 if e_c else None
+    else:
+        out["engagement_score"] = None
+    return out
+
+
+class RecommendationReport:
+    def __init__(self, options: RecommendationOptions | None):
+        self.options = options or RecommendationOptions()
+
+    def generate(self, model: Any, data: Any, labels: Any, *, cold_start: Any = None, item_features: Any = None,
+                 experiment: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        from modalbag import report_metrics as rm
+        from modalbag.errors import DataError
+        from modalbag.robustness import EnsembleScorer
+
+        require_task(model, "recommendation", ["multilabel"])
+        k = self.options.k
+        notes: dict[str, str] = {}
+        scorer = EnsembleScorer(model, data, labels, "accuracy")
+        behavioral = modality_name(self.options.behavioral_modality, scorer.dataset.specs, "behavioral_modality")
+        y = scorer.targets
+        scores = scorer.output()
+        n_items = y.shape[1]
+        if k > n_items:
+            notes["k"] = f"k={k} exceeds the {n_items} items: lists hold every item"
+
+        def ranking(rows: np.ndarray, out: np.ndarray) -> dict[str, Any]:
+            yr, sr = y[rows], out[rows]
+            return {f"precision_at_{k}": rm.precision_at_k(yr, sr, k), f"recall_at_{k}": rm.recall_at_k(yr, sr, k),
+                    f"ndcg_at_{k}": rm.ndcg_at_k(yr, sr, k), "map": rm.mean_average_precision(yr, sr)}
+
+        every = np.arange(scorer.n)
+        headline = ranking(every, scores)
+        lists = rm.top_k(scores, min(k, n_items))
+        if item_features is not None:
+            vectors = np.asarray(item_features, dtype=np.float64)
+            if vectors.ndim != 2 or vectors.shape[0] != n_items:
+                raise DataError(f"item_features must be (n_items={n_items}, features), got shape {vectors.shape}")
+            notes["diversity_score"] = "cosine distance between the listed items' item_features"
+        else:
+            vectors = y.T.astype(np.float64)
+            notes["diversity_score"] = ("cosine distance between listed items' co-occurrence in the held-out labels "
+                                        "(pass item_features= for content-based diversity)")
+        diversity = rm.intra_list_diversity(lists, vectors)
+
+        cold_rows, source = None, None
+        if cold_start is not None:
+            cold_rows, source = np.flatnonzero(boolean_rows("cold_start", cold_start, scorer.n)), "cold_start flags"
+        elif behavioral is not None:
+            cold_rows = np.flatnonzero(~scorer.dataset.masks[behavioral])
+            source = f"rows missing {behavioral!r}"
+        cold, cold_accuracy = None, None
+        if cold_rows is not None and len(cold_rows):
+            cold = {"rows": source, "n_users": len(cold_rows)} | ranking(cold_rows, scores)
+            cold_accuracy = float(np.mean((scores[cold_rows] >= 0.5) == (y[cold_rows] > 0)))
+        else:
+            notes["cold_start_accuracy"] = ("no cold-start rows: pass cold_start= flags or behavioral_modality= "
+                                            "with rows that lack it" if cold_rows is None
+                                            else f"none of the held-out rows are cold ({source})")
+        behaviour_removed = None
+        if behavioral is not None:
+            behaviour_removed = ranking(every, scorer.output(scorer.without([behavioral])))
+
+        ndcg_key = f"ndcg_at_{k}"
+        contributions = {}
+        for m in scorer.modalities:
+            without = rm.ndcg_at_k(y, scorer.output(scorer.without([m])), k)
+            full = headline[ndcg_key]
+            contributions[m] = None if full is None or without is None else full - without
+
+        business = {"ctr_improvement": None, "conversion_impact": None, "engagement_score": None}
+        if experiment is not None:
+            business = experiment_uplift(experiment)
+            for key in ("conversion_impact", "engagement_score"):
+                if business[key] is None:
+                    notes[key] = "the experiment data lacks this group's counts or values (or control is 0)"
+        else:
+            for key in business:
+                notes[key] = "business uplift needs an experiment: pass experiment={'control': ..., 'treatment': ...}"
+        return {
+            "n_users": scorer.n, "n_items": n_items, "k": k,
+            **headline,
+            "coverage": rm.catalog_coverage(scores, k), "diversity_score": diversity,
+            "cold_start_accuracy": cold_accuracy, "cold_start": cold,
+            "behavior_removed": behaviour_removed,
+            "modality_contributions": contributions, "modality_contribution_metric": f"NDCG@{k} lost without it",
+            **business,
+            "notes": notes,
+        }
+
+
+@hookimpl
+def modalbag_register_reports(register: Any) -> None:
+    register("recommendation", RecommendationReport, options=RecommendationOptions,
+             summary="precision/recall/NDCG@k, MAP, coverage, diversity, cold start, modality contributions")
