@@ -112,12 +112,26 @@ def _resolve(catalog: Catalog, option: str, kind: str, name: str, config: Traini
 
 
 def _stray_options(config: TrainingConfig, chosen: list[Component], catalog: Catalog) -> list[str]:
-    """Plugin options given for components that this config does not use."""
-    trainers = catalog.components("trainer")  # any installed trainer may learn a bag
-    accepted = {f.name for c in [*chosen, *trainers] if c.options for f in attrs.fields(c.options)}
-    issues = []
-    owners = catalog.option_owners() if set(config.plugin_options) - accepted else {}
-    for key in sorted(set(config.plugin_options) - accepted):
+    """Plugin options given for components that this config does not use, and bad trainer options.
+
+    Trainers are loaded (importing their libraries) only when some option is not one of the chosen
+    components': validating a config that names none stays light.
+    """
+    accepted = {f.name for c in chosen if c.options for f in attrs.fields(c.options)}
+    leftover = set(config.plugin_options) - accepted
+    if not leftover:
+        return []
+    issues: list[str] = []
+    for trainer in catalog.components("trainer"):  # any installed trainer may learn a bag
+        owned = {f.name for f in attrs.fields(trainer.options)} if trainer.options else set()
+        if owned & leftover:
+            try:
+                build_options(trainer, config)
+            except ConfigError as exc:
+                issues.extend(exc.issues)
+        leftover -= owned
+    owners = catalog.option_owners() if leftover else {}
+    for key in sorted(leftover):
         names = ", ".join(sorted({f"{c.kind} {c.name!r}" for c in owners.get(key, [])})) or "no active plugin"
         issues.append(f"{key!r} is an option of {names}, which this config does not use: "
                       f"choose that component or remove {key!r}")

@@ -176,6 +176,13 @@ class TrainingConfig:
     gradient_accumulation_steps: int = _opt(1, "Optimizer step every N batches.", category="optimization",
                                             converter=_integer, validator=_positive,
                                             activates=("precision", "accumulation", lambda n: n > 1))
+    enable_progressive_learning: bool = _opt(False, "Train neural learners in progressive_stages (frozen layers, "
+                                             "learning-rate multipliers).", category="optimization",
+                                             converter=_boolean)
+    progressive_stages: tuple[Mapping[str, Any], ...] = _opt(
+        [], "Stages of progressive learning, each {'epochs': n, 'frozen_layers': ['encoder'], 'lr_multiplier': m, "
+            "'fine_tuning': bool}; the last stage runs to the end of training.",
+        category="optimization", converter=lambda stages: tuple(stages))
     # -- quality -----------------------------------------------------------------------------------
     early_stopping_patience: int = _opt(15, "Epochs without validation improvement before stopping (0 disables).",
                                         category="quality", converter=_integer, validator=_non_negative,
@@ -194,6 +201,19 @@ class TrainingConfig:
                                                 "validate on the next block); needs validation_strategy="
                                                 "'time_series'. Uses cross_validation_folds folds, else 5.",
                                          category="quality", converter=_boolean)
+    # -- reports (read by the domain report plugins after training; they change no training) ------
+    interpretability_required: bool = _opt(False, "Medical report: add per-modality clinical importance "
+                                           "(ablation).", category="reports", converter=_boolean)
+    regulatory_compliance: bool = _opt(False, "Medical report: add the clinical reporting checklist (which items "
+                                       "this run documents; not a compliance claim).", category="reports",
+                                       converter=_boolean)
+    adversarial_testing: bool = _opt(False, "Safety report: accuracy under a gradient-sign (FGSM) perturbation "
+                                     "crafted on the neural learners.", category="reports", converter=_boolean)
+    worst_case_analysis: bool = _opt(True, "Safety report: search sensor-failure combinations up to "
+                                     "max_failures, not only single failures.", category="reports",
+                                     converter=_boolean)
+    market_regime_testing: bool = _opt(False, "Finance report: the figures per volatility regime of the "
+                                       "benchmark.", category="reports", converter=_boolean)
     # -- tuning ------------------------------------------------------------------------------------
     hpo_trials: int = _opt(0, "Hyperparameter search trials per tabular learner, each scored by "
                               "cross-validation (0: no search unless hpo_time_budget is set).",
@@ -205,20 +225,39 @@ class TrainingConfig:
     save_checkpoints: bool = _opt(True, "Write each learner's best weights to checkpoint_dir.",
                                   category="quality", converter=_boolean,
                                   activates=("validator", "checkpoint", _when_true))
-    checkpoint_dir: str | None = _opt(None, "Where checkpoints go (None: a new temporary directory per run).",
+    checkpoint_dir: str | None = _opt(None, "Where checkpoints go, one folder per learner (None: <run_dir>/checkpoints, "
+                                            "or a new temporary directory per run without run_dir).",
                                       category="quality",
                                       converter=attrs.converters.optional(str))
+    checkpoint_interval: int = _opt(1, "Epochs between full training-state checkpoints of a neural learner (model, "
+                                       "objective, optimizer, scheduler, scaler and RNG states): what resume "
+                                       "continues from. Needs save_checkpoints and run_dir or checkpoint_dir.",
+                                    category="quality", converter=_integer, validator=_positive)
+    keep_best_only: bool = _opt(True, "Keep only the newest training state and the best weights per learner; "
+                                      "false keeps every checkpoint_interval's state as well.",
+                                category="quality", converter=_boolean)
     # -- run ---------------------------------------------------------------------------------------
     random_state: int = _opt(0, "Seed for bags, initialisation and shuffling: same seed, same results.",
                              category="run", converter=_integer)
     run_dir: str | None = _opt(None, "The run directory: the run's own record (records.jsonl), checkpoints, "
                                "sink output, exports and reports go under it; resume reads it back (None: "
                                "nothing is written but checkpoints, to a temporary directory).",
-                               category="run", converter=attrs.converters.optional(str))
+                               category="run", converter=attrs.converters.optional(str),
+                               activates=("sink", "jsonl", lambda d: d is not None))
     verbose: bool = _opt(False, "Log progress (the application configures where logs go).",
                          category="run", converter=_boolean)
     sinks: tuple[str, ...] = _opt([], "Metrics sink plugins to activate, by name.", category="run",
                                   converter=_names)
+    log_interval: int = _opt(50, "Log step metrics (loss, learning rate, gradient norm, throughput) to the "
+                             "active sinks every N optimizer steps (0: per epoch only).", category="run",
+                             converter=_integer, validator=_non_negative)
+    tensorboard_logging: bool = _opt(False, "Mirror the run's metrics to TensorBoard under run_dir/tensorboard.",
+                                     category="run", converter=_boolean,
+                                     activates=("sink", "tensorboard", _when_true))
+    wandb_logging: bool = _opt(False, "Mirror the run's metrics to Weights & Biases (files under run_dir/wandb).",
+                               category="run", converter=_boolean, activates=("sink", "wandb", _when_true))
+    profile_training: bool = _opt(False, "Trace a few training steps of each neural learner with torch.profiler "
+                                  "(Chrome traces under run_dir/profiler).", category="run", converter=_boolean)
     validators: tuple[str, ...] = _opt([], "Extra validator plugins to activate, by name.", category="run",
                                        converter=_names)
     # -- parallel ----------------------------------------------------------------------------------
@@ -319,6 +358,14 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
                           "(set enable_denoising=false to train without denoising)")
         if not config.denoising_objectives:
             issues.append("denoising_objectives is empty while enable_denoising is true")
+    if config.enable_progressive_learning:
+        from modalbag.progressive import parse_stages
+
+        stages, stage_issues = parse_stages(config.progressive_stages)
+        issues.extend(stage_issues)
+        if not stages and not stage_issues:
+            issues.append("enable_progressive_learning is true but progressive_stages is empty: give stages like "
+                          "[{'epochs': 20, 'frozen_layers': ['encoder'], 'lr_multiplier': 0.1}, {'epochs': 80}]")
     if config.task_type == "regression" and config.class_weights is not None:
         issues.append("class_weights applies to classification only (task_type is 'regression')")
     if config.label_smoothing and config.task_type != "classification":
@@ -330,6 +377,10 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
     if (config.hpo_trials or config.hpo_time_budget) and importlib.util.find_spec("optuna") is None:
         issues.append("hpo_trials / hpo_time_budget search with Optuna, which is not installed: "
                       "pip install modalbag[hpo]")
+    for option in ("tensorboard_logging", "wandb_logging", "profile_training"):
+        if getattr(config, option) and config.run_dir is None:
+            issues.append(f"{option} writes under the run directory, but run_dir is None: set run_dir "
+                          f"(for example run_dir='runs/first') or {option}=false")
     if config.distributed_training and config.executor not in ("auto", "torchrun"):
         issues.append(f"distributed_training trains each learner over torchrun ranks, but executor is "
                       f"{config.executor!r}: set executor='auto' (or 'torchrun'), or distributed_training=false")

@@ -8,6 +8,7 @@ on invented values.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Mapping
 from typing import Any
 
@@ -75,6 +76,18 @@ def as_modality_array(name: str, value: Any, kind: str | None = None) -> tuple[n
     return array.astype(np.float32, copy=False), kind
 
 
+_SCAN_ROWS = 65536
+
+
+def is_memory_mapped(array: Any) -> bool:
+    """Whether ``array``'s memory is a mapped file (``np.load(..., mmap_mode='r')``, or a view of one)."""
+    while array is not None:
+        if isinstance(array, (np.memmap, mmap.mmap)):
+            return True
+        array = getattr(array, "base", None)
+    return False
+
+
 def _missing_rows(name: str, array: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     """Boolean 'present' mask; an all-NaN row is missing, a partly-NaN row an error."""
     flat = array.reshape(len(array), -1)
@@ -84,13 +97,17 @@ def _missing_rows(name: str, array: np.ndarray, mask: np.ndarray | None) -> np.n
             raise DataError(f"mask for modality {name!r} has {mask.shape[0]} rows, data has {len(array)}; "
                             f"give one True/False per sample")
         flat = np.where(mask[:, None], flat, 0.0)  # values of rows marked missing are never used
-    if np.isinf(flat).any():
-        rows = np.flatnonzero(np.isinf(flat).any(axis=1))
+    inf_rows, all_nan, partial = (np.zeros(len(flat), dtype=bool) for _ in range(3))
+    for start in range(0, len(flat), _SCAN_ROWS):  # in blocks: a memory-mapped file is never loaded whole
+        block = np.asarray(flat[start:start + _SCAN_ROWS])
+        inf_rows[start:start + len(block)] = np.isinf(block).any(axis=1)
+        nan = np.isnan(block)
+        all_nan[start:start + len(block)] = nan.all(axis=1)
+        partial[start:start + len(block)] = nan.any(axis=1) & ~nan.all(axis=1)
+    if inf_rows.any():
+        rows = np.flatnonzero(inf_rows)
         raise DataError(f"modality {name!r} has infinite values in {len(rows)} rows (first: row {rows[0]}); "
                         f"clip or replace them")
-    nan = np.isnan(flat)
-    all_nan = nan.all(axis=1)
-    partial = nan.any(axis=1) & ~all_nan
     if partial.any():
         rows = np.flatnonzero(partial)
         raise DataError(f"modality {name!r} has {len(rows)} rows with some but not all values NaN "
@@ -100,10 +117,21 @@ def _missing_rows(name: str, array: np.ndarray, mask: np.ndarray | None) -> np.n
     return present if mask is None else present & mask
 
 
+def label_array(labels: Any) -> np.ndarray:
+    """Labels as an array of one entry per sample; a scalar or ragged input is a `DataError`."""
+    try:
+        y = np.asarray(labels)
+    except (ValueError, TypeError) as exc:  # ragged nested lists
+        raise DataError(f"labels could not be read as an array ({exc}); give one label per sample") from exc
+    if y.ndim == 0:
+        raise DataError(f"labels must hold one value per sample, got a single value {y.item()!r}")
+    return y
+
+
 def encode_labels(labels: Any, task_type: str, num_classes: int | None = None,
                   n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Validate labels for a task; returns the encoded targets and the class values (or None)."""
-    y = np.asarray(labels)
+    y = label_array(labels)
     if n_samples is not None and len(y) != n_samples:
         raise DataError(f"labels have {len(y)} rows but the modalities have {n_samples} samples; "
                         f"give one label per sample, in the same order")
@@ -175,15 +203,17 @@ class MultimodalDataset:
         for name, value in data.items():
             array, kind = as_modality_array(name, value)
             present[name] = _missing_rows(name, array, masks.get(name))
-            array = np.where(_broadcast(present[name], array), array, 0.0).astype(np.float32)
-            arrays[name] = np.ascontiguousarray(array)
+            if not present[name].all():  # missing rows hold zeros, so no NaN reaches an encoder
+                array = np.where(_broadcast(present[name], array), array, 0.0).astype(np.float32)
+            # a complete memory-mapped array stays on disk: trainers stream it batch by batch
+            arrays[name] = array if is_memory_mapped(array) else np.ascontiguousarray(array)
             specs[name] = ModalitySpec(name, kind, array.shape[1:])
         counts = {name: len(a) for name, a in arrays.items()}
         if len(set(counts.values())) > 1:
             raise DataError(f"modalities have different sample counts: {counts}; every modality must "
                             f"have one row per sample (use NaN rows for samples that lack it)")
         n = next(iter(counts.values()))
-        y = None if labels is None else np.asarray(labels)
+        y = None if labels is None else label_array(labels)
         if y is not None and len(y) != n:
             raise DataError(f"labels have {len(y)} rows but the modalities have {n} samples; "
                             f"give one label per sample, in the same order")

@@ -281,6 +281,21 @@ class DenoisingHooks:
         return {f"denoising.{name}": term for name, term in terms.items()}
 
     @hookimpl
+    def modalbag_checkpoint_state(self, run: Any, fit: FitState) -> dict[str, Any] | None:
+        from modalbag.checkpoints import capture  # the weighting's running averages (adaptive)
+
+        loss = fit.stash.get(_LOSS)
+        return None if loss is None else {"denoising": {"weighting": capture(loss.weighting)}}
+
+    @hookimpl
+    def modalbag_restore_state(self, run: Any, fit: FitState, state: Mapping[str, Any]) -> None:
+        from modalbag.checkpoints import restore
+
+        loss, saved = fit.stash.get(_LOSS), state.get("denoising")
+        if loss is not None and saved is not None:
+            restore(loss.weighting, saved["weighting"])
+
+    @hookimpl
     def modalbag_epoch_metrics(self, run: Any, fit: FitState) -> dict[str, float] | None:
         sums = fit.stash.get(_SUMS)
         if not sums:

@@ -139,14 +139,19 @@ def complete_rows(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities:
 
 
 def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets: np.ndarray,
-                run: Run, catalog: Catalog) -> TrainedLearner:
-    """Fit one learner; never raises for the learner's own failures (the record says failed)."""
+                run: Run, catalog: Catalog, learner: Any = None) -> TrainedLearner:
+    """Fit one learner; never raises for the learner's own failures (the record says failed).
+
+    ``learner``: an unfitted learner object to fit (`EnsembleTrainingPipeline` passes the ones
+    its caller built); by default the spec's trainer plugin builds one.
+    """
     started = time.perf_counter()
     fit = FitState(spec=spec, bag=bag, gradient_clipping=run.config.gradient_clipping)
-    bound = log.bind(run=run.run_id, learner=spec.learner_id, trainer=spec.trainer)
+    bound = log.bind(run=run.run_id, learner=spec.learner_id, bag=bag.id, trainer=spec.trainer)
     try:
-        component = catalog.get("trainer", spec.trainer)
-        learner = component.factory(spec, run.config, build_options(component, run.config))
+        if learner is None:
+            component = catalog.get("trainer", spec.trainer)
+            learner = component.factory(spec, run.config, build_options(component, run.config))
         train_rows, val_rows = split_validation(bag, run.config.validation_split, bag.seed,
                                                 run.config.validation_strategy, targets)
         data = BagData(
@@ -159,6 +164,10 @@ def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets
         learner.fit(data, run, fit)
         run.hook.modalbag_fit_end(run=run, fit=fit)
         validation = _validate(learner, data, run.task, spec.modalities)
+        cv = getattr(learner, "cross_validation", None)  # tabular trainers' k-fold scores on training rows
+        if cv:
+            validation |= {f"cv_{k}_mean": v for k, v in cv["mean"].items()}
+            validation |= {f"cv_{k}_std": v for k, v in cv["std"].items()}
     except Exception as exc:  # noqa: BLE001 - a failing learner must not take the others down
         elapsed = time.perf_counter() - started
         bound.warning("learner.failed", error=f"{type(exc).__name__}: {exc}", seconds=round(elapsed, 3))
@@ -209,13 +218,19 @@ class Engine:
         return tuple(out)
 
     def train(self, run: Run, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag],
-              dataset: MultimodalDataset, targets: np.ndarray) -> dict[str, TrainedLearner]:
+              dataset: MultimodalDataset, targets: np.ndarray, *, resume: Any = None) -> dict[str, TrainedLearner]:
         """Fit every learner with the run's executor and return every record, failed ones included.
 
-        Records come back in ``specs`` order whatever order the learners finish in.
+        Records come back in ``specs`` order whatever order the learners finish in. With
+        ``config.run_dir`` the run keeps ``run.json`` and each finished learner there
+        (`modalbag.runrecord`); ``resume`` (that record, read back) loads the learners it trained.
         """
+        from modalbag.runrecord import Journal
+
+        journal = Journal.start(run, specs, bags, dataset, targets, resume) if run.config.run_dir else None
+        done = journal.trained_learners(self.catalog) if journal is not None and resume is not None else {}
         run.hook.modalbag_run_start(run=run)
-        jobs = self.jobs(run, specs, bags, dataset)
+        jobs = self.jobs(run, [s for s in specs if s.learner_id not in done], bags, dataset)
         work = TrainingWork(run, jobs, dataset, targets, self.catalog, threads_for(run.config),
                             memory_budget(run.config))
         executor = run.executor if run.executor is not None else _InThisProcess()
@@ -223,11 +238,15 @@ class Engine:
                  executor=type(executor).__name__, threads_per_learner=work.threads)
         bag_of = {job.learner_id: job.bag.id for job in jobs}
         results: dict[str, TrainedLearner] = {}
-        progress = ProgressBar(len(jobs)) if run.config.progress_bar else None
-        outcomes = executor.execute(work)
+        progress = ProgressBar(len(jobs)) if ProgressBar.wanted(run.config) else None
+        if progress is not None:  # epochs of learners trained in this process (workers keep theirs)
+            run.active.plugin_manager.register(progress, name="progress")
+        outcomes = executor.execute(work) if jobs else iter(())
         try:
             for outcome in outcomes:
                 self._received(run, outcome, bag_of, results, len(jobs))
+                if journal is not None:
+                    journal.finished(outcome.learner)
                 if progress is not None:
                     progress.update(outcome.learner.ok)
         finally:
@@ -235,11 +254,15 @@ class Engine:
                 outcomes.close()
             if progress is not None:
                 progress.close()
+                run.active.plugin_manager.unregister(progress)
         for job in jobs:  # an executor that skipped a job must not make it vanish silently
             if job.learner_id not in results:
                 results[job.learner_id] = TrainedLearner(job.spec, "failed",
                                                          error="the executor returned no result for this learner")
+        results.update(done)
         results = {spec.learner_id: results[spec.learner_id] for spec in specs}
+        if journal is not None:
+            journal.close("trained")
         run.hook.modalbag_run_end(run=run, learners=results)
         failed = sum(not r.ok for r in results.values())
         log.info("run.end", run=run.run_id, trained=len(results) - failed, failed=failed)

@@ -116,3 +116,33 @@ class NotFittedError(ModalbagError, RuntimeError):
 
 class TrainingDivergedError(ModalbagError, FloatingPointError):
     """A learner's loss became NaN or infinite."""
+
+
+class ArtifactError(ModalbagError, ValueError):
+    """A file modalbag wrote (checkpoint, run record, export) is missing, tampered with, truncated, of
+    another format version, or unsafe to load. ``path`` names the file; the message says what to do."""
+
+    def __init__(self, path: object, problem: str | None = None):
+        self.path = str(path)  # (with one argument, as when unpickled: the whole message)
+        super().__init__(self.path if problem is None else f"{self.path}: {problem}")
+
+
+class MissingExtraError(PluginError, ImportError):
+    """A plugin's optional library is not installed; the message gives the ``pip install`` that fixes it."""
+
+    def __init__(self, trainer: str, library: str, extra: str | None):
+        self.trainer, self.library, self.extra = trainer, library, extra
+        fix = f"pip install modalbag[{extra}]" if extra else f"pip install {library}"
+        super().__init__(f"trainer {trainer!r} needs the {library} library, which is not installed: {fix}")
+
+
+class WorkerLostError(ModalbagError, RuntimeError):
+    """The process running a learner died (killed, out of memory, ``os._exit``) or did not answer.
+
+    Only that learner fails; the message names the exit code or signal.
+    """
+
+
+class NotPicklableError(ModalbagError, TypeError):
+    """A component of the run cannot be copied to worker processes."""
+

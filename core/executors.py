@@ -37,8 +37,9 @@ import numpy as np
 import structlog
 
 from modalbag.data import MultimodalDataset
-from modalbag.errors import ModalbagError, UnknownPluginError
+from modalbag.errors import NotPicklableError, UnknownPluginError, WorkerLostError
 from modalbag.logs import get_logger
+from modalbag.markers import hookimpl
 from modalbag.records import LearnerSpec, TrainedLearner
 
 if TYPE_CHECKING:
@@ -55,17 +56,6 @@ MIB = 1 << 20
 WORKER_BASE_BYTES = 400 * MIB
 #: Arrays at least this large go to workers as memory-mapped files rather than inside each message.
 SHARE_AS_FILE_BYTES = 4 * MIB
-
-
-class WorkerLostError(ModalbagError, RuntimeError):
-    """The process running a learner died (killed, out of memory, ``os._exit``) or did not answer.
-
-    Only that learner fails; the message names the exit code or signal.
-    """
-
-
-class NotPicklableError(ModalbagError, TypeError):
-    """A component of the run cannot be copied to worker processes."""
 
 
 # -- jobs and results --------------------------------------------------------------------------
@@ -537,6 +527,19 @@ class ProgressBar:
         self.total, self.done, self.failed, self.width = total, 0, 0, width
         self.stream = stream if stream is not None else sys.stderr
         self.started = time.perf_counter()
+        self.current = ""  # the epoch of the learner training in this process, when one is
+        self._draw()
+
+    @staticmethod
+    def wanted(config: TrainingConfig, stream: Any = None) -> bool:
+        """``progress_bar``, or ``verbose`` on a terminal: never drawn into a file or a pipe unasked."""
+        stream = stream if stream is not None else sys.stderr
+        return config.progress_bar or (config.verbose and bool(getattr(stream, "isatty", lambda: False)()))
+
+    @hookimpl
+    def modalbag_epoch_end(self, run: Any, fit: Any, record: Any) -> None:
+        """Run hook (registered by the engine for in-process learners): show the learner's epoch."""
+        self.current = f" | {fit.spec.learner_id} epoch {record.epoch}/{run.config.epochs}"
         self._draw()
 
     def update(self, ok: bool) -> None:
@@ -549,7 +552,7 @@ class ProgressBar:
         failed = f", {self.failed} failed" if self.failed else ""
         seconds = time.perf_counter() - self.started
         self.stream.write(f"\rbags [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}"
-                          f"{failed} {seconds:.0f}s")
+                          f"{failed} {seconds:.0f}s{self.current}\x1b[K")
         self.stream.flush()
 
     def close(self) -> None:

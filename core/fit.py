@@ -71,14 +71,45 @@ class FitState:
     notes: list[str] = attrs.field(factory=list)
     gradient_clipping: float | None = None
     checkpoint: str | None = None
+    #: Batches per epoch and this batch's index in its epoch (set by neural trainers each step).
+    steps_per_epoch: int = 0
+    batch_in_epoch: int = 0
+    #: Set by a plugin that defers this batch's optimizer step (accumulation): the trainer then does
+    #: not advance the learning-rate schedule. The trainer resets it before every step.
+    deferred_step: bool = False
+    #: Global gradient norms (0-d tensors, before clipping) of this epoch's clipped steps: the norm
+    #: comes free with clipping; `gradient_norm_metrics` summarises them once per epoch.
+    grad_norms: list[Any] = attrs.field(factory=list, repr=False)
+
+    def clip_gradients(self) -> None:
+        """Clip the global gradient norm of the optimizer's parameters to ``gradient_clipping``."""
+        if not self.gradient_clipping:
+            return
+        import torch
+
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if params:
+            norm = torch.nn.utils.clip_grad_norm_(params, self.gradient_clipping, foreach=True)
+            self.grad_norms.append(norm.detach())
+
+    def gradient_norm_metrics(self) -> dict[str, float]:
+        """``grad_norm`` (mean), ``grad_norm_max`` and ``optimizer_steps`` (how many) over this epoch's
+        clipped optimizer steps, then forget them.
+
+        One host synchronisation per epoch; empty when no step measured a norm (clipping off).
+        """
+        if not self.grad_norms:
+            return {}
+        import torch
+
+        norms = torch.stack([n.float().cpu() for n in self.grad_norms])
+        self.grad_norms.clear()
+        return {"grad_norm": float(norms.mean()), "grad_norm_max": float(norms.max()),
+                "optimizer_steps": float(len(norms))}
 
     def default_step(self) -> None:
         """Clip the global gradient norm, step the optimizer and zero the gradients."""
-        import torch
-
-        if self.gradient_clipping:
-            params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
-            torch.nn.utils.clip_grad_norm_(params, self.gradient_clipping, foreach=True)
+        self.clip_gradients()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
 

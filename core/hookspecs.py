@@ -238,6 +238,40 @@ def modalbag_fit_error(run: Run, learner_id: str, error: BaseException) -> None:
     """A learner failed: called with its id and the exception; the run continues without it."""
 
 
+@hookspec
+def modalbag_checkpoint_state(run: Run, fit: FitState) -> dict[str, Any] | None:
+    """Contribute this component's per-fit state to a neural learner's training checkpoint.
+
+    Called when the trainer saves its full training state (every ``checkpoint_interval`` epochs,
+    after `modalbag_epoch_end`). Return ``{key: state}`` under a key of your own (your plugin's
+    name), or ``None``. States hold tensors and plain data only (dicts, lists, numbers, strings):
+    checkpoints are read back with ``torch.load(weights_only=True)``, which refuses anything else.
+    All results are merged.
+    """
+
+
+@hookspec
+def modalbag_restore_state(run: Run, fit: FitState, state: Mapping[str, Any]) -> None:
+    """A neural learner resumes from a checkpoint: take back what `modalbag_checkpoint_state` gave.
+
+    Called once, after `modalbag_fit_setup` and before the first resumed epoch, with every
+    component's merged state; read your own key (it may be absent). Results are ignored.
+    """
+
+
+@hookspec
+def modalbag_log_step(run: Run, fit: FitState, step: int, values: Mapping[str, float]) -> None:
+    """Every ``log_interval`` optimizer steps of a neural learner: measured values for sinks.
+
+    Called by neural trainers when ``fit.step`` (steps so far in this fit) is a multiple of
+    ``log_interval``, only when ``log_interval > 0`` and some instance implements this hook, so
+    steps cost nothing when nobody listens. ``values`` holds plain floats: ``loss`` (this batch's
+    task loss), ``epoch_loss`` (running mean of the epoch's task loss), ``learning_rate``,
+    ``samples_per_second`` (since the previous call), ``grad_norm`` when measured, and each
+    auxiliary term's running mean under ``loss_terms/<name>``. Results are ignored.
+    """
+
+
 # Per-step hooks. The trainer looks these callers up once per fit, so each costs one pluggy call.
 
 

@@ -29,6 +29,7 @@ from modalbag.registry import Catalog, default_catalog
 from modalbag.selection import select_learners
 from modalbag.synthetic import SyntheticTask
 from modalbag.training_reports import TrainingReportsMixin
+from modalbag.training_strategy import TrainingStrategyMixin
 
 log = get_logger("modalbag.model")
 
@@ -37,7 +38,8 @@ class TrainingFailedError(ModalbagError, RuntimeError):
     """Every learner failed: nothing to predict with. The message lists each learner's error."""
 
 
-class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, PersistenceMixin, PreprocessingMixin):
+class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, PersistenceMixin, PreprocessingMixin,
+                              TrainingStrategyMixin):
     """An ensemble of learners over modality subsets of one multimodal dataset."""
 
     def __init__(self, dataset: MultimodalDataset, *, task_type: str = "classification",
@@ -127,19 +129,25 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
 
     # -- training ---------------------------------------------------------------------------------
 
-    def train_ensemble(self, **config: Any) -> dict[str, TrainedLearner]:
+    def train_ensemble(self, resume: bool = False, **config: Any) -> dict[str, TrainedLearner]:
         """Train every bag's learner; returns the learners that trained (failures are in the summary).
 
-        Takes every `TrainingConfig` option (and plugin options) as keyword arguments.
+        Takes every `TrainingConfig` option (and plugin options) as keyword arguments. With
+        ``run_dir`` the run is recorded there and exported to ``<run_dir>/export`` at the end;
+        ``resume=True`` continues the run recorded in ``run_dir`` (see `modalbag.runrecord`).
         """
         if self.dataset.labels is None:
             raise DataError("this model has no labels: pass labels= when creating it")
+        previous, config = self._resume_record(config) if resume else (None, config)
+        config = {**self._preprocessing_options(), **config}  # explicit options win
         task_type = self._task_type(config.get("task_type"))
         cfg = TrainingConfig.from_dict({**config, "task_type": task_type}, catalog=self.catalog)
         targets, classes = encode_labels(self.dataset.labels, task_type, cfg.num_classes, self.dataset.n_samples)
-        task = TaskInfo(task_type, _n_outputs(task_type, targets, classes), classes, _prior(task_type, targets, classes))
+        task = _task_info(task_type, targets, classes)
         engine = Engine(self.catalog, self.plugins)
         run = engine.prepare(cfg, task)  # config and plugin errors surface here, before any training
+        if previous is not None:  # the interrupted run's id, bags and specs: its checkpoints apply
+            run.run_id, self.bags, self.learner_specs = previous.run_id, previous.bags(), previous.specs()
         if self.bags is None:
             if self.ensemble_config is None:
                 self.create_ensemble(random_state=cfg.random_state)
@@ -148,13 +156,14 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
             self.select_base_learners(task_type, cfg.num_classes, instantiate=False)
         assert self.bags is not None and self.learner_specs is not None
         bags = {b.id: b for b in self.bags}
-        self.learners = engine.train(run, self.learner_specs, bags, self.dataset, targets)
+        self.learners = engine.train(run, self.learner_specs, bags, self.dataset, targets, resume=previous)
         self.training_config, self.task, self.run_id = cfg, task, run.run_id
         trained = {lid: r for lid, r in self.learners.items() if r.ok}
         if not trained:
             errors = "\n".join(f"  {lid}: {r.error}" for lid, r in self.learners.items())
             raise TrainingFailedError(f"every learner failed:\n{errors}")
         self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state)
+        self._run_finished()
         return trained
 
     # -- prediction -------------------------------------------------------------------------------
@@ -243,6 +252,10 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
 
         return {"active_plugins": [f"{kind}.{name}" for _, kind, name in _wanted(cfg)]
                 + sorted({f"trainer.{r.spec.trainer}" for r in self.learners.values()})}
+
+
+def _task_info(task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> TaskInfo:
+    return TaskInfo(task_type, _n_outputs(task_type, targets, classes), classes, _prior(task_type, targets, classes))
 
 
 def _n_outputs(task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> int:

@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from modalbag.data import is_memory_mapped
+
 Batch = dict[str, Any]
 
 
@@ -126,7 +128,7 @@ def wants_loader(mode: str, arrays: Mapping[str, np.ndarray], num_workers: int) 
     """The DataLoader path for ``mode='loader'``, or under 'auto' for on-disk data or worker processes."""
     if mode != "auto":
         return mode == "loader"
-    return num_workers > 0 or any(isinstance(a, np.memmap) for a in arrays.values())
+    return num_workers > 0 or any(is_memory_mapped(a) for a in arrays.values())
 
 
 def eval_batches(arrays: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray], modalities: Sequence[str],

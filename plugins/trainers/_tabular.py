@@ -51,22 +51,13 @@ import attrs
 import numpy as np
 
 from modalbag.config import TrainingConfig
-from modalbag.errors import ConfigError, PluginError
+from modalbag.errors import ConfigError, MissingExtraError
 from modalbag.metrics import primary_loss, task_metrics
 from modalbag.records import EpochRecord, LearnerSpec
 
 FORMAT = "modalbag.tabular"
 FORMAT_VERSION = 1
 METADATA_FILE = "learner.json"
-
-
-class MissingExtraError(PluginError, ImportError):
-    """A trainer's library is not installed; the message gives the ``pip install`` that fixes it."""
-
-    def __init__(self, trainer: str, library: str, extra: str | None):
-        self.trainer, self.library, self.extra = trainer, library, extra
-        fix = f"pip install modalbag[{extra}]" if extra else f"pip install {library}"
-        super().__init__(f"trainer {trainer!r} needs the {library} library, which is not installed: {fix}")
 
 
 def library_available(module: str) -> bool:

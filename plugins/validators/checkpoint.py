@@ -1,24 +1,30 @@
-"""``checkpoint``: write each learner's best weights to disk, atomically, as it trains.
+"""``checkpoint``: write each neural learner's best weights to disk, atomically, as it trains.
 
-A checkpoint is written whenever the monitored loss improves, to a temporary file that then
-replaces ``<checkpoint_dir>/<learner_id>.pt``, so a crash never leaves a half-written file. With no
-``checkpoint_dir`` a new temporary directory is made per run (its path is in each learner's record).
+Whenever the monitored loss improves, the weights go to ``<root>/<learner_id>/best_<epoch>.pt``
+(written to a temporary file, fsynced, renamed), the folder's ``manifest.json`` is updated with the
+file's SHA-256 and the previous best file is removed (see `modalbag.checkpoints` for the layout).
+The root is ``checkpoint_dir``, else ``<run_dir>/checkpoints``, else a new temporary directory per
+run; the path is in each learner's record (``TrainedLearner.checkpoint``). Read a file back with
+`modalbag.artifacts.safe_torch_load`. The best value seen so far is part of the learner's training
+state, so a resumed fit keeps comparing against it.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
 from modalbag import hookimpl
+from modalbag.checkpoints import LearnerCheckpoints, checkpoint_root
 from modalbag.fit import FitState, StashKey
 from modalbag.records import EpochRecord
 
 _BEST = StashKey[float]()
+_STATE_KEY = "validator.checkpoint"
 
 
 @attrs.frozen(kw_only=True)
@@ -26,27 +32,10 @@ class CheckpointOptions:
     pass
 
 
-def atomic_torch_save(obj: Any, path: Path) -> None:
-    """``torch.save`` to a sibling temporary file, then rename over ``path``."""
-    import torch
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class Checkpoint:
     def __init__(self, config: Any, options: CheckpointOptions):
         self.config = config
-        self.directory: Path | None = Path(config.checkpoint_dir) if config.checkpoint_dir else None
+        self.directory: Path | None = checkpoint_root(config)
 
     @hookimpl
     def modalbag_run_start(self, run: Any) -> None:
@@ -55,17 +44,32 @@ class Checkpoint:
 
     @hookimpl
     def modalbag_epoch_end(self, run: Any, fit: FitState, record: EpochRecord) -> None:
-        if fit.model is None:
+        ddp = getattr(run, "distributed", None)
+        if fit.model is None or (ddp is not None and not ddp.is_main):
             return
         value = record.monitored()
         if value < fit.stash.get(_BEST, float("inf")):
             fit.stash[_BEST] = value
             assert self.directory is not None
-            path = self.directory / f"{fit.spec.learner_id}.pt"
-            atomic_torch_save({"learner_id": fit.spec.learner_id, "epoch": record.epoch, "monitored": value,
-                               "modalities": list(fit.spec.modalities), "state_dict": fit.model.state_dict(),
-                               "config": self.config.to_dict()}, path)
+            store = LearnerCheckpoints(self.directory / fit.spec.learner_id, fit.spec.learner_id, run.run_id)
+            path = store.add("best", record.epoch, {
+                "format": "modalbag.best_weights", "learner_id": fit.spec.learner_id, "epoch": record.epoch,
+                "monitored": value, "modalities": list(fit.spec.modalities), "state_dict": fit.model.state_dict(),
+                "config": self.config.to_dict()})
             fit.checkpoint = str(path)
+
+    @hookimpl
+    def modalbag_checkpoint_state(self, run: Any, fit: FitState) -> dict[str, Any] | None:
+        if _BEST not in fit.stash:
+            return None
+        return {_STATE_KEY: {"best": fit.stash[_BEST], "path": fit.checkpoint}}
+
+    @hookimpl
+    def modalbag_restore_state(self, run: Any, fit: FitState, state: Mapping[str, Any]) -> None:
+        mine = state.get(_STATE_KEY)
+        if mine:
+            fit.stash[_BEST] = float(mine["best"])
+            fit.checkpoint = mine.get("path")
 
 
 @hookimpl

@@ -50,6 +50,17 @@ class EarlyStopping:
             fit.control.stop(f"no improvement for {self.patience} epochs (best epoch {best.epoch})")
 
     @hookimpl
+    def modalbag_checkpoint_state(self, run: Any, fit: FitState) -> dict[str, Any] | None:
+        best = fit.stash.get(BEST)  # part of a resumable training state: patience and best weights
+        return None if best is None else {"validator.early_stopping": attrs.asdict(best, recurse=False)}
+
+    @hookimpl
+    def modalbag_restore_state(self, run: Any, fit: FitState, state: Any) -> None:
+        saved = state.get("validator.early_stopping")
+        if saved is not None:
+            fit.stash[BEST] = _Best(float(saved["value"]), int(saved["epoch"]), saved["state"])
+
+    @hookimpl
     def modalbag_fit_end(self, run: Any, fit: FitState) -> None:
         best = fit.stash.get(BEST)
         if best is not None and best.state is not None and best.epoch != fit.epoch:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
 
+import modalbag
 from modalbag import TrainingConfig
 from modalbag.bags import Bag
 from modalbag.engine import Engine, TaskInfo, fit_learner
 from modalbag.plugins.precision.amp import choose, cpu_bf16_speedup, cpu_flags
 from modalbag.records import LearnerSpec
 from modalbag.registry import default_catalog
-from tests.conftest import make_model
+from tests.conftest import catalog_without, make_model
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -117,3 +120,34 @@ def test_cuda_accumulation_with_fp16_scaling_matches_a_big_batch():
     small, _ = _fit_one(batch_size=8, steps=4, mixed_precision=True, amp_dtype="fp16", device="cuda")
     for name in big:  # fp16 forward passes: compare loosely
         torch.testing.assert_close(small[name], big[name], rtol=2e-2, atol=2e-3, msg=name)
+
+
+class _CountingAmp:
+    """A replacement ``amp``: runs the forward under a no-op context and counts the steps."""
+
+    calls = 0
+
+    def __init__(self, config, options):
+        pass
+
+    @modalbag.hookimpl
+    def modalbag_autocast(self, run, fit):
+        type(self).calls += 1
+        return contextlib.nullcontext()
+
+
+class _CountingAmpPlugin:
+    @modalbag.hookimpl
+    def modalbag_register_precisions(self, register):
+        register("amp", _CountingAmp, summary="counts autocast calls")
+
+
+def test_a_precision_component_can_come_from_a_third_party_plugin():
+    catalog = catalog_without("precision.amp")  # a machine where the built-in is not installed
+    catalog.register_plugin(_CountingAmpPlugin())
+    model = make_model(n_samples=120, catalog=catalog)
+    model.create_ensemble(n_bags=1)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
+    model.train_ensemble(**{**EXACT, "epochs": 2, "batch_size": 32, "mixed_precision": True})
+    assert "precision.amp" in model.get_training_summary()["active_plugins"]
+    assert _CountingAmp.calls >= 2

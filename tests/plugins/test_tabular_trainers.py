@@ -230,6 +230,8 @@ def test_cross_validation_scores_are_reported(trainer):
     assert cv["mean"]["accuracy"] == pytest.approx(np.mean([s["accuracy"] for s in cv["scores"]]))
     assert 0.4 < cv["mean"]["accuracy"] <= 1.0 and cv["std"]["loss"] >= 0
     assert any(note.startswith("3-fold cross-validation (StratifiedKFold)") for note in record.notes)
+    assert record.validation["cv_accuracy_mean"] == cv["mean"]["accuracy"]  # in the learner's summary too
+    assert record.validation["cv_loss_std"] == cv["std"]["loss"]
 
 
 def test_engine_holds_out_the_latest_rows_with_validation_strategy_time_series():

@@ -1,0 +1,5 @@
+"""``python -m modalbag.cli``: the same as the ``modalbag`` command."""
+
+from modalbag.cli import main
+
+main()

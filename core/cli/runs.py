@@ -1,0 +1,144 @@
+"""``modalbag train``, ``validate`` and ``report``: a run from its config file to its report."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from modalbag.errors import ConfigError
+from modalbag.logs import get_logger
+
+log = get_logger("modalbag.cli")
+
+_SET_HELP = "Override a config value: KEY=VALUE, VALUE in TOML (training.epochs=3, ensemble.n_bags=4, " \
+            "epochs=3 means training.epochs). Repeatable."
+
+
+def default_run_dir(config_name: str, root: Path | None = None) -> Path:
+    """``runs/<config name>-<YYYYmmdd-HHMMSS>`` under ``root`` (the working directory), never an existing one."""
+    base = (root or Path.cwd()) / "runs"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = base / f"{config_name}-{stamp}", 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{config_name}-{stamp}-{n}"
+    return candidate
+
+
+def latest_run_dir(config_name: str, root: Path | None = None) -> Path | None:
+    """The most recently modified ``runs/<config name>-*`` directory, or None."""
+    base = (root or Path.cwd()) / "runs"
+    found = [p for p in base.glob(f"{config_name}-*") if p.is_dir()] if base.is_dir() else []
+    return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The run directory (default: the config's training.run_dir, else runs/<config>-<time>).")
+@click.option("--resume", is_flag=True,
+              help="Continue the run in --run-dir (default: the latest runs/<config>-* directory).")
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, as_json: bool) -> None:
+    """Train the ensemble a CONFIG file describes.
+
+    Everything the run writes (its record, checkpoints, export, reports) goes under the run
+    directory, which the last line of output names.
+    """
+    from modalbag.cli.output import format_summary
+    from modalbag.config_files import load_run_config
+
+    run_config = load_run_config(config, overrides)
+    configured = run_config.training.run_dir
+    if run_dir is None and configured is not None:
+        run_dir = Path(configured)
+    if run_dir is None and resume:
+        run_dir = latest_run_dir(run_config.name)
+        if run_dir is None:
+            raise ConfigError(f"--resume: no runs/{run_config.name}-* directory here to resume; "
+                              f"pass --run-dir DIR of the run to continue")
+    if run_dir is None:
+        run_dir = default_run_dir(run_config.name)
+    if resume and not run_dir.is_dir():
+        raise ConfigError(f"--resume: run directory {run_dir} does not exist")
+    log.info("cli.train", config=str(config), run_dir=str(run_dir), resume=resume)
+    model = run_config.train(run_dir=run_dir, resume=resume)
+    summary = model.get_training_summary()
+    if as_json:
+        _echo_json({"run_dir": str(run_dir), "summary": summary})
+    else:
+        click.echo(format_summary(summary))
+        click.echo(f"\nrun directory: {run_dir}")
+    if summary["failed"]:
+        click.echo(f"Warning: {summary['failed']} of {summary['total_learners']} learners failed; the ensemble "
+                   f"uses the others (errors in the summary)", err=True)
+
+
+@click.command()
+@click.argument("config", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=_SET_HELP)
+@click.option("--no-data", is_flag=True, help="Do not read the data files (only check that they exist).")
+def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
+    """Check a CONFIG file without training: every problem is reported at once."""
+    from modalbag.config_files import check_run_config
+
+    name = config.stem
+    run_config, issues = check_run_config(config, overrides, check_data=not no_data,
+                                          run_dir=Path.cwd() / "runs" / f"{name}-validate")
+    if issues or run_config is None:
+        raise ConfigError(issues)
+    cfg = run_config.training
+    if run_config.synthetic is not None:
+        source = f"synthetic data, {run_config.synthetic.n_samples} samples"
+        names = list(run_config.synthetic.modalities)
+    else:
+        source = f"{len(run_config.files)} data files"
+        names = [f.name for f in run_config.files]
+    click.echo(f"{config}: valid ({cfg.task_type}; {len(names)} modalities: {', '.join(names)}; {source}; "
+               f"{run_config.ensemble.get('n_bags', 20)} bags; {cfg.epochs} epochs)")
+    from modalbag.assembly import _wanted
+
+    trainers = ", ".join(run_config.learners.get("trainers", [])) or "any installed trainer"
+    click.echo(f"active plugins: {', '.join(f'{kind}.{name}' for _, kind, name in _wanted(cfg))}; "
+               f"trainers chosen per bag from: {trainers}")
+
+
+@click.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the HTML report (default: RUN_DIR/report.html).")
+@click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
+def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
+    """Print the training summary of a finished run and write its HTML report."""
+    import modalbag
+
+    if not run_dir.is_dir():
+        raise ConfigError(f"run directory not found: {run_dir}")
+    load = getattr(modalbag, "load_ensemble", None)
+    if load is None:
+        raise click.ClickException("this modalbag cannot load a run yet (modalbag.load_ensemble is missing)")
+    model = load(run_dir)
+    summary = model.get_training_summary()
+    written = None
+    if hasattr(model, "write_html_report"):
+        written = model.write_html_report(html_path or run_dir / "report.html")
+        written = Path(written) if written is not None else (html_path or run_dir / "report.html")
+    if as_json:
+        _echo_json({"run_dir": str(run_dir), "summary": summary, "html_report": written})
+        return
+    from modalbag.cli.output import format_summary
+
+    click.echo(format_summary(summary))
+    click.echo(f"\nHTML report: {written}" if written else "\nHTML report: not available in this version")
+
+
+__all__ = ["default_run_dir", "latest_run_dir", "report", "train", "validate"]
