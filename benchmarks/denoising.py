@@ -61,7 +61,11 @@ def step_costs(settings: list[tuple[str, list[str]]], rounds: int = 7, steps: in
 
     from modalbag import Catalog, TrainingConfig
     from modalbag.denoising import AdvancedCrossModalDenoisingLoss
-    from modalbag.plugins.trainers.neural import FusionNetwork, Standardize, VectorEncoder
+    from modalbag.plugins.trainers.neural import (
+        FusionNetwork,
+        Standardize,
+        VectorEncoder,
+    )
 
     catalog = Catalog()
     torch.manual_seed(0)

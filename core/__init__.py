@@ -6,6 +6,7 @@ behind it may move.
 
 from modalbag.bags import Bag, EnsembleConfig
 from modalbag.config import TrainingConfig, validate_training_config
+from modalbag.config_files import RunConfig, load_run_config
 from modalbag.data import ModalitySpec, MultimodalDataset
 from modalbag.ensemble import PredictionResult
 from modalbag.errors import (
@@ -27,7 +28,6 @@ from modalbag.errors import (
 )
 from modalbag.fit import Control, FitState, StashKey
 from modalbag.markers import NAME, hookimpl, hookspec
-from modalbag.persistence import load_ensemble
 from modalbag.model import (
     MultiModalEnsembleModel,
     TrainingFailedError,
@@ -35,13 +35,20 @@ from modalbag.model import (
     create_model_from_files,
     create_synthetic_model,
 )
-from modalbag.records import EpochRecord, LearnerSpec, TrainedLearner
-from modalbag.registry import Catalog, PluginInfo, available_plugins, default_catalog, load_plugin, register_plugin
-from modalbag.runlog import read_records
-from modalbag.robustness import EnsembleScorer, modality_ablation
-from modalbag.selection import BagProfile, LearnerProposal
-from modalbag.config_files import RunConfig, load_run_config
+from modalbag.persistence import load_ensemble
 from modalbag.pipeline import EnsembleTrainingPipeline
+from modalbag.records import EpochRecord, LearnerSpec, TrainedLearner
+from modalbag.registry import (
+    Catalog,
+    PluginInfo,
+    available_plugins,
+    default_catalog,
+    load_plugin,
+    register_plugin,
+)
+from modalbag.robustness import EnsembleScorer, modality_ablation
+from modalbag.runlog import read_records
+from modalbag.selection import BagProfile, LearnerProposal
 from modalbag.workflows import (
     QualityReport,
     Recommendation,
@@ -55,18 +62,62 @@ from modalbag.workflows import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "NAME", "Bag", "BagProfile", "Catalog", "ConfigError", "Control", "DataError", "DuplicatePluginError",
-    "EnsembleConfig", "EpochRecord", "FitState", "LearnerProposal", "LearnerSpec", "MissingExtraError", "MissingPluginError",
-    "ModalbagError", "ModalitySpec", "MultiModalEnsembleModel", "MultimodalDataset", "NotFittedError", "NotPicklableError",
-    "PluginError", "PluginInfo", "PluginLoadError", "PredictionResult", "StashKey", "TrainedLearner",
-    "TrainingConfig", "TrainingDivergedError", "TrainingFailedError", "UnknownConfigKeyError",
-    "UnknownPluginError", "WorkerLostError", "available_plugins", "create_model_from_arrays", "create_model_from_files",
-    "create_synthetic_model", "default_catalog", "hookimpl", "hookspec", "load_plugin", "read_records",
-    "register_plugin",
-    "EnsembleScorer", "modality_ablation",
-    "validate_training_config",
-    "ArtifactError", "load_ensemble",
-    "EnsembleTrainingPipeline", "QualityReport", "Recommendation", "RunConfig", "choose_training_strategy",
-    "create_training_pipeline", "describe_data", "load_run_config", "optimize_training_performance",
+    "NAME",
+    "ArtifactError",
+    "Bag",
+    "BagProfile",
+    "Catalog",
+    "ConfigError",
+    "Control",
+    "DataError",
+    "DuplicatePluginError",
+    "EnsembleConfig",
+    "EnsembleScorer",
+    "EnsembleTrainingPipeline",
+    "EpochRecord",
+    "FitState",
+    "LearnerProposal",
+    "LearnerSpec",
+    "MissingExtraError",
+    "MissingPluginError",
+    "ModalbagError",
+    "ModalitySpec",
+    "MultiModalEnsembleModel",
+    "MultimodalDataset",
+    "NotFittedError",
+    "NotPicklableError",
+    "PluginError",
+    "PluginInfo",
+    "PluginLoadError",
+    "PredictionResult",
+    "QualityReport",
+    "Recommendation",
+    "RunConfig",
+    "StashKey",
+    "TrainedLearner",
+    "TrainingConfig",
+    "TrainingDivergedError",
+    "TrainingFailedError",
+    "UnknownConfigKeyError",
+    "UnknownPluginError",
+    "WorkerLostError",
+    "available_plugins",
+    "choose_training_strategy",
+    "create_model_from_arrays",
+    "create_model_from_files",
+    "create_synthetic_model",
+    "create_training_pipeline",
+    "default_catalog",
+    "describe_data",
+    "hookimpl",
+    "hookspec",
+    "load_ensemble",
+    "load_plugin",
+    "load_run_config",
+    "modality_ablation",
+    "optimize_training_performance",
     "quality_assured_training",
+    "read_records",
+    "register_plugin",
+    "validate_training_config",
 ]

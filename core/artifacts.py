@@ -26,7 +26,6 @@ import numpy as np
 
 from modalbag.errors import ArtifactError
 
-
 # -- atomic writes -----------------------------------------------------------------------------
 
 

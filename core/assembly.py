@@ -22,7 +22,13 @@ from modalbag.errors import (
     PluginLoadError,
     UnknownPluginError,
 )
-from modalbag.registry import KINDS, Catalog, Component, _new_plugin_manager, default_catalog
+from modalbag.registry import (
+    KINDS,
+    Catalog,
+    Component,
+    _new_plugin_manager,
+    default_catalog,
+)
 
 
 @attrs.frozen
@@ -181,7 +187,9 @@ def assemble(config: TrainingConfig, catalog: Catalog | None = None,
     named = [(sel.component.qualified_name, sel.component.factory(config, sel.options)) for sel in hooked
              if sel.component.kind not in ("objective", "strategy")]
     if config.enable_denoising:  # objectives run inside one loss module per learner, not as hooks
-        from modalbag.denoising import DenoisingHooks  # imports torch: only when denoising is on
+        from modalbag.denoising import (
+            DenoisingHooks,  # imports torch: only when denoising is on
+        )
 
         built = {sel.component.name: sel.component.factory(config, sel.options) for sel in hooked
                  if sel.component.kind == "objective"}

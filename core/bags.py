@@ -67,7 +67,7 @@ def modality_informativeness(dataset: MultimodalDataset, labels: np.ndarray, tas
     Cheap by design (a linear model on at most ``max_rows`` rows, raw arrays mean-pooled to
     vectors); it only ranks modalities for the ``adaptive`` strategy. Scores are in [0, 1].
     """
-    from sklearn.linear_model import RidgeClassifier, Ridge
+    from sklearn.linear_model import Ridge, RidgeClassifier
     from sklearn.model_selection import cross_val_score
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler

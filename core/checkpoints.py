@@ -20,7 +20,9 @@ never resumes another run's state, a resumed run (same run id) does.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import threading
 import types
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,8 +31,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from modalbag.artifacts import atomic_torch_save, atomic_write_json, check_format, read_json, safe_torch_load, \
-    sha256_file
+from modalbag.artifacts import (
+    atomic_torch_save,
+    atomic_write_json,
+    check_format,
+    read_json,
+    safe_torch_load,
+    sha256_file,
+)
 from modalbag.errors import ArtifactError
 from modalbag.logs import get_logger
 from modalbag.records import EpochRecord
@@ -57,6 +65,60 @@ def _is_main(run: Any) -> bool:
     return ddp is None or ddp.is_main
 
 
+class BackgroundWriter:
+    """Writes checkpoint files on one background thread, in the order they were queued.
+
+    Serialising a training state and fsyncing it costs milliseconds of disk wait per epoch that
+    training need not spend: `LearnerCheckpoints.add` copies the tensors (cheap) and queues the
+    write. Order is kept (one thread), so every manifest still names an intact, complete file; a
+    crash loses at most the writes still queued, never a file already named. `flush` waits for
+    every queued write and raises the first error, so a failing disk still fails the learner.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: list[concurrent.futures.Future[Any]] = []
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        with self._lock:
+            if self._pool is None:
+                self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="modalbag-checkpoint")
+            self._pending.append(self._pool.submit(fn, *args))
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        errors = [f.exception() for f in pending]  # waits for each, in order
+        first = next((e for e in errors if e is not None), None)
+        if first is not None:
+            raise first
+
+
+#: The process's checkpoint writer (worker processes each get their own).
+WRITER = BackgroundWriter()
+
+
+def flush() -> None:
+    """Wait until every queued checkpoint file of this process is on disk (raises a write's error)."""
+    WRITER.flush()
+
+
+def _snapshot(value: Any) -> Any:
+    """``value`` with every tensor cloned: training goes on mutating the originals in place."""
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, Mapping):
+        return {k: _snapshot(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_snapshot(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_snapshot(v) for v in value)
+    return value
+
+
 class LearnerCheckpoints:
     """One learner's checkpoint folder: writes files and keeps its manifest current."""
 
@@ -76,7 +138,17 @@ class LearnerCheckpoints:
         return data if data.get("run_id") == self.run_id else None
 
     def add(self, role: str, epoch: int, payload: Mapping[str, Any], *, keep_previous: bool = False) -> Path:
-        """Write ``payload`` as the current ``role`` ("state" or "best"), then drop the older file."""
+        """Queue ``payload`` as the current ``role`` ("state" or "best"); returns the file's path.
+
+        The tensors are copied now and written by a background thread (see `BackgroundWriter`), so
+        training does not wait for serialisation and fsync; `flush` waits for the writes.
+        """
+        snapshot = _snapshot(payload)
+        WRITER.submit(self._write, role, epoch, snapshot, keep_previous)
+        return self.directory / f"{role}_{epoch:04d}.pt"
+
+    def _write(self, role: str, epoch: int, payload: Mapping[str, Any], keep_previous: bool) -> Path:
+        """Write ``payload`` as the current ``role``, then the manifest, then drop the older file."""
         name = f"{role}_{epoch:04d}.pt"
         path = self.directory / name
         atomic_torch_save(dict(payload), path)
@@ -96,6 +168,7 @@ class LearnerCheckpoints:
 
     def load(self, role: str) -> dict[str, Any] | None:
         """The current ``role`` file of this run, checked against the manifest, or None."""
+        WRITER.flush()
         manifest = self.manifest()
         if manifest is None or role not in manifest.get("current", {}):
             return None
@@ -282,5 +355,13 @@ def restore_training_state(run: Any, fit: Any, *, schedule: Any, generator: Any)
     return int(run.config.epochs) + 1 if fit.control.should_stop else fit.epoch + 1
 
 
-__all__ = ["LearnerCheckpoints", "capture", "checkpoint_root", "restore", "restore_training_state",
-           "save_training_state"]
+__all__ = [
+    "BackgroundWriter",
+    "LearnerCheckpoints",
+    "capture",
+    "checkpoint_root",
+    "flush",
+    "restore",
+    "restore_training_state",
+    "save_training_state",
+]

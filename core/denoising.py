@@ -282,7 +282,9 @@ class DenoisingHooks:
 
     @hookimpl
     def modalbag_checkpoint_state(self, run: Any, fit: FitState) -> dict[str, Any] | None:
-        from modalbag.checkpoints import capture  # the weighting's running averages (adaptive)
+        from modalbag.checkpoints import (
+            capture,  # the weighting's running averages (adaptive)
+        )
 
         loss = fit.stash.get(_LOSS)
         return None if loss is None else {"denoising": {"weighting": capture(loss.weighting)}}

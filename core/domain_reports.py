@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 import numpy as np
+
 from modalbag.errors import ConfigError, DataError, close_matches
 from modalbag.logs import get_logger
 

@@ -7,6 +7,7 @@ same rows, and builds optimizers and schedules for neural trainers from the conf
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,7 @@ import numpy as np
 
 from modalbag.assembly import ActiveSet, assemble, build_options
 from modalbag.bags import Bag
+from modalbag.checkpoints import flush as flush_checkpoints
 from modalbag.config import TrainingConfig
 from modalbag.data import MultimodalDataset
 from modalbag.executors import (
@@ -162,6 +164,7 @@ def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets
         )
         run.hook.modalbag_fit_start(run=run, fit=fit)
         learner.fit(data, run, fit)
+        flush_checkpoints()  # its checkpoint files are on disk before its record says trained
         run.hook.modalbag_fit_end(run=run, fit=fit)
         validation = _validate(learner, data, run.task, spec.modalities)
         cv = getattr(learner, "cross_validation", None)  # tabular trainers' k-fold scores on training rows
@@ -169,6 +172,8 @@ def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets
             validation |= {f"cv_{k}_mean": v for k, v in cv["mean"].items()}
             validation |= {f"cv_{k}_std": v for k, v in cv["std"].items()}
     except Exception as exc:  # noqa: BLE001 - a failing learner must not take the others down
+        with contextlib.suppress(Exception):  # what was queued is written; the learner's error is the story
+            flush_checkpoints()
         elapsed = time.perf_counter() - started
         bound.warning("learner.failed", error=f"{type(exc).__name__}: {exc}", seconds=round(elapsed, 3))
         run.hook.modalbag_fit_error(run=run, learner_id=spec.learner_id, error=exc)

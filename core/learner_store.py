@@ -19,8 +19,15 @@ from typing import Any
 
 import attrs
 
-from modalbag.artifacts import atomic_directory, atomic_write_json, check_format, file_entries, read_json, to_json, \
-    verify_files
+from modalbag.artifacts import (
+    atomic_directory,
+    atomic_write_json,
+    check_format,
+    file_entries,
+    read_json,
+    to_json,
+    verify_files,
+)
 from modalbag.errors import ArtifactError, ModalbagError, PluginError
 from modalbag.records import EpochRecord, LearnerSpec, TrainedLearner
 

@@ -29,8 +29,17 @@ from typing import Any
 import attrs
 import numpy as np
 
-from modalbag.artifacts import atomic_directory, atomic_save_npz, atomic_write_json, check_format, file_entries, \
-    load_npz, read_json, to_json, verify_files
+from modalbag.artifacts import (
+    atomic_directory,
+    atomic_save_npz,
+    atomic_write_json,
+    check_format,
+    file_entries,
+    load_npz,
+    read_json,
+    to_json,
+    verify_files,
+)
 from modalbag.errors import ArtifactError, ConfigError, ModalbagError
 from modalbag.logs import get_logger
 

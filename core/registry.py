@@ -12,7 +12,6 @@ register several components; bundles are loaded only when a name is not found ot
 
 from __future__ import annotations
 
-import importlib
 import importlib.metadata as metadata
 from collections.abc import Callable, Iterable
 from typing import Any

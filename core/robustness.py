@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
 from modalbag.data import MultimodalDataset, encode_labels, prediction_inputs
 from modalbag.errors import ConfigError, DataError, NotFittedError
 from modalbag.metrics import task_metrics

@@ -9,7 +9,8 @@ crash loses at most the line being written:
 - nothing is buffered in the process: a line written is a line kept if the process is killed;
 - the file is ``fsync``-ed at each epoch's end and the run's end, so an epoch survives a power loss.
 
-`read_records` skips a final line cut short by a crash. Record types: ``run_start`` (the config),
+`read_records` skips a line cut short by a crash: the final one, or, after a resumed run appended
+to the file (`end_torn_line` first ends the cut line), one in the middle. Record types: ``run_start`` (the config),
 ``epoch`` (one learner's `EpochRecord`), ``step`` (every ``log_interval`` optimizer steps),
 ``learner_end``, ``learner_failed`` and ``run_end``.
 """
@@ -26,7 +27,10 @@ from typing import Any
 
 import attrs
 
+from modalbag.logs import get_logger
 from modalbag.records import EpochRecord
+
+log = get_logger("modalbag.runlog")
 
 RECORDS_FILE = "records.jsonl"
 
@@ -69,23 +73,45 @@ def append_line(path: str | os.PathLike[str], record: Mapping[str, Any], *, sync
         os.close(fd)
 
 
+def end_torn_line(path: str | os.PathLike[str]) -> bool:
+    """End a last line a crash cut short with a newline, so the next append starts a line of its own.
+
+    Without it, a resumed run's first line would be glued to the cut one and both would be lost.
+    Called once when a run starts (before any worker appends). Returns whether a line was ended.
+    """
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return False
+    except FileNotFoundError:
+        return False
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+    try:
+        os.write(fd, b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return True
+
+
 def read_records(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every complete record of a ``records.jsonl`` in order; a final line cut by a crash is skipped."""
+    """Every complete record of a ``records.jsonl`` in order; lines cut by a crash are skipped."""
     return list(iter_records(path))
 
 
 def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     data = Path(path).read_bytes()
-    lines = data.split(b"\n")
-    complete, tail = lines[:-1], lines[-1]  # text after the last newline was being written
-    for line in complete:
-        if line.strip():
-            yield json.loads(line)
-    if tail.strip():
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
         try:
-            yield json.loads(tail)
-        except json.JSONDecodeError:
-            return
+            yield json.loads(line)
+        except json.JSONDecodeError:  # only a line cut by a crash: every write is one whole line
+            log.warning("runlog.skipped_cut_line", path=str(path), line=number, bytes=len(line))
 
 
 def epoch_entry(run_id: str, learner_id: str, bag_id: int, trainer: str, record: EpochRecord) -> dict[str, Any]:
@@ -120,5 +146,5 @@ def record_scalars(record: EpochRecord) -> dict[str, float]:
     return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
 
 
-__all__ = ["RECORDS_FILE", "append_line", "encode_line", "epoch_entry", "iter_records", "read_records",
-           "record_from_entry", "record_scalars"]
+__all__ = ["RECORDS_FILE", "append_line", "encode_line", "end_torn_line", "epoch_entry", "iter_records",
+           "read_records", "record_from_entry", "record_scalars"]

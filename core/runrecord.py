@@ -28,12 +28,24 @@ from typing import Any
 import attrs
 import numpy as np
 
-from modalbag.artifacts import atomic_save_npz, atomic_write_json, check_format, load_npz, read_json, sha256_file, \
-    to_json
+from modalbag.artifacts import (
+    atomic_save_npz,
+    atomic_write_json,
+    check_format,
+    load_npz,
+    read_json,
+    sha256_file,
+    to_json,
+)
 from modalbag.bags import Bag
 from modalbag.data import MultimodalDataset
 from modalbag.errors import ArtifactError, ConfigError, DataError
-from modalbag.learner_store import load_learner, save_learner, spec_from_dict, spec_to_dict
+from modalbag.learner_store import (
+    load_learner,
+    save_learner,
+    spec_from_dict,
+    spec_to_dict,
+)
 from modalbag.logs import get_logger
 from modalbag.records import LearnerSpec, TrainedLearner
 

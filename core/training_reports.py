@@ -271,7 +271,11 @@ class TrainingReportsMixin:
         predict. ``importance[m] > 0``: the ensemble is better with ``m``.
         """
         from modalbag.metrics import task_metrics
-        from modalbag.robustness import LOWER_IS_BETTER, modality_ablation, resolve_metric
+        from modalbag.robustness import (
+            LOWER_IS_BETTER,
+            modality_ablation,
+            resolve_metric,
+        )
 
         ensemble = getattr(self, "ensemble", None)
         if ensemble is None:
@@ -407,14 +411,14 @@ class TrainingReportsMixin:
     def save_training_plots(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
         """Write the run's PNG plots to ``directory``: training curves, learner comparison, and (when
         measurable) modality importance. Needs matplotlib (``modalbag[plots]``)."""
+        from modalbag.artifacts import atomic_write_bytes
+
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         out = {}
         for name, png in self._plots().items():
             path = target / f"{name}.png"
-            tmp = path.with_name(f".{path.name}.tmp")
-            tmp.write_bytes(png)
-            os.replace(tmp, path)
+            atomic_write_bytes(path, png)  # temp file, fsync, rename
             out[name] = path
         return out
 

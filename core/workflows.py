@@ -248,16 +248,21 @@ def training_stability(learners: Mapping[str, Any]) -> float | None:
 
 
 def denoising_effectiveness(learners: Mapping[str, Any], objectives: tuple[str, ...]) -> float | None:
-    """Mean relative decrease of the unweighted denoising losses from a learner's first epoch to its
-    last: ``mean_l (D_first - D_last) / D_first`` with ``D = sum_k <objective k>.loss`` (the record
-    metrics). ``None`` when no learner recorded a denoising loss (for example, only single-modality
-    or tabular learners)."""
+    """Mean relative decrease of the unweighted denoising losses over training:
+    ``mean_l mean_k (L_k,first - L_k,last) / L_k,first``, with ``L_k`` objective k's own loss (the
+    ``<k>.loss`` record metric) at the first and last epoch it was active. Per objective, because
+    objectives may start at different epochs (``curriculum``): a summed loss would compare one
+    objective's first epoch with several objectives' last. ``None`` when no learner recorded a
+    denoising loss over two epochs (for example, only single-modality or tabular learners)."""
     gains = []
     for record in learners.values():
-        series = [sum(r.metrics[f"{k}.loss"] for k in objectives if f"{k}.loss" in r.metrics) for r in record.records
-                  if any(f"{k}.loss" in r.metrics for k in objectives)]
-        if len(series) >= 2 and series[0] > 0:
-            gains.append((series[0] - series[-1]) / series[0])
+        per_objective = []
+        for k in objectives:
+            series = [r.metrics[f"{k}.loss"] for r in record.records if f"{k}.loss" in r.metrics]
+            if len(series) >= 2 and series[0] > 0:
+                per_objective.append((series[0] - series[-1]) / series[0])
+        if per_objective:
+            gains.append(float(np.mean(per_objective)))
     return float(np.mean(gains)) if gains else None
 
 

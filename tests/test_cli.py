@@ -17,7 +17,12 @@ import modalbag
 from modalbag.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, cli
 from modalbag.cli.app import exit_code
 from modalbag.cli.runs import default_run_dir, latest_run_dir
-from modalbag.config_files import apply_overrides, check_run_config, load_run_config, parse_override
+from modalbag.config_files import (
+    apply_overrides,
+    check_run_config,
+    load_run_config,
+    parse_override,
+)
 from modalbag.errors import ConfigError, DataError, PluginLoadError
 from modalbag.model import TrainingFailedError
 

@@ -12,7 +12,13 @@ from typing import Any
 
 import click
 
-from modalbag.errors import ConfigError, DataError, MissingPluginError, ModalbagError, UnknownPluginError
+from modalbag.errors import (
+    ConfigError,
+    DataError,
+    MissingPluginError,
+    ModalbagError,
+    UnknownPluginError,
+)
 
 EXIT_OK, EXIT_RUNTIME, EXIT_CONFIG = 0, 1, 2
 

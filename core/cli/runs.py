@@ -103,8 +103,11 @@ def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
     else:
         source = f"{len(run_config.files)} data files"
         names = [f.name for f in run_config.files]
+    from modalbag.bags import EnsembleConfig
+
+    n_bags = EnsembleConfig(**run_config.ensemble).n_bags  # the default when the file sets none
     click.echo(f"{config}: valid ({cfg.task_type}; {len(names)} modalities: {', '.join(names)}; {source}; "
-               f"{run_config.ensemble.get('n_bags', 20)} bags; {cfg.epochs} epochs)")
+               f"{n_bags} bags; {cfg.epochs} epochs)")
     from modalbag.assembly import _wanted
 
     trainers = ", ".join(run_config.learners.get("trainers", [])) or "any installed trainer"
@@ -119,26 +122,20 @@ def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
     """Print the training summary of a finished run and write its HTML report."""
-    import modalbag
+    from modalbag.persistence import load_ensemble
 
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
-    load = getattr(modalbag, "load_ensemble", None)
-    if load is None:
-        raise click.ClickException("this modalbag cannot load a run yet (modalbag.load_ensemble is missing)")
-    model = load(run_dir)
+    model = load_ensemble(run_dir)
     summary = model.get_training_summary()
-    written = None
-    if hasattr(model, "write_html_report"):
-        written = model.write_html_report(html_path or run_dir / "report.html")
-        written = Path(written) if written is not None else (html_path or run_dir / "report.html")
+    written = Path(model.write_html_report(html_path or run_dir / "report.html"))
     if as_json:
         _echo_json({"run_dir": str(run_dir), "summary": summary, "html_report": written})
         return
     from modalbag.cli.output import format_summary
 
     click.echo(format_summary(summary))
-    click.echo(f"\nHTML report: {written}" if written else "\nHTML report: not available in this version")
+    click.echo(f"\nHTML report: {written}")
 
 
 __all__ = ["default_run_dir", "latest_run_dir", "report", "train", "validate"]

@@ -23,7 +23,14 @@ import attrs
 
 from modalbag import hookimpl
 from modalbag.errors import ConfigError
-from modalbag.executors import JobResult, LearnerJob, NotPicklableError, TrainingWork, WorkerContext, fit_in_worker
+from modalbag.executors import (
+    JobResult,
+    LearnerJob,
+    NotPicklableError,
+    TrainingWork,
+    WorkerContext,
+    fit_in_worker,
+)
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.executors.ray")

@@ -28,8 +28,21 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.distributed import RankRequest, fit_on_rank, init_distributed, read_checkpoint, under_torchrun
-from modalbag.executors import JobResult, LearnerJob, TrainingWork, available_cores, dumps, loads
+from modalbag.distributed import (
+    RankRequest,
+    fit_on_rank,
+    init_distributed,
+    read_checkpoint,
+    under_torchrun,
+)
+from modalbag.executors import (
+    JobResult,
+    LearnerJob,
+    TrainingWork,
+    available_cores,
+    dumps,
+    loads,
+)
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.executors.torchrun")

@@ -7,6 +7,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+
 from modalbag.errors import ConfigError, DataError
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+
 from modalbag import hookimpl
 from modalbag.plugin_options import fraction, non_negative, positive
 from modalbag.plugins.reports._common import (
@@ -307,19 +308,21 @@ class SafetyReport:
     def _input_gradients(net: Any, inputs: Mapping[str, np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
         import torch
 
-        x = {m: torch.tensor(np.ascontiguousarray(a), dtype=torch.float32, requires_grad=True) for m, a in inputs.items()}
+        device = next(net.parameters()).device  # a learner trained on a GPU stays there
+        x = {m: torch.tensor(np.ascontiguousarray(a), dtype=torch.float32, device=device, requires_grad=True)
+             for m, a in inputs.items()}
         n = len(y)
-        masks = torch.ones((n, len(x)), dtype=torch.bool)
+        masks = torch.ones((n, len(x)), dtype=torch.bool, device=device)
         was_training = net.training
         net.eval()
         try:
             logits = net(x, masks)["logits"]
-            loss = torch.nn.functional.cross_entropy(logits.float(), torch.as_tensor(y, dtype=torch.long),
-                                                     reduction="sum")
+            target = torch.as_tensor(y, dtype=torch.long, device=device)
+            loss = torch.nn.functional.cross_entropy(logits.float(), target, reduction="sum")
             grads = torch.autograd.grad(loss, list(x.values()))
         finally:
             net.train(was_training)
-        return {m: g.detach().numpy().astype(np.float64) for m, g in zip(x, grads, strict=True)}
+        return {m: g.detach().cpu().numpy().astype(np.float64) for m, g in zip(x, grads, strict=True)}
 
 
 @hookimpl

@@ -17,6 +17,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+
 from modalbag import hookimpl
 from modalbag.plugin_options import non_negative, positive
 from modalbag.plugins.reports._common import require_task, series, switch
@@ -30,7 +31,7 @@ class FinanceOptions:
     long_only: bool = False
     position_map: Mapping[Any, float] | None = None  # classification: {class value: position}
     walk_forward_windows: int = attrs.field(default=5, validator=positive)
-    regime_window: int = attrs.field(default=20, validator=positive)
+    regime_window: int = attrs.field(default=20, validator=attrs.validators.ge(2))  # a deviation needs 2
     walk_forward_validation: bool | None = None  # None: the training config's value
     market_regime_testing: bool | None = None  # None: the training config's value
 
@@ -134,13 +135,15 @@ class FinanceReport:
 
     # -- pieces ---------------------------------------------------------------------------------
 
-    def positions(self, output: np.ndarray, task_type: str) -> np.ndarray:
-        """+1 long, -1 short, 0 flat per period (shorts become flat with ``long_only``)."""
+    def positions(self, output: np.ndarray, task_type: str, *, long_only: bool | None = None) -> np.ndarray:
+        """+1 long, -1 short, 0 flat per period (shorts become flat with ``long_only``, by default
+        the option's value; ``long_only=False`` gives the predicted direction itself)."""
         if task_type == "regression":
             pos = np.sign(output[:, 0])
         else:
             pos = self._class_positions()[output.argmax(axis=1)]
-        return np.maximum(pos, 0.0) if self.options.long_only else pos
+        flat_shorts = self.options.long_only if long_only is None else long_only
+        return np.maximum(pos, 0.0) if flat_shorts else pos
 
     def _class_positions(self) -> np.ndarray:
         from modalbag.errors import ConfigError
@@ -165,7 +168,9 @@ class FinanceReport:
         o = self.options
         pos = self.positions(output, task_type)[rows]
         s = strategy_returns(pos, r[rows], o.transaction_cost)
-        direction = rm.directional_accuracy(pos, r[rows])
+        # the predicted direction, not the position: with long_only a predicted fall is held flat,
+        # and that prediction is still right when the price falls
+        direction = rm.directional_accuracy(self.positions(output, task_type, long_only=False)[rows], r[rows])
         out: dict[str, Any] = {
             "prediction_accuracy": (direction if task_type == "regression"
                                     else float(np.mean(output[rows].argmax(axis=1) == scorer.targets[rows]))),

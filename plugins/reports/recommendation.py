@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+
 from modalbag import hookimpl
 from modalbag.plugin_options import positive
 from modalbag.plugins.reports._common import boolean_rows, modality_name, require_task

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 import numpy as np
+
 from modalbag import hookimpl
 from modalbag.plugin_options import positive
 from modalbag.plugins.reports._common import levels, rates, tuple_of_floats

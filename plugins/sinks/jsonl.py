@@ -19,7 +19,7 @@ import attrs
 from modalbag import hookimpl
 from modalbag.fit import FitState
 from modalbag.records import EpochRecord, TrainedLearner
-from modalbag.runlog import RECORDS_FILE, append_line, epoch_entry
+from modalbag.runlog import RECORDS_FILE, append_line, end_torn_line, epoch_entry
 
 
 @attrs.frozen(kw_only=True)
@@ -48,6 +48,7 @@ class JsonlSink:
     def modalbag_run_start(self, run: Any) -> None:
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        end_torn_line(self.path)  # a resumed run after a crash mid-line: keep its lines apart
         from modalbag import __version__
 
         task = run.task

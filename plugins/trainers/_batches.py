@@ -23,16 +23,20 @@ def read_rows(arrays: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray],
               rows: np.ndarray) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """The inputs and the (B, M) presence mask of ``rows``, in ``rows`` order.
 
-    Rows are read in sorted order (sequential access on memory-mapped files) and put back.
+    Memory-mapped arrays are read in sorted row order (sequential access on disk) and put back.
     """
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = rows[order]
-    back = np.empty_like(order)
-    back[order] = np.arange(len(order))
-    inputs = {m: torch.from_numpy(np.ascontiguousarray(np.asarray(arrays[m][sorted_rows], dtype=np.float32)[back]))
-              for m in modalities}
+    inputs = {m: torch.from_numpy(_take(arrays[m], rows)) for m in modalities}
     mask = torch.from_numpy(np.stack([np.asarray(masks[m])[rows] for m in modalities], axis=1))
     return inputs, mask
+
+
+def _take(array: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    if not is_memory_mapped(array):
+        return np.ascontiguousarray(array[rows], dtype=np.float32)  # one copy
+    order = np.argsort(rows, kind="stable")
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    return np.ascontiguousarray(np.asarray(array[rows[order]], dtype=np.float32)[back])
 
 
 class InMemory:

@@ -20,7 +20,14 @@ from typing import Any
 import attrs
 import numpy as np
 
-from modalbag.artifacts import atomic_write_json, check_format, load_safetensors, read_json, save_safetensors, to_json
+from modalbag.artifacts import (
+    atomic_write_json,
+    check_format,
+    load_safetensors,
+    read_json,
+    save_safetensors,
+    to_json,
+)
 from modalbag.errors import ArtifactError
 
 FORMAT = "modalbag.neural"
@@ -53,12 +60,12 @@ def save(learner: Any, path: str | Path) -> Path:
 
 
 def load(cls: type, path: str | Path) -> Any:
+    import torch
+
     from modalbag.config import TrainingConfig
     from modalbag.data import ModalitySpec
     from modalbag.engine import BagData
     from modalbag.records import LearnerSpec
-
-    import torch
 
     directory = Path(path)
     meta_path = directory / METADATA_FILE

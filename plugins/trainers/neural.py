@@ -25,12 +25,18 @@ from torch import nn
 from torch.nn import functional as F
 
 from modalbag import hookimpl
-from modalbag.engine import BagData, Run
 from modalbag.checkpoints import restore_training_state, save_training_state
+from modalbag.engine import BagData, Run
 from modalbag.errors import TrainingDivergedError
 from modalbag.fit import FitState
 from modalbag.metrics import task_metrics
-from modalbag.plugins.trainers._batches import InMemory, Streamed, eval_batches, read_rows, wants_loader
+from modalbag.plugins.trainers._batches import (
+    InMemory,
+    Streamed,
+    eval_batches,
+    read_rows,
+    wants_loader,
+)
 from modalbag.plugins.trainers._mixing import choose_mix, drop_modalities, mixed_loss
 from modalbag.profiling import StepMonitor, peak_memory_mb
 from modalbag.progressive import ProgressivePlan, StageScaledSchedule, parse_stages

@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from modalbag.bags import Bag, EnsembleConfig, choose_subsets, generate_bags, modality_informativeness
+from modalbag.bags import (
+    Bag,
+    EnsembleConfig,
+    choose_subsets,
+    generate_bags,
+    modality_informativeness,
+)
 from modalbag.data import MultimodalDataset
 from modalbag.engine import complete_rows, split_validation
 from modalbag.errors import ConfigError, DataError

@@ -15,7 +15,13 @@ import torch
 
 from modalbag import ArtifactError, TrainingConfig
 from modalbag.artifacts import safe_torch_load
-from modalbag.checkpoints import LearnerCheckpoints, capture, checkpoint_root, restore
+from modalbag.checkpoints import (
+    LearnerCheckpoints,
+    capture,
+    checkpoint_root,
+    flush,
+    restore,
+)
 from tests.conftest import FAST, make_model
 
 TINY = {**FAST, "threads_per_learner": 1, "save_checkpoints": True}
@@ -71,7 +77,10 @@ def test_state_holds_everything_a_resume_needs(tmp_path):
 
 
 def test_capture_and_restore_continue_a_schedule_exactly():
-    from modalbag.plugins.schedulers.cosine_restarts import CosineRestarts, CosineRestartsOptions
+    from modalbag.plugins.schedulers.cosine_restarts import (
+        CosineRestarts,
+        CosineRestartsOptions,
+    )
     from modalbag.schedules import LinearWarmup
 
     def build():
@@ -94,14 +103,16 @@ def test_capture_and_restore_continue_a_schedule_exactly():
 def test_a_crash_before_the_manifest_update_leaves_the_previous_state(tmp_path, monkeypatch):
     store = LearnerCheckpoints(tmp_path, "bag_000", "run-1")
     store.add("state", 1, {"format": "modalbag.training_state", "epoch": 1})
+    flush()
     import modalbag.checkpoints as checkpoints
 
     def crash(*args, **kwargs):
         raise OSError("killed")
 
     monkeypatch.setattr(checkpoints, "atomic_write_json", crash)
-    with pytest.raises(OSError):
-        store.add("state", 2, {"format": "modalbag.training_state", "epoch": 2})
+    store.add("state", 2, {"format": "modalbag.training_state", "epoch": 2})  # queued: written in the background
+    with pytest.raises(OSError, match="killed"):  # the write's error surfaces at the flush
+        flush()
     monkeypatch.undo()
     assert store.load("state")["epoch"] == 1  # the manifest still names an intact file
 
@@ -109,6 +120,7 @@ def test_a_crash_before_the_manifest_update_leaves_the_previous_state(tmp_path, 
 def test_tampered_state_is_refused_naming_the_file(tmp_path):
     store = LearnerCheckpoints(tmp_path, "bag_000", "run-1")
     path = store.add("state", 3, {"format": "modalbag.training_state", "epoch": 3, "w": torch.ones(8)})
+    flush()
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -127,7 +139,11 @@ def test_state_of_another_run_is_ignored(tmp_path):
 def test_plugin_state_hooks_round_trip_early_stopping(tmp_path):
     """modalbag_checkpoint_state / modalbag_restore_state: early stopping's patience and best weights."""
     from modalbag.fit import FitState
-    from modalbag.plugins.validators.early_stopping import BEST, EarlyStopping, EarlyStoppingOptions
+    from modalbag.plugins.validators.early_stopping import (
+        BEST,
+        EarlyStopping,
+        EarlyStoppingOptions,
+    )
     from modalbag.records import EpochRecord
 
     stopper = EarlyStopping(TrainingConfig(early_stopping_patience=2), EarlyStoppingOptions())
@@ -140,3 +156,14 @@ def test_plugin_state_hooks_round_trip_early_stopping(tmp_path):
     assert (fresh.stash[BEST].value, fresh.stash[BEST].epoch) == (0.5, 2)
     stopper.modalbag_epoch_end(run=None, fit=fresh, record=EpochRecord(epoch=4, train_loss=0.6))
     assert fresh.control.should_stop  # patience counted across the resume: epochs 3 and 4 without improvement
+
+
+def test_queued_writes_snapshot_tensors_and_keep_their_order(tmp_path):
+    store = LearnerCheckpoints(tmp_path, "bag_000", "run-1")
+    weights = torch.zeros(4)
+    for epoch in (1, 2, 3):
+        store.add("state", epoch, {"format": "modalbag.training_state", "epoch": epoch, "w": weights})
+        weights += 1  # training mutates tensors in place right after queueing
+    state = store.load("state")  # waits for the queue
+    assert state["epoch"] == 3 and torch.equal(state["w"], torch.full((4,), 2.0))
+    assert sorted(p.name for p in tmp_path.glob("state_*.pt")) == ["state_0003.pt"]

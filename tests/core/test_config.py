@@ -12,7 +12,6 @@ import attrs
 import pytest
 
 import modalbag
-from tests.conftest import catalog_without
 from modalbag import (
     Catalog,
     ConfigError,
@@ -25,6 +24,7 @@ from modalbag import (
 from modalbag.assembly import assemble
 from modalbag.plugins.optimizers.adamw import AdamWOptions
 from modalbag.plugins.optimizers.sgd import SGDOptions
+from tests.conftest import catalog_without
 
 REFERENCE_DEFAULTS = {
     "epochs": 100,

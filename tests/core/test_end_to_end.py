@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from modalbag import (
-    ConfigError,
     DataError,
     MissingPluginError,
     NotFittedError,

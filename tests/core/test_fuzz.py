@@ -20,8 +20,13 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-from modalbag import ModalbagError, TrainingConfig, create_model_from_arrays, create_model_from_files, \
-    load_ensemble  # noqa: E402
+from modalbag import (
+    ModalbagError,
+    TrainingConfig,
+    create_model_from_arrays,
+    create_model_from_files,
+    load_ensemble,
+)
 from modalbag.artifacts import sha256_file  # noqa: E402
 from modalbag.config import CONFIG_KEYS  # noqa: E402
 from tests.conftest import FAST, make_model  # noqa: E402

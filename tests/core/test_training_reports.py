@@ -6,10 +6,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modalbag import EpochRecord, LearnerSpec, NotFittedError, TrainedLearner, TrainingConfig
+from modalbag import (
+    EpochRecord,
+    LearnerSpec,
+    NotFittedError,
+    TrainedLearner,
+    TrainingConfig,
+)
 from modalbag import analytics as A
 from modalbag.engine import TaskInfo
-from modalbag.ensemble import Ensemble, _OOB
+from modalbag.ensemble import _OOB, Ensemble
 from tests.conftest import make_model, with_missing
 
 

@@ -14,7 +14,11 @@ from modalbag import (
     optimize_training_performance,
     quality_assured_training,
 )
-from modalbag.workflows import QualityReport, denoising_effectiveness, training_stability
+from modalbag.workflows import (
+    QualityReport,
+    denoising_effectiveness,
+    training_stability,
+)
 from tests.conftest import FAST, make_model
 
 
@@ -74,8 +78,15 @@ def test_denoising_effectiveness_is_the_relative_drop_of_the_objective_losses():
     m = [{"reconstruction.loss": 2.0, "alignment.loss": 2.0}, {"reconstruction.loss": 1.0, "alignment.loss": 2.0}]
     learners = {"a": _Learner([1, 1], m), "b": _Learner([1, 1], [{"alignment.loss": 1.0}, {"alignment.loss": 0.5}]),
                 "c": _Learner([1, 1])}
+    # a: reconstruction (2-1)/2, alignment 0 -> 0.25; b: alignment 0.5
     assert denoising_effectiveness(learners, ("reconstruction", "alignment")) == pytest.approx((0.25 + 0.5) / 2)
     assert denoising_effectiveness({"c": _Learner([1, 1])}, ("alignment",)) is None
+    # alignment enters at epoch 2 (curriculum): each objective from its own first epoch, 0.5 and 0.5;
+    # a summed loss would read 2.0 -> 2.5 as a loss that grew
+    staged = [{"reconstruction.loss": 2.0}, {"reconstruction.loss": 1.5, "alignment.loss": 3.0},
+              {"reconstruction.loss": 1.0, "alignment.loss": 1.5}]
+    assert denoising_effectiveness({"d": _Learner([1, 1, 1], staged)}, ("reconstruction", "alignment")) == \
+        pytest.approx(0.5)
 
 
 def test_optimize_training_performance_derives_from_the_machine_and_data():

@@ -49,7 +49,7 @@ def _fit_one(batch_size: int, steps: int, mixed_precision: bool = False, **extra
 
 
 def test_accumulating_k_batches_of_b_matches_one_batch_of_k_times_b():
-    big, big_result = _fit_one(batch_size=32, steps=1)
+    big, _ = _fit_one(batch_size=32, steps=1)
     small, small_result = _fit_one(batch_size=8, steps=4)
     assert any("one optimizer step per 4 batches" in n for n in small_result.notes)
     for name in big:

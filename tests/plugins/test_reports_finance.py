@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from modalbag import ConfigError, DataError
 from modalbag import report_metrics as rm
 from modalbag.plugins.reports.finance import strategy_returns
-
 from tests.plugins.test_reports_medical import train
 
 TRADING = {"price_data": (10, "tabular"), "order_book": (8, "tabular"), "news_sentiment": (12, "text"),
@@ -75,6 +75,9 @@ def test_long_only_never_shorts(trading):
     report = model.get_financial_performance_report(data, returns, long_only=True)
     pred = model.predict(data)
     assert report["sharpe_ratio"] == pytest.approx(rm.sharpe_ratio(np.maximum(np.sign(pred), 0) * returns))
+    # a predicted fall is held flat, yet it is still a direction predicted right or wrong
+    assert report["directional_accuracy"] == pytest.approx(rm.directional_accuracy(pred, returns))
+    assert np.any(pred < 0), "the check above needs some predicted falls"
 
 
 def test_a_classifier_needs_returns_and_directions(trained_model, held_out):
@@ -93,3 +96,9 @@ def test_a_classifier_needs_returns_and_directions(trained_model, held_out):
     with pytest.raises(DataError, match="returns has 3 values"):
         trained_model.get_financial_performance_report(data, labels, returns=returns[:3],
                                                        position_map={0: -1, 1: 0, 2: 1})
+
+
+def test_a_regime_window_needs_two_periods(trading):
+    model, data, returns, _ = trading
+    with pytest.raises(ConfigError, match="regime_window"):  # one period has no standard deviation
+        model.get_financial_performance_report(data, returns, regime_window=1)

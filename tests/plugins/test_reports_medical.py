@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from modalbag import ConfigError, create_synthetic_model, modality_ablation
 from sklearn.metrics import (
     brier_score_loss,
     precision_score,
@@ -12,6 +11,8 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from modalbag import ConfigError, create_synthetic_model, modality_ablation
+from modalbag.robustness import EnsembleScorer
 from tests.conftest import FAST
 
 MEDICAL = {"patient_vitals": (8, "tabular"), "medical_images": (16, "image"), "clinical_notes": (12, "text"),
@@ -93,6 +94,12 @@ def test_threshold_and_positive_class(medical):
     assert strict["sensitivity"] == pytest.approx(recall_score(labels, p1 >= 0.9))
     flipped = model.get_medical_validation_report(data, labels, positive_class=0, n_bootstrap=5)
     assert flipped["sensitivity"] == pytest.approx(recall_score(labels == 0, p1 < 0.5))
+    # robustness and importance use the same operating point as clinical_accuracy
+    scorer = EnsembleScorer(model, data, labels)
+    for m, row in strict["robustness"].items():
+        p1_missing = scorer.output(scorer.without([m]))[:, 1]
+        assert row["accuracy_missing"] == pytest.approx(np.mean((p1_missing >= 0.9) == labels))
+        assert row["kept_missing"] == pytest.approx(row["accuracy_missing"] / strict["clinical_accuracy"])
     assert flipped["auroc"] == pytest.approx(roc_auc_score(labels == 0, 1 - p1))
     with pytest.raises(ConfigError, match="positive_class=7"):
         model.get_medical_validation_report(data, labels, positive_class=7)

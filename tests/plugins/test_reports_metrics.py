@@ -6,6 +6,15 @@ import math
 
 import numpy as np
 import pytest
+from sklearn.metrics import (
+    average_precision_score,
+    brier_score_loss,
+    ndcg_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+
 from modalbag import report_metrics as rm
 from modalbag.plugins.reports.autonomous import average_watts, read_energy_uj
 from modalbag.plugins.reports.finance import strategy_returns, volatility_regimes
@@ -17,14 +26,6 @@ from modalbag.plugins.reports.robustness import (
     choose_subsets,
     effective_robustness,
     relative_robustness,
-)
-from sklearn.metrics import (
-    average_precision_score,
-    brier_score_loss,
-    ndcg_score,
-    precision_score,
-    recall_score,
-    roc_auc_score,
 )
 
 # -- classification -------------------------------------------------------------------------------

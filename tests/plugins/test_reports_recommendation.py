@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from modalbag import ConfigError
-from modalbag import report_metrics as rm
 from sklearn.metrics import ndcg_score
 
+from modalbag import ConfigError
+from modalbag import report_metrics as rm
 from tests.plugins.test_reports_medical import train
 
 SHOP = {"user_profiles": (8, "tabular"), "product_features": (10, "tabular"), "behavioral_data": (12, "tabular"),

@@ -8,6 +8,7 @@ import json
 import attrs
 import numpy as np
 import pytest
+
 from modalbag import (
     Catalog,
     ConfigError,
@@ -17,7 +18,6 @@ from modalbag import (
     modality_ablation,
 )
 from modalbag.robustness import EnsembleScorer
-
 from tests.conftest import with_missing
 
 

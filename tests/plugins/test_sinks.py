@@ -15,7 +15,14 @@ import attrs
 import pytest
 
 from modalbag import ConfigError, hookimpl
-from modalbag.runlog import RECORDS_FILE, append_line, read_records, record_from_entry, record_scalars
+from modalbag.runlog import (
+    RECORDS_FILE,
+    append_line,
+    end_torn_line,
+    read_records,
+    record_from_entry,
+    record_scalars,
+)
 from tests.conftest import FAST, make_model
 
 TINY = {**FAST, "epochs": 3, "early_stopping_patience": 0, "batch_size": 32}
@@ -73,6 +80,18 @@ def test_read_records_skips_a_line_cut_by_a_crash(tmp_path):
     with open(path, "ab") as fh:
         fh.write(b'{"type": "epoch", "train_lo')  # the process died mid-line
     assert read_records(path) == [{"type": "a", "x": 1.5}, {"type": "b", "x": None}]
+
+
+def test_a_resumed_run_appends_after_a_cut_line_without_losing_its_own(tmp_path):
+    path = tmp_path / RECORDS_FILE
+    assert not end_torn_line(path)  # no file yet
+    append_line(path, {"type": "a"})
+    assert not end_torn_line(path)  # ends in a newline already
+    with open(path, "ab") as fh:
+        fh.write(b'{"type": "epoch", "train_lo')  # the process died mid-line
+    assert end_torn_line(path)
+    append_line(path, {"type": "run_start", "resumed": True})  # the resumed run's first line
+    assert read_records(path) == [{"type": "a"}, {"type": "run_start", "resumed": True}]
 
 
 def _append_many(path: str, tag: int, n: int) -> None:

@@ -9,7 +9,12 @@ import pytest
 from modalbag import Bag, ConfigError, TrainingConfig
 from modalbag.data import ModalitySpec
 from modalbag.engine import split_validation
-from modalbag.plugins.trainers._tabular import FeatureLayout, cv_folds, feature_importance, sample_weights
+from modalbag.plugins.trainers._tabular import (
+    FeatureLayout,
+    cv_folds,
+    feature_importance,
+    sample_weights,
+)
 
 SPECS = {
     "meta": ModalitySpec("meta", "tabular", (3,)),

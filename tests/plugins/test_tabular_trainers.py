@@ -21,7 +21,14 @@ from modalbag import (
 )
 from modalbag.engine import split_validation
 from modalbag.metrics import task_metrics
-from modalbag.plugins.trainers import _tabular, catboost, lightgbm, random_forest, sklearn_linear, xgboost
+from modalbag.plugins.trainers import (
+    _tabular,
+    catboost,
+    lightgbm,
+    random_forest,
+    sklearn_linear,
+    xgboost,
+)
 from modalbag.plugins.trainers._tabular import MissingExtraError, load_learner
 
 #: Fast options: few rounds, one thread (timings stay stable on a busy machine), no neural extras.
