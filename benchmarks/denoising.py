@@ -85,7 +85,8 @@ def step_costs(settings: list[tuple[str, list[str]]], rounds: int = 7, steps: in
             loss_fn = AdvancedCrossModalDenoisingLoss(config, catalog=catalog)
             loss_fn.setup(net, "classification", 5)
             net.aux["denoising"] = loss_fn
-        setups[name] = (net, loss_fn, torch.optim.AdamW(net.parameters(), 1e-3, foreach=True))
+        # fused, as the adamw plugin builds it on CPU and CUDA
+        setups[name] = (net, loss_fn, torch.optim.AdamW(net.parameters(), 1e-3, fused=True))
 
     def step(net, loss_fn, opt):
         out = net(batch, masks)

@@ -41,6 +41,27 @@ def test_adamw_defaults(catalog):
     assert group["eps"] == pytest.approx(1e-8)
     assert group["amsgrad"] is False
     assert group["params"][0] is param
+    assert group["fused"] is True  # a fused kernel exists for CPU tensors
+
+
+def test_adamw_fused_and_foreach_take_the_same_steps(catalog):
+    torch.manual_seed(0)
+    start = [torch.randn(5, 4), torch.randn(4)]
+    grads = [[torch.randn_like(t) for t in start] for _ in range(5)]
+    finals = {}
+    for fused in (True, False):
+        config = TrainingConfig.from_dict({"fused": fused}, catalog=catalog)
+        component = catalog.get("optimizer", "adamw")
+        params = [torch.nn.Parameter(t.clone()) for t in start]
+        opt = component.factory(params, config, build_options(component, config))
+        assert bool(opt.param_groups[0]["fused"]) is fused and bool(opt.param_groups[0]["foreach"]) is not fused
+        for step in grads:
+            for p, g in zip(params, step, strict=True):
+                p.grad = g.clone()
+            opt.step()
+        finals[fused] = params
+    for a, b in zip(finals[True], finals[False], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_adamw_configured(catalog):
