@@ -142,6 +142,13 @@ class Ensemble:
                 full = np.zeros((n, width))
                 full[rows] = record.model.predict_output({m: dataset.arrays[m][rows] for m in record.spec.modalities})
                 outputs[lid] = full
+        combined, n_learners = self.combine(outputs, eligible, n)
+        return PredictionResult(combined, self._decode(combined), n_learners == 0, n_learners)
+
+    def combine(self, outputs: Mapping[str, np.ndarray], eligible: Mapping[str, np.ndarray],
+                n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each sample's weighted average of the outputs of the learners eligible for it (the weights
+        of its availability pattern), the class prior where none is; and how many learners it used."""
         ids = list(self.learners)
         availability = np.stack([eligible[lid] for lid in ids], axis=1) if ids else np.zeros((n, 0), bool)
         combined = np.tile(self.task.prior, (n, 1)).astype(np.float64)
@@ -155,7 +162,7 @@ class Ensemble:
             weights = self.weights_for([lid for lid, on in zip(ids, pattern, strict=True) if on])
             combined[rows] = sum(w * outputs[lid][rows] for lid, w in weights.items())
             n_learners[rows] = len(weights)
-        return PredictionResult(combined, self._decode(combined), n_learners == 0, n_learners)
+        return combined, n_learners
 
     def _decode(self, output: np.ndarray) -> np.ndarray:
         if self.task.task_type == "classification":

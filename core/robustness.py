@@ -63,20 +63,7 @@ def encode_targets(model: MultiModalEnsembleModel, labels: Any, n_samples: int) 
 def _combine(ensemble: Ensemble, outputs: Mapping[str, np.ndarray], eligible: Mapping[str, np.ndarray],
              n: int) -> np.ndarray:
     """Per-pattern weighted average of learner outputs; the prior where no learner is eligible."""
-    combined = np.tile(ensemble.task.prior, (n, 1)).astype(np.float64)
-    ids = list(ensemble.learners)
-    if not ids:
-        return combined
-    availability = np.stack([eligible[lid] for lid in ids], axis=1)
-    patterns, inverse = np.unique(availability, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    for p, pattern in enumerate(patterns):
-        if not pattern.any():
-            continue
-        rows = np.flatnonzero(inverse == p)
-        weights = ensemble.weights_for([lid for lid, on in zip(ids, pattern, strict=True) if on])
-        combined[rows] = sum(w * outputs[lid][rows] for lid, w in weights.items())
-    return combined
+    return ensemble.combine(outputs, eligible, n)[0]
 
 
 class EnsembleScorer:
