@@ -10,7 +10,6 @@ data's size, the trained learners' records) — never a made-up score.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from typing import Any
@@ -234,19 +233,6 @@ class QualityReport:
         return [c for c in self.checks if not c.passed]
 
 
-def training_stability(learners: Mapping[str, Any]) -> float | None:
-    """Share of epoch-to-epoch steps, over every trained learner, whose training loss stayed finite
-    and did not rise by more than 10%: ``#{t: L_t <= 1.1 * L_(t-1)} / #{t}``. ``None`` without any
-    two-epoch learner."""
-    steady = total = 0
-    for record in learners.values():
-        losses = [r.train_loss for r in record.records]
-        for prev, cur in itertools.pairwise(losses):
-            total += 1
-            steady += bool(np.isfinite(cur) and np.isfinite(prev) and cur <= 1.1 * prev)
-    return steady / total if total else None
-
-
 def denoising_effectiveness(learners: Mapping[str, Any], objectives: tuple[str, ...]) -> float | None:
     """Mean relative decrease of the unweighted denoising losses over training:
     ``mean_l mean_k (L_k,first - L_k,last) / L_k,first``, with ``L_k`` objective k's own loss (the
@@ -309,7 +295,8 @@ def quality_assured_training(model: Any, training_requirements: Mapping[str, Any
     Before: choose learners if none were, validate the options (every issue at once; nothing trains
     if any), and lower ``n_jobs`` / ``batch_size`` until the estimated memory of the learners
     training at once fits the budget. After: the ensemble's average held-out validation score
-    (accuracy; R² for regression) against ``min_performance`` (error), `training_stability`
+    (accuracy; R² for regression) against ``min_performance`` (error), the stability score
+    (``model.assess_training_stability()``)
     against ``min_stability`` and, with denoising on, `denoising_effectiveness` against
     ``min_denoising_effectiveness`` (warnings). Thresholds default to `QUALITY_DEFAULTS`.
     A `ModalbagError` while training fails the report instead of raising.
@@ -350,10 +337,10 @@ def quality_assured_training(model: Any, training_requirements: Mapping[str, Any
                                f"average validation {metric} of the trained learners"))
     if value is None:
         notes.append(f"performance: no learner had validation rows to measure {metric} on (validation_split)")
-    stability = training_stability(model.learners)
+    stability = model.assess_training_stability()  # the one stability score (docs/monitoring.md)
     checks.append(QualityCheck("stability", stability is None or stability >= thresholds["min_stability"], stability,
                                thresholds["min_stability"], "warning",
-                               "share of epochs whose training loss rose by at most 10%"))
+                               "mean stability score D/(D+U) of the training loss (falls over falls plus rises)"))
     if stability is None:
         notes.append("stability: no learner trained for two epochs or more")
     cfg = model.training_config
@@ -384,4 +371,4 @@ def create_training_pipeline(task_type: str = "classification", num_classes: int
 
 __all__ = ["QUALITY_DEFAULTS", "QualityCheck", "QualityReport", "Recommendation", "choose_training_strategy",
            "create_training_pipeline", "denoising_effectiveness", "describe_data", "optimize_training_performance",
-           "quality_assured_training", "training_stability"]
+           "quality_assured_training"]

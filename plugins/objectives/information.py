@@ -52,17 +52,18 @@ def _task_loss(task_type: str, logits: torch.Tensor, target: torch.Tensor) -> to
 
 
 def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """||C||_F^2 / E^2 of the cross-correlation between standardised a and b over rows weighted by w."""
-    n = w.sum().clamp_min(1.0)
-    w = w[:, None]
+    """Per pair p: ||C_p||_F^2 / E^2 of the cross-correlation between standardised a_p and b_p over
+    rows weighted by w_p. ``a``, ``b``: (B, P, E); ``w``: (B, P). Every pair in one batched pass."""
+    n = w.sum(0).clamp_min(1.0)[:, None]  # (P, 1)
+    w = w[..., None]
 
     def standardise(x: torch.Tensor) -> torch.Tensor:
         mean = (x * w).sum(0) / n
         std = (((x - mean) ** 2 * w).sum(0) / n + 1e-6).sqrt()  # eps inside: finite gradient at zero variance
         return (x - mean) / std * w
 
-    c = standardise(a).T @ standardise(b) / n
-    return c.pow(2).sum() / (c.shape[0] * c.shape[1])
+    c = torch.einsum("bpe,bpf->pef", standardise(a), standardise(b)) / n[..., None]
+    return c.pow(2).sum(dim=(1, 2)) / (c.shape[1] * c.shape[2])
 
 
 class Information:
@@ -84,11 +85,11 @@ class Information:
         kl = 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(dim=-1).mean()
         loss = _task_loss(ctx.task_type, module.predict(z), ctx.target) + self.options.ib_beta * kl
         metrics = {"kl": kl.detach()}
-        pairs = [cross_correlation_penalty(ctx.embeddings[:, i], ctx.embeddings[:, j],
-                                           (ctx.masks[:, i] & ctx.masks[:, j]).float())
-                 for i, j in itertools.combinations(range(len(ctx.modalities)), 2)]
+        pairs = list(itertools.combinations(range(len(ctx.modalities)), 2))
         if pairs and self.options.decorrelation_weight > 0:
-            redundancy = torch.stack(pairs).mean()
+            first, second = (list(ix) for ix in zip(*pairs, strict=True))
+            both = (ctx.masks[:, first] & ctx.masks[:, second]).float()
+            redundancy = cross_correlation_penalty(ctx.embeddings[:, first], ctx.embeddings[:, second], both).mean()
             loss = loss + self.options.decorrelation_weight * redundancy
             metrics["redundancy"] = redundancy.detach()
         return ObjectiveOutput(loss, metrics)

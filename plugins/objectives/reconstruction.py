@@ -58,6 +58,26 @@ class ReconstructionModule(nn.Module):
         return self.decoder(torch.cat([context, queries], dim=-1)), context, has_source
 
 
+def _hidden_errors(module: ReconstructionModule, ctx: DenoisingContext, targets: list[int],
+                   context: torch.Tensor) -> torch.Tensor:
+    """(B, T): ``||d_h(c_t) - sg(LN(h_t))||^2`` per row and target, one einsum per hidden width."""
+    errors = torch.zeros(context.shape[0], len(targets), device=context.device, dtype=context.dtype)
+    by_width: dict[int, list[int]] = {}
+    for k, t in enumerate(targets):
+        by_width.setdefault(ctx.hidden[ctx.modalities[t]].shape[-1], []).append(k)
+    for width, ks in by_width.items():
+        names = [ctx.modalities[targets[k]] for k in ks]
+        decoders = [module.hidden_decoders[name] for name in names]
+        weight = torch.stack([d.weight for d in decoders])  # (G, H, E)
+        bias = torch.stack([d.bias for d in decoders])  # (G, H)
+        source = context[:, [targets[k] for k in ks]]  # (B, G, E)
+        predicted = torch.einsum("bge,ghe->bgh", source, weight) + bias
+        hidden = torch.stack([ctx.hidden[name].detach() for name in names], dim=1)  # (B, G, H)
+        hidden = F.layer_norm(hidden, (width,))
+        errors[:, ks] = (predicted - hidden).pow(2).mean(-1)
+    return errors
+
+
 class Reconstruction:
     name = "reconstruction"
     min_modalities = 2
@@ -77,12 +97,8 @@ class Reconstruction:
         pred, target = predicted[:, targets], ctx.embeddings[:, targets].detach()
         per_row = (pred - target).pow(2).mean(-1) + self.options.reconstruction_cosine_weight * (
             1 - F.cosine_similarity(pred, target, dim=-1))  # (B, T), every target at once
-        for k, t in enumerate(targets):  # one layer down: hidden widths differ between encoders
-            name = ctx.modalities[t]
-            if name in module.hidden_decoders:
-                hidden = ctx.hidden[name].detach()
-                hidden = F.layer_norm(hidden, hidden.shape[-1:])
-                per_row[:, k] = per_row[:, k] + (module.hidden_decoders[name](context[:, t]) - hidden).pow(2).mean(-1)
+        if module.hidden_decoders:  # one layer down, batched over targets whose encoders share a width
+            per_row = per_row + _hidden_errors(module, ctx, targets, context)
         count = w.sum(dim=0)
         per_target = (per_row * w).sum(dim=0) / count.clamp_min(1.0)
         used = (count > 0).float()

@@ -37,6 +37,7 @@ trainer's for embeddings and raw images or sequences, which the fusion network l
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import importlib
 import importlib.util
@@ -444,7 +445,7 @@ def tabular_score(profile: Any, strategy: str, all_tabular: tuple[float, float, 
     return mixed if any(tabular) else embeddings
 
 
-class TabularLearner:
+class TabularLearner(abc.ABC):
     """What every tabular trainer shares; a subclass supplies the library calls.
 
     Subclasses set ``trainer`` (its plugin name), ``library`` (the module imported), ``extra`` (the
@@ -497,24 +498,30 @@ class TabularLearner:
 
     # -- subclass hooks -----------------------------------------------------------------------
 
+    @abc.abstractmethod
     def _params(self, seed: int) -> dict[str, Any]:
-        raise NotImplementedError
+        """Supplied by each library's subclass."""
 
+    @abc.abstractmethod
     def _train(self, params: dict[str, Any], train: Matrix, val: Matrix | None,
                recorder: RoundRecorder | None) -> Any:
-        raise NotImplementedError
+        """Supplied by each library's subclass."""
 
+    @abc.abstractmethod
     def _predict(self, model: Any, x: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+        """Supplied by each library's subclass."""
 
+    @abc.abstractmethod
     def _raw_importance(self) -> np.ndarray:
-        raise NotImplementedError
+        """Supplied by each library's subclass."""
 
+    @abc.abstractmethod
     def _save_model(self, directory: Path) -> list[str]:
-        raise NotImplementedError
+        """Supplied by each library's subclass."""
 
+    @abc.abstractmethod
     def _load_model(self, directory: Path, files: list[str]) -> Any:
-        raise NotImplementedError
+        """Supplied by each library's subclass."""
 
     def _learning_rate(self, params: Mapping[str, Any]) -> float | None:
         return None

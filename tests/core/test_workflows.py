@@ -17,7 +17,6 @@ from modalbag import (
 from modalbag.workflows import (
     QualityReport,
     denoising_effectiveness,
-    training_stability,
 )
 from tests.conftest import FAST, make_model
 
@@ -67,13 +66,6 @@ def test_strategy_reads_measured_data():
     assert choose_training_strategy({}, {"time_series": True})["validation_strategy"] == "time_series"
 
 
-def test_training_stability_counts_steady_epochs():
-    learners = {"a": _Learner([1.0, 0.9, 1.2, 1.1]), "b": _Learner([2.0, float("nan")]), "c": _Learner([1.0])}
-    # steps: 0.9<=1.1 yes, 1.2<=0.99 no, 1.1<=1.32 yes, nan no -> 2 of 4
-    assert training_stability(learners) == pytest.approx(0.5)
-    assert training_stability({"c": _Learner([1.0])}) is None
-
-
 def test_denoising_effectiveness_is_the_relative_drop_of_the_objective_losses():
     m = [{"reconstruction.loss": 2.0, "alignment.loss": 2.0}, {"reconstruction.loss": 1.0, "alignment.loss": 2.0}]
     learners = {"a": _Learner([1, 1], m), "b": _Learner([1, 1], [{"alignment.loss": 1.0}, {"alignment.loss": 0.5}]),
@@ -109,7 +101,7 @@ def test_quality_assured_training_passes_and_fails_on_measured_values():
     assert isinstance(report, QualityReport) and report and report.trained == 2
     checks = {c.name: c for c in report.checks}
     assert checks["performance"].value == pytest.approx(model.get_training_summary()["average_performance"]["accuracy"])
-    assert checks["stability"].value == training_stability(model.learners)
+    assert checks["stability"].value == model.assess_training_stability()
     strict = quality_assured_training(model, {**FAST, "epochs": 4, "min_performance": 1.01})
     assert not strict and [c.name for c in strict.failed() if c.severity == "error"] == ["performance"]
 
