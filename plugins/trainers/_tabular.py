@@ -445,6 +445,17 @@ def tabular_score(profile: Any, strategy: str, all_tabular: tuple[float, float, 
     return mixed if any(tabular) else embeddings
 
 
+def library_proposal(library: str, profile: Any, strategy: str, scores: tuple[float, float, float],
+                     architectures: Mapping[str, Mapping[str, Any]], reason: str) -> Any:
+    """A trainer's proposal for a bag, or None when its optional library is not installed (such a
+    trainer is listed but never selected automatically)."""
+    from modalbag.selection import LearnerProposal
+
+    if not library_available(library):
+        return None
+    return LearnerProposal(tabular_score(profile, strategy, scores), dict(architectures[strategy]), reason)
+
+
 class TabularLearner(abc.ABC):
     """What every tabular trainer shares; a subclass supplies the library calls.
 

@@ -35,9 +35,8 @@ from modalbag.plugins.trainers._tabular import (
     RoundRecorder,
     TabularLearner,
     TabularOptions,
-    library_available,
+    library_proposal,
     optional_positive,
-    tabular_score,
 )
 from modalbag.selection import BagProfile, LearnerProposal
 
@@ -80,10 +79,8 @@ class CatBoostLearner(TabularLearner):
 
     @staticmethod
     def propose(profile: BagProfile, strategy: str) -> LearnerProposal | None:
-        if not library_available("catboost"):
-            return None
-        score = tabular_score(profile, strategy, (1.7, 2.0, 2.1))
-        return LearnerProposal(score, dict(ARCHITECTURES[strategy]), "ordered gradient boosting (CatBoost)")
+        return library_proposal("catboost", profile, strategy, (1.7, 2.0, 2.1), ARCHITECTURES,
+                                "ordered gradient boosting (CatBoost)")
 
     def _params(self, seed: int) -> dict[str, Any]:
         arch = ARCHITECTURES["balanced"] | dict(self.spec.architecture)

@@ -34,9 +34,8 @@ from modalbag.plugins.trainers._tabular import (
     RoundRecorder,
     TabularLearner,
     TabularOptions,
-    library_available,
+    library_proposal,
     optional_positive,
-    tabular_score,
     unit_interval,
 )
 from modalbag.selection import BagProfile, LearnerProposal
@@ -81,10 +80,8 @@ class LightGBMLearner(TabularLearner):
 
     @staticmethod
     def propose(profile: BagProfile, strategy: str) -> LearnerProposal | None:
-        if not library_available("lightgbm"):
-            return None
-        score = tabular_score(profile, strategy, (2.2, 2.1, 1.9))
-        return LearnerProposal(score, dict(ARCHITECTURES[strategy]), "gradient-boosted trees (LightGBM)")
+        return library_proposal("lightgbm", profile, strategy, (2.2, 2.1, 1.9), ARCHITECTURES,
+                                "gradient-boosted trees (LightGBM)")
 
     @property
     def _columns(self) -> int:

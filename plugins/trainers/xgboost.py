@@ -33,9 +33,8 @@ from modalbag.plugins.trainers._tabular import (
     RoundRecorder,
     TabularLearner,
     TabularOptions,
-    library_available,
+    library_proposal,
     optional_positive,
-    tabular_score,
     unit_interval,
 )
 from modalbag.selection import BagProfile, LearnerProposal
@@ -82,10 +81,8 @@ class XGBoostLearner(TabularLearner):
 
     @staticmethod
     def propose(profile: BagProfile, strategy: str) -> LearnerProposal | None:
-        if not library_available("xgboost"):
-            return None
-        score = tabular_score(profile, strategy, (2.1, 2.2, 2.0))
-        return LearnerProposal(score, dict(ARCHITECTURES[strategy]), "gradient-boosted trees (XGBoost)")
+        return library_proposal("xgboost", profile, strategy, (2.1, 2.2, 2.0), ARCHITECTURES,
+                                "gradient-boosted trees (XGBoost)")
 
     def _params(self, seed: int) -> dict[str, Any]:
         arch = ARCHITECTURES["balanced"] | dict(self.spec.architecture)
