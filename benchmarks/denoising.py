@@ -12,7 +12,9 @@ held-out samples of the same task:
 Two columns per condition: the ensemble (routing + out-of-bag weights) and the full-set fusion
 learner alone, fed what is present (its masked fusion), which shows the objectives' direct effect.
 ``step ms`` is the median time of one training step (batch 32) of the full-set fusion network, the
-settings interleaved in one process, and ``cost`` its ratio to no denoising.
+settings interleaved in one process, and ``cost`` its ratio to no denoising. A second table gives
+the step cost of no denoising, the default pair and all five for this model and for the spec's
+Quick Start dimensions (768-, 2048- and 50-d inputs), at batch sizes 32, 64 and 256.
 
     python benchmarks/denoising.py [--quick] [--json out.json]
 """
@@ -29,6 +31,7 @@ from modalbag import create_synthetic_model
 
 MODALITIES = {"text_embeddings": (128, "text"), "image_features": (256, "image"), "user_metadata": (24, "tabular")}
 OBJECTIVES = ["reconstruction", "alignment", "consistency", "information", "prediction"]
+QUICK_START_DIMS = {"text_embeddings": 768, "image_features": 2048, "user_metadata": 50}  # the spec's example
 
 
 def conditions(data: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, dict[str, np.ndarray]]:
@@ -51,7 +54,8 @@ def fusion_accuracy(model, view: dict[str, np.ndarray], y: np.ndarray) -> float:
     return float(np.mean(model.task.classes[proba.argmax(axis=1)] == y))
 
 
-def step_costs(settings: list[tuple[str, list[str]]], rounds: int = 7, steps: int = 20) -> dict[str, float]:
+def step_costs(settings: list[tuple[str, list[str]]], rounds: int = 7, steps: int = 20,
+               dims: dict[str, int] | None = None, batch_size: int = 32) -> dict[str, float]:
     """Median ms per training step of one full-set fusion network, per setting, settings interleaved.
 
     Interleaving rounds (A B C ... A B C ...) makes every setting see the same machine load, so the
@@ -69,10 +73,10 @@ def step_costs(settings: list[tuple[str, list[str]]], rounds: int = 7, steps: in
 
     catalog = Catalog()
     torch.manual_seed(0)
-    dims = {m: d for m, (d, _) in MODALITIES.items()}
-    batch = {m: torch.randn(32, d) for m, d in dims.items()}
-    masks = torch.ones(32, len(dims), dtype=torch.bool)
-    y = torch.randint(0, 5, (32,))
+    dims = dims or {m: d for m, (d, _) in MODALITIES.items()}
+    batch = {m: torch.randn(batch_size, d) for m, d in dims.items()}
+    masks = torch.ones(batch_size, len(dims), dtype=torch.bool)
+    y = torch.randint(0, 5, (batch_size,))
     setups = {}
     for name, objectives in settings:
         net = FusionNetwork({m: VectorEncoder(d, 128, 64, 0.1) for m, d in dims.items()},
@@ -95,11 +99,12 @@ def step_costs(settings: list[tuple[str, list[str]]], rounds: int = 7, steps: in
             from modalbag.denoising import DenoisingContext
 
             ctx = DenoisingContext(net, tuple(dims), out["embeddings"], masks, out["hidden"], out["fused"],
-                                   out["logits"], y, "classification", 10)
+                                   out["logits"], y, "classification", 10, fusion_scores=out["fusion_scores"])
             total, _, _ = loss_fn.compute(ctx, loss)
             loss = loss + total
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
+        # as FitState.clip_gradients: the optimizer's parameter list, no module traversal per step
+        torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], 1.0, foreach=True)
         opt.step()
         opt.zero_grad(set_to_none=True)
 
@@ -141,27 +146,46 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--weight", type=float, default=0.1, help="denoising_weight")
     parser.add_argument("--noise", type=float, default=0.8, help="synthetic modality noise")
+    parser.add_argument("--no-step-table", action="store_true",
+                        help="skip the step-cost table by model and batch size")
+    parser.add_argument("--steps-only", action="store_true",
+                        help="only the step costs (no training): timings want an otherwise idle machine")
     args = parser.parse_args()
     args.epochs = 12 if args.quick else 30
     args.n_samples = 600 if args.quick else 1500
     probe = create_synthetic_model(MODALITIES, n_samples=10, n_classes=5, random_state=args.seed, noise=args.noise)
     test = probe.synthetic_task.sample(3000, random_state=args.seed + 1000)
     settings = [("none", []), ("all five", OBJECTIVES)] + [(o, [o]) for o in OBJECTIVES]
-    rows = [run(name, objectives, args, test, rng_seed=args.seed + 7) for name, objectives in settings]
+    rows = [] if args.steps_only else [run(name, objectives, args, test, rng_seed=args.seed + 7)
+                                       for name, objectives in settings]
     costs = step_costs(settings)
-    for row in rows:
-        row["step_ms"] = costs[row["setting"]]
-    base = rows[0]["step_ms"]
-    conds = [k for k in rows[0] if k not in ("setting", "train_seconds", "step_ms")]
-    header = f"{'setting':15s} " + " ".join(f"{c:>15s}" for c in conds) + f" {'step ms':>8s} {'cost':>6s}"
-    print(f"accuracy on {len(test[1])} held-out samples, ensemble / full-set fusion learner (chance 0.20)")
-    print(header)
-    for r in rows:
-        cells = " ".join(f"{r[c]['ensemble']:7.3f}/{r[c]['fusion']:.3f}" for c in conds)
-        print(f"{r['setting']:15s} {cells} {r['step_ms']:8.2f} {r['step_ms'] / base:6.2f}x")
+    base = costs["none"]
+    if rows:
+        conds = [k for k in rows[0] if k not in ("setting", "train_seconds")]
+        header = f"{'setting':15s} " + " ".join(f"{c:>15s}" for c in conds) + f" {'step ms':>8s} {'cost':>6s}"
+        print(f"accuracy on {len(test[1])} held-out samples, ensemble / full-set fusion learner (chance 0.20)")
+        print(header)
+        for r in rows:
+            r["step_ms"] = costs[r["setting"]]
+            cells = " ".join(f"{r[c]['ensemble']:7.3f}/{r[c]['fusion']:.3f}" for c in conds)
+            print(f"{r['setting']:15s} {cells} {r['step_ms']:8.2f} {r['step_ms'] / base:6.2f}x")
+    else:
+        for name, ms in costs.items():
+            print(f"{name:15s} {ms:8.2f} ms {ms / base:6.2f}x")
+    costs_by_model = {}
+    if not args.no_step_table:
+        default = ("reconstruction + alignment", ["reconstruction", "alignment"])
+        cost_settings = [("none", []), default, ("all five", OBJECTIVES)]
+        print("\nstep cost by model and batch size (ms per step; ratio to no denoising)")
+        for model_name, dims in (("benchmark", None), ("quick start", QUICK_START_DIMS)):
+            for batch_size in (32, 64, 256):
+                found = step_costs(cost_settings, dims=dims, batch_size=batch_size)
+                costs_by_model[f"{model_name} b{batch_size}"] = found
+                cells = "  ".join(f"{name} {ms:6.2f} ({ms / found['none']:.2f}x)" for name, ms in found.items())
+                print(f"{model_name:11s} batch {batch_size:3d}  {cells}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=2)
+            json.dump({"accuracy": rows, "step_costs": costs_by_model}, fh, indent=2)
 
 
 if __name__ == "__main__":

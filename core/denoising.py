@@ -44,6 +44,8 @@ class DenoisingContext:
     ``embeddings`` (B, M, E) and ``masks`` (B, M) follow ``modalities`` order; ``hidden`` maps each
     modality to its encoder's intermediate representation (B, H_m); ``model`` exposes
     ``fuse(embeddings, masks)`` and ``head(fused)`` so objectives can predict from modality subsets.
+    ``fusion_scores`` (B, M), when the model's forward returned them, are its fusion gate's logits:
+    ``fuse(embeddings, subset, scores=fusion_scores)`` then reuses them instead of re-running the gate.
     """
 
     model: Any
@@ -57,6 +59,7 @@ class DenoisingContext:
     task_type: str
     epoch: int = 0
     targets_of: tuple[int, ...] = ()  # indices of modalities objectives may treat as targets
+    fusion_scores: torch.Tensor | None = None
 
 
 @attrs.frozen
@@ -89,8 +92,10 @@ class FitWeighting(Protocol):
     def active(self, epoch: int) -> set[str] | None:
         """The objectives that run at ``epoch``; None for all of them."""
 
-    def weights(self, losses: Mapping[str, torch.Tensor], task_loss: torch.Tensor | None) -> dict[str, Any]:
-        """Each objective's weight for this step (floats or detached scalar tensors)."""
+    def weights(self, losses: Mapping[str, torch.Tensor], task_loss: torch.Tensor | None
+                ) -> Mapping[str, Any] | torch.Tensor:
+        """Each objective's weight for this step: a mapping to floats or detached scalar tensors, or
+        one detached 1-D tensor in the order of ``losses`` (cheaper: no per-objective operators)."""
 
 
 class Strategy(Protocol):
@@ -175,23 +180,30 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
         for name, objective in self.objectives.items():
             if name in self.skipped or (active is not None and name not in active):
                 continue
-            module = self.modules_by_objective[name] if name in self.modules_by_objective else None
+            module = self.modules_by_objective[name] if name in self.modules_by_objective else None  # noqa: SIM401 - ModuleDict has no get()
             out = objective.loss(module, ctx)
             if out is None:
                 continue
             raw[name] = out.loss
-            metrics[f"{name}.loss"] = out.loss.detach()
             metrics.update({f"{name}.{k}": v.detach() for k, v in out.metrics.items()})
         if not raw:
             return None, {}, metrics
-        scale = self.config.denoising_weight * self.weighting.scale(ctx.epoch)
+        # one stacked vector for every objective: a handful of operators whatever their number
+        names = list(raw)
+        losses = torch.stack([raw[name].float() for name in names])
         weights = self.weighting.weights(raw, task_loss)
-        terms = {name: scale * weights[name] * loss for name, loss in raw.items()}
-        for name in raw:
-            w = weights[name]
-            metrics[f"weight.{name}"] = (w.detach() if torch.is_tensor(w) else torch.tensor(float(w))) * scale
-        total = sum(terms.values())
-        return total, terms, metrics
+        if not torch.is_tensor(weights):
+            values = [weights[name] for name in names]
+            weights = (torch.stack([torch.as_tensor(w, device=losses.device) for w in values]).float()
+                       if any(torch.is_tensor(w) for w in values)
+                       else torch.tensor(values, dtype=torch.float32, device=losses.device))
+        weights = weights.detach().to(losses.device) * (self.config.denoising_weight * self.weighting.scale(ctx.epoch))
+        weighted = losses * weights
+        detached = losses.detach()
+        for i, name in enumerate(names):
+            metrics[f"{name}.loss"] = detached[i]
+            metrics[f"weight.{name}"] = weights[i]
+        return weighted.sum(), dict(zip(names, weighted.unbind(), strict=True)), metrics
 
     def forward(self, learner: Any, modality_data: Mapping[str, torch.Tensor], epoch: int = 0,
                 original_representations: torch.Tensor | None = None,
@@ -214,13 +226,16 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
         if original_representations is None:
             out = model(inputs, mask)
             embeddings, hidden, fused, logits = out["embeddings"], out["hidden"], out["fused"], out["logits"]
+            scores = out.get("fusion_scores")
         else:
             embeddings = original_representations
             hidden = {m: embeddings[:, i] for i, m in enumerate(model.modalities)}
             fused = model.fuse(embeddings, mask)
             logits = model.head(fused)
+            scores = None
         ctx = DenoisingContext(model, tuple(model.modalities), embeddings, mask, hidden, fused, logits, target,
-                               self.spec.task_type if self.spec else self.config.task_type, epoch)
+                               self.spec.task_type if self.spec else self.config.task_type, epoch,
+                               fusion_scores=scores)
         total, terms, _ = self.compute(ctx)
         if total is None:
             total = embeddings.sum() * 0.0
@@ -271,13 +286,15 @@ class DenoisingHooks:
             return None
         ctx = DenoisingContext(fit.model, tuple(fit.model.modalities), output["embeddings"], batch["masks"],
                                output["hidden"], output["fused"], output["logits"], batch["target"],
-                               run.task.task_type, fit.epoch)
+                               run.task.task_type, fit.epoch, fusion_scores=output.get("fusion_scores"))
         _, terms, metrics = loss.compute(ctx, output.get("task_loss"))
-        sums = fit.stash[_SUMS]
-        n = len(batch["target"])
-        for key, value in metrics.items():
-            total, count = sums.get(key, (0.0, 0))
-            sums[key] = (total + value * n, count + n)
+        if metrics:  # summed as one vector per set of keys: three operators a step, not three per metric
+            sums = fit.stash[_SUMS]
+            keys = tuple(metrics)
+            n = len(batch["target"])
+            values = torch.stack([v.float() for v in metrics.values()]) * n
+            total, count = sums.get(keys, (0.0, 0))
+            sums[keys] = (values + total, count + n)
         return {f"denoising.{name}": term for name, term in terms.items()}
 
     @hookimpl
@@ -302,9 +319,13 @@ class DenoisingHooks:
         sums = fit.stash.get(_SUMS)
         if not sums:
             return None
-        out = {key: float(total) / count for key, (total, count) in sums.items() if count}
+        totals: dict[str, tuple[float, int]] = {}
+        for keys, (vector, count) in sums.items():
+            for key, value in zip(keys, vector.tolist(), strict=True):
+                total, seen = totals.get(key, (0.0, 0))
+                totals[key] = (total + value, seen + count)
         sums.clear()
-        return out
+        return {key: total / count for key, (total, count) in totals.items() if count}
 
 
 __all__ = ["AdvancedCrossModalDenoisingLoss", "DenoisingContext", "DenoisingHooks", "FitWeighting", "Objective",

@@ -25,7 +25,10 @@ from torch.nn import functional as F
 
 from modalbag import hookimpl
 from modalbag.denoising import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.denoising_ops import symmetric_info_nce
 from modalbag.plugin_options import non_negative, positive
+
+_EXCLUDED = 1e4  # logits of excluded samples: exp(-1e4) is 0 in every float type, and -2e4 fits fp16
 
 
 @attrs.frozen(kw_only=True)
@@ -35,19 +38,20 @@ class AlignmentOptions:
 
 
 class Projections(nn.Module):
-    """One two-layer projection head per modality, evaluated for all modalities in batched einsums."""
+    """One two-layer projection head per modality, all evaluated in two batched matmuls."""
 
     def __init__(self, n_modalities: int, embedding_dim: int, projection_dim: int):
         super().__init__()
         m, e, p = n_modalities, embedding_dim, projection_dim
         self.w1 = nn.Parameter(torch.randn(m, e, e) / e ** 0.5)
-        self.b1 = nn.Parameter(torch.zeros(m, e))
+        self.b1 = nn.Parameter(torch.zeros(m, 1, e))
         self.w2 = nn.Parameter(torch.randn(m, e, p) / e ** 0.5)
-        self.b2 = nn.Parameter(torch.zeros(m, p))
+        self.b2 = nn.Parameter(torch.zeros(m, 1, p))
 
     def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
-        h = F.gelu(torch.einsum("bme,mef->bmf", embeddings, self.w1) + self.b1)
-        return F.normalize(torch.einsum("bmf,mfp->bmp", h, self.w2) + self.b2, dim=-1)
+        """(B, M, E) -> (M, B, P) unit-norm projections, modality-major for the pairwise products."""
+        h = F.relu(torch.baddbmm(self.b1, embeddings.transpose(0, 1), self.w1))
+        return F.normalize(torch.baddbmm(self.b2, h, self.w2), dim=-1)
 
 
 class Alignment:
@@ -58,38 +62,52 @@ class Alignment:
         self.options = options
         self.temperature = config.contrastive_temperature
         self.weight = config.alignment_weight
+        self._pairs: dict[tuple[tuple[int, ...], torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def build(self, spec: RepresentationSpec) -> nn.Module:
         return Projections(len(spec.modalities), spec.embedding_dim, self.options.projection_dim)
 
+    def pairs(self, targets: tuple[int, ...], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Index tensors of every pair's first and second modality, made once per learner."""
+        key = (targets, device)
+        if key not in self._pairs:
+            combos = list(itertools.combinations(targets, 2))
+            self._pairs[key] = (torch.tensor([i for i, _ in combos], dtype=torch.long, device=device),
+                                torch.tensor([j for _, j in combos], dtype=torch.long, device=device))
+        return self._pairs[key]
+
     def loss(self, module: Projections, ctx: DenoisingContext) -> ObjectiveOutput | None:
         """Masked InfoNCE for every pair at once (no boolean indexing, so no host sync)."""
-        pairs = list(itertools.combinations(ctx.targets_of, 2))
-        if not pairs:
+        if len(ctx.targets_of) < 2:
             return None
-        z = module(ctx.embeddings)  # (B, M, P), unit norm
-        first = torch.tensor([i for i, _ in pairs], device=z.device)
-        second = torch.tensor([j for _, j in pairs], device=z.device)
-        zi, zj = z[:, first].transpose(0, 1), z[:, second].transpose(0, 1)  # (K, B, P)
-        rows = (ctx.masks[:, first] & ctx.masks[:, second]).T  # (K, B)
-        n = z.shape[0]
-        eye = torch.eye(n, dtype=torch.bool, device=z.device)
-        valid = rows[:, None, :] & rows[:, :, None] | eye
-        sim = torch.bmm(zi, zj.transpose(1, 2)).masked_fill(~valid, float("-inf"))  # (K, B, B)
-        logits = sim / self.temperature
+        first, second = self.pairs(ctx.targets_of, ctx.masks.device)
+        z = module(ctx.embeddings)  # (M, B, P), unit norm
+        n = z.shape[1]
+        with torch.no_grad():
+            rows = (ctx.masks[:, first] & ctx.masks[:, second]).T  # (K, B) rows with both modalities
+            w = rows.to(z.dtype)
+            w = w / w.sum(dim=1, keepdim=True).clamp_min(1.0) / len(first)
+            # a sample without both modalities is neither a positive nor a negative: a large finite
+            # penalty on its row and column (finite, so rows of absent samples stay NaN-free; they weigh 0)
+            penalty = torch.where(rows, 0.0, -_EXCLUDED).to(z.dtype)
+            excluded = penalty[:, :, None] + penalty[:, None, :]
+        # (K, B, B): row b of modality i against column c of modality j, over the temperature
+        logits = torch.baddbmm(excluded, z[first], z[second].transpose(1, 2), alpha=1.0 / self.temperature)
         if self.options.hard_negative_beta > 0:
-            off = valid & ~eye
-            n_neg = off.sum(dim=2, keepdim=True).clamp_min(1)
-            weights = torch.softmax((self.options.hard_negative_beta * sim.detach()).masked_fill(~off, float("-inf")),
-                                    dim=2).nan_to_num(0.0) * n_neg
-            logits = logits + torch.where(off, torch.log(weights.clamp_min(1e-12)), torch.zeros_like(logits))
-        labels = torch.arange(n, device=z.device).expand(len(pairs), n)
-        ce = (F.cross_entropy(logits.transpose(1, 2), labels, reduction="none")
-              + F.cross_entropy(logits, labels, reduction="none"))  # both directions, (K, B)
-        w = rows.float()
-        count = w.sum(dim=1).clamp_min(1.0)
-        loss = (0.5 * (ce * w).sum(dim=1) / count).mean()
-        accuracy = (((sim.argmax(dim=2) == labels).float() * w).sum(dim=1) / count).mean()
+            with torch.no_grad():
+                eye = torch.eye(n, dtype=torch.bool, device=z.device)
+                off = rows[:, None, :] & rows[:, :, None] & ~eye
+                n_neg = off.sum(dim=2, keepdim=True).clamp_min(1)
+                sim = logits * self.temperature
+                weights = torch.softmax((self.options.hard_negative_beta * sim).masked_fill(~off, float("-inf")),
+                                        dim=2).nan_to_num(0.0) * n_neg
+                shift = torch.where(off, torch.log(weights.clamp_min(1e-12)), torch.zeros_like(sim))
+            logits = logits + shift
+        loss = symmetric_info_nce(logits, w)  # both directions, the diagonal as the positives
+        with torch.no_grad():
+            # a hit: the positive is the row's largest logit (amax is far cheaper than argmax here)
+            hits = (logits.diagonal(dim1=1, dim2=2) >= logits.amax(dim=2)).to(w.dtype)
+            accuracy = (hits * w).sum()
         return ObjectiveOutput(self.weight * loss, {"score": accuracy})
 
 

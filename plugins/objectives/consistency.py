@@ -42,6 +42,8 @@ class Consistency:
         curriculum = options.drop_rate_curriculum
         self.curriculum = config.denoising_strategy == "curriculum" if curriculum is None else curriculum
         self.ramp_epochs = max(1, config.epochs // 2)
+        self._masks: dict[tuple[tuple[int, ...], int, torch.device], torch.Tensor] = {}
+        self._rate: tuple[float, torch.Tensor] | None = None
 
     def build(self, spec: RepresentationSpec) -> None:
         return None  # reuses the learner's own fusion and head
@@ -53,26 +55,48 @@ class Consistency:
         rate = self.drop_rate(ctx.epoch)
         if rate <= 0:
             return None
-        droppable = torch.zeros(ctx.masks.shape[1], dtype=torch.bool, device=ctx.masks.device)
-        droppable[list(ctx.targets_of)] = True
-        keep_draw = torch.rand(ctx.masks.shape, device=ctx.masks.device)
-        subset = ctx.masks & ~(droppable & (keep_draw < rate))
-        empty = ~subset.any(dim=1)  # keep one present modality at random where all were dropped
-        rescue = torch.where(ctx.masks, keep_draw, torch.full_like(keep_draw, -1.0)).argmax(dim=1)
-        subset[empty, rescue[empty]] = True
-        logits = ctx.model.head(ctx.model.fuse(ctx.embeddings, subset))
+        with torch.no_grad():  # the subset: a mask, drawn without host syncs
+            masks = ctx.masks
+            droppable = self._droppable(ctx.targets_of, masks.shape[1], masks.device)
+            draw = torch.rand(masks.shape, device=masks.device)
+            subset = masks & ~(droppable & (draw < rate))
+            # where everything was dropped, keep the present modality with the highest draw
+            rescue = F.one_hot(torch.where(masks, draw, -1.0).argmax(dim=1), masks.shape[1]).bool()
+            subset |= rescue & ~subset.any(dim=1, keepdim=True)
+        if ctx.fusion_scores is not None:
+            fused = ctx.model.fuse(ctx.embeddings, subset, scores=ctx.fusion_scores)
+        else:
+            fused = ctx.model.fuse(ctx.embeddings, subset)
+        logits = ctx.model.head(fused)
         full = ctx.logits.detach()
         if ctx.task_type == "classification":
             loss = F.kl_div(F.log_softmax(logits, dim=1), F.log_softmax(full, dim=1), log_target=True,
                             reduction="batchmean")
-            agree = (logits.argmax(dim=1) == full.argmax(dim=1)).float().mean()
         elif ctx.task_type == "multilabel":
             loss = F.binary_cross_entropy_with_logits(logits, torch.sigmoid(full))
-            agree = ((logits > 0) == (full > 0)).float().mean()
         else:
             loss = F.mse_loss(logits, full)
-            agree = torch.exp(-loss.detach())
-        return ObjectiveOutput(loss, {"score": agree, "drop_rate": torch.tensor(rate)})
+        with torch.no_grad():
+            if ctx.task_type == "classification":
+                agree = (logits.argmax(dim=1) == full.argmax(dim=1)).float().mean()
+            elif ctx.task_type == "multilabel":
+                agree = ((logits > 0) == (full > 0)).float().mean()
+            else:
+                agree = torch.exp(-loss)
+        return ObjectiveOutput(loss, {"score": agree, "drop_rate": self._rate_tensor(rate, masks.device)})
+
+    def _droppable(self, targets: tuple[int, ...], m: int, device: torch.device) -> torch.Tensor:
+        key = (targets, m, device)
+        if key not in self._masks:
+            droppable = torch.zeros(m, dtype=torch.bool, device=device)
+            droppable[list(targets)] = True
+            self._masks[key] = droppable
+        return self._masks[key]
+
+    def _rate_tensor(self, rate: float, device: torch.device) -> torch.Tensor:
+        if self._rate is None or self._rate[0] != rate or self._rate[1].device != device:
+            self._rate = (rate, torch.tensor(rate, device=device))
+        return self._rate[1]
 
 
 @hookimpl

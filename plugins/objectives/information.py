@@ -6,8 +6,9 @@ predictor from z, trained with the VIB objective (Alemi et al., 2017)::
     L_vib = E_q[ task_loss(c(z), y) ] + beta * KL( q(z | f) || N(0, I) )
 
 so f keeps what predicts y and little else. Diversity: for each pair of modality embeddings, the
-squared Frobenius norm of their cross-correlation matrix over the batch (Barlow-Twins-style
-off-diagonal redundancy, Zbontar et al., 2021), averaged over pairs and divided by E^2::
+squared Frobenius norm of their cross-correlation matrix over the rows where both are present (each
+modality standardised over the rows where it is present; Barlow-Twins-style off-diagonal
+redundancy, Zbontar et al., 2021), averaged over pairs and divided by E^2::
 
     L = L_vib + lambda_div * mean_{i<j} || C(e_i, e_j) ||_F^2 / E^2
 
@@ -16,7 +17,6 @@ The decorrelation term needs two modalities (rows without both weigh nothing); V
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import attrs
@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from modalbag import hookimpl
 from modalbag.denoising import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.denoising_ops import cross_correlation_penalty, gaussian_bottleneck
 from modalbag.plugin_options import non_negative, positive
 
 
@@ -51,20 +52,6 @@ def _task_loss(task_type: str, logits: torch.Tensor, target: torch.Tensor) -> to
     return F.mse_loss(logits, target)
 
 
-def cross_correlation_penalty(a: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """Per pair p: ||C_p||_F^2 / E^2 of the cross-correlation between standardised a_p and b_p over
-    rows weighted by w_p. ``a``, ``b``: (B, P, E); ``w``: (B, P). Every pair in one batched pass."""
-    n = w.sum(0).clamp_min(1.0)[:, None]  # (P, 1)
-    w = w[..., None]
-
-    def standardise(x: torch.Tensor) -> torch.Tensor:
-        mean = (x * w).sum(0) / n
-        std = (((x - mean) ** 2 * w).sum(0) / n + 1e-6).sqrt()  # eps inside: finite gradient at zero variance
-        return (x - mean) / std * w
-
-    c = torch.einsum("bpe,bpf->pef", standardise(a), standardise(b)) / n[..., None]
-    return c.pow(2).sum(dim=(1, 2)) / (c.shape[1] * c.shape[2])
-
 
 class Information:
     name = "information"
@@ -72,24 +59,28 @@ class Information:
 
     def __init__(self, config: Any, options: InformationOptions):
         self.options = options
+        self._pair_weights: dict[tuple[int, torch.device], torch.Tensor] = {}
 
     def build(self, spec: RepresentationSpec) -> nn.Module:
         return Bottleneck(spec.embedding_dim, self.options.bottleneck_dim, spec.n_outputs)
 
+    def pair_weights(self, m: int, device: torch.device) -> torch.Tensor:
+        """(M, M): 1 / (number of pairs) above the diagonal, so the penalty is the mean over pairs."""
+        key = (m, device)
+        if key not in self._pair_weights:
+            upper = torch.ones(m, m, device=device).triu(diagonal=1)
+            self._pair_weights[key] = upper / upper.sum()
+        return self._pair_weights[key]
+
     def loss(self, module: Bottleneck, ctx: DenoisingContext) -> ObjectiveOutput | None:
         if ctx.target is None:
             return None
-        mu, log_var = module.stats(ctx.fused).chunk(2, dim=-1)
-        log_var = log_var.clamp(-10, 10)
-        z = mu + torch.randn_like(mu) * torch.exp(0.5 * log_var)
-        kl = 0.5 * (mu.pow(2) + log_var.exp() - 1 - log_var).sum(dim=-1).mean()
+        z, kl = gaussian_bottleneck(module.stats(ctx.fused))
         loss = _task_loss(ctx.task_type, module.predict(z), ctx.target) + self.options.ib_beta * kl
         metrics = {"kl": kl.detach()}
-        pairs = list(itertools.combinations(range(len(ctx.modalities)), 2))
-        if pairs and self.options.decorrelation_weight > 0:
-            first, second = (list(ix) for ix in zip(*pairs, strict=True))
-            both = (ctx.masks[:, first] & ctx.masks[:, second]).float()
-            redundancy = cross_correlation_penalty(ctx.embeddings[:, first], ctx.embeddings[:, second], both).mean()
+        m = ctx.embeddings.shape[1]
+        if m > 1 and self.options.decorrelation_weight > 0:
+            redundancy = cross_correlation_penalty(ctx.embeddings, ctx.masks, self.pair_weights(m, ctx.masks.device))
             loss = loss + self.options.decorrelation_weight * redundancy
             metrics["redundancy"] = redundancy.detach()
         return ObjectiveOutput(loss, metrics)

@@ -38,16 +38,14 @@ class AdaptiveOptions:
 
 
 class AdaptiveWeighting:
+    """The moving averages of one learner's fit, kept as one vector (in ``names`` order) so a step
+    costs a few operators whatever the number of objectives; on the device, so no host sync."""
+
     def __init__(self, options: AdaptiveOptions, warmup_epochs: int):
         self.options, self.warmup_epochs = options, warmup_epochs
-        self.averages: dict[str, torch.Tensor] = {}
-
-    def _update(self, key: str, value: torch.Tensor) -> torch.Tensor:
-        value = value.detach()
-        previous = self.averages.get(key)
-        m = self.options.adaptive_momentum
-        self.averages[key] = value if previous is None else m * previous + (1 - m) * value
-        return self.averages[key]
+        self.names: list[str] = []
+        self.average: torch.Tensor | None = None
+        self.task_average: torch.Tensor | None = None
 
     def scale(self, epoch: int) -> float:
         return warmup_scale(epoch, self.warmup_epochs)
@@ -55,15 +53,29 @@ class AdaptiveWeighting:
     def active(self, epoch: int) -> set[str] | None:
         return None
 
-    def weights(self, losses: Mapping[str, torch.Tensor], task_loss: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        reference = self._update("__task__", task_loss) if task_loss is not None else None
-        k = len(losses)
-        out = {}
-        for name, loss in losses.items():
-            average = self._update(name, loss).abs().clamp_min(1e-8)
-            ref = reference if reference is not None else torch.ones_like(average)
-            out[name] = (ref / (k * average)).clamp(self.options.adaptive_min_weight, self.options.adaptive_max_weight)
-        return out
+    def _previous(self, names: list[str], current: torch.Tensor) -> torch.Tensor:
+        """Last step's averages for ``names``; an objective new to the set starts at its current loss."""
+        if self.average is None:
+            return current
+        if names == self.names:
+            return self.average
+        known = {name: i for i, name in enumerate(self.names)}
+        return torch.stack([self.average[known[name]] if name in known else current[i]
+                            for i, name in enumerate(names)])
+
+    def weights(self, losses: Mapping[str, torch.Tensor], task_loss: torch.Tensor | None) -> torch.Tensor:
+        names = list(losses)
+        current = torch.stack([loss.detach().float() for loss in losses.values()])
+        momentum = self.options.adaptive_momentum
+        self.average = torch.lerp(current, self._previous(names, current), momentum)
+        self.names = names
+        reference: torch.Tensor | float = 1.0
+        if task_loss is not None:
+            task = task_loss.detach().float()
+            self.task_average = task if self.task_average is None else torch.lerp(task, self.task_average, momentum)
+            reference = self.task_average
+        return (reference / (len(names) * self.average.abs().clamp_min(1e-8))).clamp(
+            self.options.adaptive_min_weight, self.options.adaptive_max_weight)
 
 
 class Adaptive:

@@ -227,8 +227,9 @@ class FusionNetwork(nn.Module):
     """Encoders per modality, masked attention fusion, task head.
 
     ``forward`` returns ``logits``, per-modality ``embeddings`` (B, M, E) and ``hidden``
-    representations ({name: (B, H_m)}), and the ``fused`` representation (B, E): denoising
-    objectives read these and call ``fuse`` and ``head`` on modality subsets.
+    representations ({name: (B, H_m)}), the ``fused`` representation (B, E) and the gate's
+    ``fusion_scores`` (B, M): denoising objectives read these and call ``fuse`` (with those scores)
+    and ``head`` on modality subsets.
     """
 
     def __init__(self, encoders: Mapping[str, nn.Module], scalers: Mapping[str, nn.Module],
@@ -255,18 +256,26 @@ class FusionNetwork(nn.Module):
             embedded.append(self.norm(e))
         return torch.stack(embedded, dim=1), hidden
 
-    def fuse(self, embeddings: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
-        scores = self.gate(embeddings).squeeze(-1).masked_fill(~masks, float("-inf"))
-        weights = torch.softmax(scores, dim=1)
-        return torch.einsum("bm,bme->be", weights, embeddings)
+    def fusion_scores(self, embeddings: torch.Tensor) -> torch.Tensor:
+        """(B, M) gate logits: how much each modality's embedding counts where it is present."""
+        return self.gate(embeddings).squeeze(-1)
+
+    def fuse(self, embeddings: torch.Tensor, masks: torch.Tensor, scores: torch.Tensor | None = None) -> torch.Tensor:
+        """Masked softmax-weighted sum of the present modalities' embeddings. Pass ``scores`` (from
+        `fusion_scores`) to fuse another subset of the same batch without re-running the gate."""
+        scores = self.fusion_scores(embeddings) if scores is None else scores
+        weights = torch.softmax(scores.masked_fill(~masks, float("-inf")), dim=1)
+        return torch.bmm(weights[:, None, :], embeddings).squeeze(1)
 
     def forward(self, inputs: Mapping[str, torch.Tensor], masks: torch.Tensor,
                 mix: tuple[float, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         """``mix=(lam, perm)``: also return ``mixed_logits`` from ``lam * fused + (1 - lam) * fused[perm]``
         (mixup in the fused representation, which works for any modality and for missing ones)."""
         embeddings, hidden = self.embed(inputs)
-        fused = self.fuse(embeddings, masks)
-        out = {"logits": self.head(fused), "embeddings": embeddings, "hidden": hidden, "fused": fused}
+        scores = self.fusion_scores(embeddings)
+        fused = self.fuse(embeddings, masks, scores)
+        out = {"logits": self.head(fused), "embeddings": embeddings, "hidden": hidden, "fused": fused,
+               "fusion_scores": scores}
         if mix is not None:
             lam, perm = mix
             out["mixed_logits"] = self.head(lam * fused + (1.0 - lam) * fused[perm])

@@ -29,12 +29,19 @@ def test_fixed_weights_are_one_at_every_epoch(catalog):
     assert w.scale(1) == w.scale(50) == 1.0 and w.active(3) is None
 
 
+def adaptive_weights(w, losses, task_loss):
+    """The vector the adaptive strategy returns, by name."""
+    return dict(zip(losses, w.weights(losses, task_loss).tolist(), strict=True))
+
+
 def test_adaptive_balances_each_objective_to_a_share_of_the_task_loss(catalog):
     w = weighting(catalog, "adaptive", warmup_epochs=0, adaptive_momentum=0.5)
-    first = w.weights({"reconstruction": torch.tensor(4.0), "alignment": torch.tensor(0.5)}, torch.tensor(2.0))
+    first = adaptive_weights(w, {"reconstruction": torch.tensor(4.0), "alignment": torch.tensor(0.5)},
+                             torch.tensor(2.0))
     # T / (K * L): 2 / (2 * 4) and 2 / (2 * 0.5)
     assert float(first["reconstruction"]) == pytest.approx(0.25) and float(first["alignment"]) == pytest.approx(2.0)
-    second = w.weights({"reconstruction": torch.tensor(2.0), "alignment": torch.tensor(0.5)}, torch.tensor(2.0))
+    second = adaptive_weights(w, {"reconstruction": torch.tensor(2.0), "alignment": torch.tensor(0.5)},
+                              torch.tensor(2.0))
     # moving averages with momentum 0.5: L_rec = 0.5*4 + 0.5*2 = 3 -> 2 / (2 * 3)
     assert float(second["reconstruction"]) == pytest.approx(1 / 3)
     contribution = sum(float(second[k]) * v for k, v in {"reconstruction": 3.0, "alignment": 0.5}.items())
@@ -43,8 +50,19 @@ def test_adaptive_balances_each_objective_to_a_share_of_the_task_loss(catalog):
 
 def test_adaptive_weights_are_bounded(catalog):
     w = weighting(catalog, "adaptive", warmup_epochs=0, adaptive_min_weight=0.1, adaptive_max_weight=5.0)
-    out = w.weights({"reconstruction": torch.tensor(1e-9), "alignment": torch.tensor(1e6)}, torch.tensor(1.0))
-    assert float(out["reconstruction"]) == 5.0 and float(out["alignment"]) == pytest.approx(0.1)
+    out = adaptive_weights(w, {"reconstruction": torch.tensor(1e-9), "alignment": torch.tensor(1e6)},
+                           torch.tensor(1.0))
+    assert out["reconstruction"] == 5.0 and out["alignment"] == pytest.approx(0.1)
+
+
+def test_adaptive_keeps_each_objectives_average_when_the_set_changes(catalog):
+    w = weighting(catalog, "adaptive", warmup_epochs=0, adaptive_momentum=0.5)
+    adaptive_weights(w, {"reconstruction": torch.tensor(4.0), "alignment": torch.tensor(1.0)}, torch.tensor(2.0))
+    # alignment skipped this step (e.g. a batch without two modalities), consistency new
+    out = adaptive_weights(w, {"reconstruction": torch.tensor(2.0), "consistency": torch.tensor(1.0)},
+                           torch.tensor(2.0))
+    assert out["reconstruction"] == pytest.approx(2 / (2 * 3.0))  # average (4 + 2) / 2 carried over
+    assert out["consistency"] == pytest.approx(2 / (2 * 1.0))  # starts at its own loss
 
 
 def test_adaptive_and_curriculum_ramp_up_over_warmup(catalog):
