@@ -159,6 +159,10 @@ class TrainingConfig:
                                           category="denoising", converter=_number, validator=_positive)
     alignment_weight: float = _opt(1.0, "Extra multiplier on the alignment objective's loss.",
                                    category="denoising", converter=_number, validator=_non_negative)
+    denoising_objectives_per_step: int = _opt(
+        0, "Objectives computed per training step, taken in turn and weighted up so the expected loss is "
+           "unchanged (0: all of them every step). 1 makes a step with five objectives cost about one.",
+        category="denoising", converter=_integer, validator=_non_negative)
     # -- optimization ------------------------------------------------------------------------------
     optimizer_type: str = _opt("adamw", "Optimizer plugin name.", category="optimization",
                                validator=v.instance_of(str))

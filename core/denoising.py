@@ -60,6 +60,9 @@ class DenoisingContext:
     epoch: int = 0
     targets_of: tuple[int, ...] = ()  # indices of modalities objectives may treat as targets
     fusion_scores: torch.Tensor | None = None
+    #: Training steps so far in this fit: picks the objectives of this step when they take turns
+    #: (``denoising_objectives_per_step``). None: the loss counts its own calls.
+    step: int | None = None
 
 
 @attrs.frozen
@@ -104,6 +107,22 @@ class Strategy(Protocol):
     def for_fit(self, objectives: Sequence[str]) -> FitWeighting: ...
 
 
+def take_turns(names: Sequence[str], per_step: int, step: int) -> tuple[list[str], float]:
+    """The ``per_step`` objectives of ``names`` that run at ``step``, and the factor on their weights.
+
+    Objectives take turns in a fixed cycle, so over ``len(names)`` consecutive steps each runs
+    ``per_step`` times; scaling the ones that run by ``len(names) / per_step`` keeps the expected
+    total equal to running all of them every step (an unbiased estimate, as in stochastic
+    multi-task training), at the cost of ``per_step`` objectives a step. ``per_step`` 0, or at least
+    ``len(names)``: every objective, factor 1.
+    """
+    n = len(names)
+    if per_step <= 0 or per_step >= n:
+        return list(names), 1.0
+    start = (step * per_step) % n
+    return [names[(start + i) % n] for i in range(per_step)], n / per_step
+
+
 def warmup_scale(epoch: int, warmup_epochs: int) -> float:
     """Linear ramp from 1/(warmup+1) at epoch 1 to 1 once warmup is over."""
     if warmup_epochs <= 0:
@@ -138,6 +157,7 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
         self.skipped: dict[str, str] = {}
         self.weighting: FitWeighting | None = None
         self.spec: RepresentationSpec | None = None
+        self._calls = 0
 
     def setup(self, network: Any, task_type: str | None = None, n_outputs: int | None = None) -> list[str]:
         """Build every applicable objective's modules for ``network``; returns notes on skipped ones."""
@@ -175,11 +195,15 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
         assert self.weighting is not None, "call setup() first"
         ctx.targets_of = self._target_modalities(ctx.modalities)
         active = self.weighting.active(ctx.epoch)
+        eligible = [name for name in self.objectives
+                    if name not in self.skipped and (active is None or name in active)]
+        step = self._calls if ctx.step is None else ctx.step
+        self._calls += 1
+        chosen, share = take_turns(eligible, self.config.denoising_objectives_per_step, step)
         raw: dict[str, torch.Tensor] = {}
         metrics: dict[str, torch.Tensor] = {}
-        for name, objective in self.objectives.items():
-            if name in self.skipped or (active is not None and name not in active):
-                continue
+        for name in chosen:
+            objective = self.objectives[name]
             module = self.modules_by_objective[name] if name in self.modules_by_objective else None  # noqa: SIM401 - ModuleDict has no get()
             out = objective.loss(module, ctx)
             if out is None:
@@ -197,7 +221,8 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
             weights = (torch.stack([torch.as_tensor(w, device=losses.device) for w in values]).float()
                        if any(torch.is_tensor(w) for w in values)
                        else torch.tensor(values, dtype=torch.float32, device=losses.device))
-        weights = weights.detach().to(losses.device) * (self.config.denoising_weight * self.weighting.scale(ctx.epoch))
+        weights = weights.detach().to(losses.device) * (
+            self.config.denoising_weight * self.weighting.scale(ctx.epoch) * share)
         weighted = losses * weights
         detached = losses.detach()
         for i, name in enumerate(names):
@@ -286,7 +311,8 @@ class DenoisingHooks:
             return None
         ctx = DenoisingContext(fit.model, tuple(fit.model.modalities), output["embeddings"], batch["masks"],
                                output["hidden"], output["fused"], output["logits"], batch["target"],
-                               run.task.task_type, fit.epoch, fusion_scores=output.get("fusion_scores"))
+                               run.task.task_type, fit.epoch, fusion_scores=output.get("fusion_scores"),
+                               step=fit.step)
         _, terms, metrics = loss.compute(ctx, output.get("task_loss"))
         if metrics:  # summed as one vector per set of keys: three operators a step, not three per metric
             sums = fit.stash[_SUMS]
@@ -329,4 +355,4 @@ class DenoisingHooks:
 
 
 __all__ = ["AdvancedCrossModalDenoisingLoss", "DenoisingContext", "DenoisingHooks", "FitWeighting", "Objective",
-           "ObjectiveOutput", "RepresentationSpec", "Strategy", "warmup_scale"]
+           "ObjectiveOutput", "RepresentationSpec", "Strategy", "take_turns", "warmup_scale"]

@@ -1,13 +1,14 @@
 """``adaptive``: weights that follow the loss magnitudes, so no objective dominates the task.
 
 With exponential moving averages (momentum ``adaptive_momentum``) of the task loss T and of each of
-the K active objectives' losses L_k::
+the learner's K objectives' losses L_k (each updated on the steps it runs)::
 
     w_k = clip( T / (K * L_k), adaptive_min_weight, adaptive_max_weight )
 
 so each objective contributes about ``denoising_weight * T / K`` whatever its natural scale, and
 all of them together about ``denoising_weight * T``; the clip bounds how far a vanishing loss can be
-amplified. Without a task loss (standalone use) the reference T is 1. The overall weight ramps up
+amplified. K counts the learner's objectives, not those of one step, so an objective's weight does
+not jump when another one skips a batch or when they take turns (``denoising_objectives_per_step``). Without a task loss (standalone use) the reference T is 1. The overall weight ramps up
 linearly over ``warmup_epochs`` so the task is learned first. Averages stay on the device: no host
 sync per step. (Magnitude balancing in the spirit of GradNorm, Chen et al. 2018, without its
 gradient-norm pass.)
@@ -41,11 +42,12 @@ class AdaptiveWeighting:
     """The moving averages of one learner's fit, kept as one vector (in ``names`` order) so a step
     costs a few operators whatever the number of objectives; on the device, so no host sync."""
 
-    def __init__(self, options: AdaptiveOptions, warmup_epochs: int):
-        self.options, self.warmup_epochs = options, warmup_epochs
+    def __init__(self, options: AdaptiveOptions, warmup_epochs: int, n_objectives: int = 0):
+        self.options, self.warmup_epochs, self.n_objectives = options, warmup_epochs, n_objectives
         self.names: list[str] = []
         self.average: torch.Tensor | None = None
         self.task_average: torch.Tensor | None = None
+        self.resting: dict[str, torch.Tensor] = {}  # averages of objectives that did not run last step
 
     def scale(self, epoch: int) -> float:
         return warmup_scale(epoch, self.warmup_epochs)
@@ -59,9 +61,8 @@ class AdaptiveWeighting:
             return current
         if names == self.names:
             return self.average
-        known = {name: i for i, name in enumerate(self.names)}
-        return torch.stack([self.average[known[name]] if name in known else current[i]
-                            for i, name in enumerate(names)])
+        self.resting.update(zip(self.names, self.average.unbind(), strict=True))
+        return torch.stack([self.resting.pop(name, current[i]) for i, name in enumerate(names)])
 
     def weights(self, losses: Mapping[str, torch.Tensor], task_loss: torch.Tensor | None) -> torch.Tensor:
         names = list(losses)
@@ -74,7 +75,8 @@ class AdaptiveWeighting:
             task = task_loss.detach().float()
             self.task_average = task if self.task_average is None else torch.lerp(task, self.task_average, momentum)
             reference = self.task_average
-        return (reference / (len(names) * self.average.abs().clamp_min(1e-8))).clamp(
+        k = max(self.n_objectives, len(names))
+        return (reference / (k * self.average.abs().clamp_min(1e-8))).clamp(
             self.options.adaptive_min_weight, self.options.adaptive_max_weight)
 
 
@@ -83,7 +85,7 @@ class Adaptive:
         self.options, self.warmup_epochs = options, config.warmup_epochs
 
     def for_fit(self, objectives: Sequence[str]) -> AdaptiveWeighting:
-        return AdaptiveWeighting(self.options, self.warmup_epochs)
+        return AdaptiveWeighting(self.options, self.warmup_epochs, len(objectives))
 
 
 @hookimpl

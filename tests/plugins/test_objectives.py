@@ -148,3 +148,61 @@ def test_objective_options_are_validated_by_their_plugin(catalog):
     assert not result["valid"] and any("projection_dim" in issue for issue in result["issues"])
     result = validate_training_config({"denoising_objectives": ["recon"], "mixed_precision": False}, catalog=catalog)
     assert any("did you mean 'reconstruction'" in issue for issue in result["issues"])
+
+
+def test_take_turns_cycles_through_every_objective_and_weighs_them_up():
+    from modalbag.denoising import take_turns
+
+    names = ["r", "a", "c", "i", "p"]
+    assert take_turns(names, 0, 7) == (names, 1.0) and take_turns(names, 5, 7) == (names, 1.0)
+    one = [take_turns(names, 1, step) for step in range(10)]
+    assert [chosen for chosen, _ in one] == [[n] for n in names] * 2 and {share for _, share in one} == {5.0}
+    two = [take_turns(names, 2, step)[0] for step in range(5)]
+    assert sorted(n for chosen in two for n in chosen) == sorted(names * 2)  # each twice in five steps
+    assert take_turns(names, 2, 0)[1] == 2.5
+
+
+def test_objectives_taking_turns_give_the_every_step_loss_in_expectation(catalog):
+    """One objective a step, weighted by the number of objectives: over a cycle the terms sum to
+    the every-step total (deterministic objectives, so the same batch gives the same losses)."""
+    data, y = toy(32)
+    net = network()
+    names = ["reconstruction", "alignment", "prediction"]
+    masks = torch.ones(32, 3, dtype=torch.bool)
+    totals = {}
+    for per_step in (0, 1):
+        config = TrainingConfig.from_dict({"denoising_objectives": names, "denoising_strategy": "fixed",
+                                           "denoising_objectives_per_step": per_step, "mixed_precision": False},
+                                          catalog=catalog)
+        torch.manual_seed(3)
+        loss_fn = AdvancedCrossModalDenoisingLoss(config, catalog=catalog)
+        loss_fn.setup(net, "classification", 2)
+        out = net(data, masks)
+        runs = []
+        for step in range(len(names) if per_step else 1):
+            ctx = DenoisingContext(net, ("a", "b", "c"), out["embeddings"], masks, out["hidden"], out["fused"],
+                                   out["logits"], y, "classification", 1, step=step)
+            total, terms, metrics = loss_fn.compute(ctx)
+            runs.append((float(total.detach()), {k: float(v.detach()) for k, v in terms.items()}, metrics))
+        totals[per_step] = runs
+    (every_total, every_terms, _), = totals[0]
+    turns = totals[1]
+    assert [list(terms) for _, terms, _ in turns] == [[n] for n in names]
+    for (_, terms, metrics), name in zip(turns, names, strict=True):
+        assert terms[name] == pytest.approx(len(names) * every_terms[name], rel=1e-5)
+        assert float(metrics[f"weight.{name}"]) == pytest.approx(len(names) * 0.1)  # denoising_weight 0.1
+    assert sum(t for t, _, _ in turns) / len(names) == pytest.approx(every_total, rel=1e-5)
+
+
+def test_objectives_take_turns_by_training_step_when_trained(catalog):
+    from tests.conftest import FAST, make_model
+
+    model = make_model(n_samples=160)
+    model.create_ensemble(n_bags=1)
+    model.train_ensemble(**{**FAST, "epochs": 3, "enable_denoising": True, "denoising_strategy": "adaptive",
+                            "denoising_objectives": OBJECTIVES, "denoising_objectives_per_step": 1})
+    learner = model.learners["bag_000"]
+    assert learner.ok, learner.error
+    # two batches an epoch: the turn passes on across epochs (by fit step), two objectives per epoch
+    ran = [sorted(k[: -len(".loss")] for k in record.metrics if k.endswith(".loss")) for record in learner.records]
+    assert ran == [["alignment", "reconstruction"], ["consistency", "information"], ["prediction", "reconstruction"]]

@@ -114,3 +114,14 @@ def test_training_records_carry_every_objective_diagnostic_and_weight():
     assert 0 <= record.metrics["alignment.score"] <= 1 and 0 <= record.metrics["consistency.score"] <= 1
     assert set(record.loss_terms) == {f"denoising.{n}" for n in
                                       ("reconstruction", "alignment", "consistency", "information", "prediction")}
+
+
+def test_adaptive_divides_by_the_learners_objectives_when_they_take_turns(catalog):
+    objectives = ("reconstruction", "alignment", "consistency")
+    w = weighting(catalog, "adaptive", objectives=objectives, warmup_epochs=0, adaptive_momentum=0.5)
+    first = adaptive_weights(w, {"reconstruction": torch.tensor(4.0)}, torch.tensor(3.0))
+    assert first["reconstruction"] == pytest.approx(3 / (3 * 4.0))  # K = 3 objectives, one ran
+    adaptive_weights(w, {"alignment": torch.tensor(1.0)}, torch.tensor(3.0))
+    again = adaptive_weights(w, {"reconstruction": torch.tensor(2.0)}, torch.tensor(3.0))
+    # reconstruction's average rested while alignment ran: (4 + 2) / 2, not restarted at 2
+    assert again["reconstruction"] == pytest.approx(3 / (3 * 3.0))
