@@ -49,12 +49,50 @@ class DistributedContext:
         return self.rank == 0
 
     def wrap(self, model: Any) -> Any:
-        """``model`` inside ``DistributedDataParallel`` (its parameters stay those of ``model``)."""
+        """``model`` inside ``DistributedDataParallel`` (its parameters stay those of ``model``).
+
+        The auxiliary modules under ``model.aux`` (denoising heads) are left out of DDP: they are
+        used outside ``forward`` and not at every step (objectives taking turns, curriculum stages),
+        which DDP's reducer cannot follow. `average_gradients` averages theirs after each backward.
+        """
         from torch.nn.parallel import DistributedDataParallel
 
+        aux = getattr(model, "aux", None)
+        if aux is not None:
+            ignored = [f"aux.{name}" for name, _ in aux.named_parameters()]
+            ignored += [f"aux.{name}" for name, _ in aux.named_buffers()]
+            if ignored:
+                DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
         if self.device.startswith("cuda"):
             return DistributedDataParallel(model, device_ids=[self.local_rank])
         return DistributedDataParallel(model)
+
+    def average_gradients(self, params: list[Any]) -> None:
+        """Average the gradients of ``params`` over the ranks in one all-reduce.
+
+        A parameter without a gradient on a rank counts as a zero there (as DDP counts an unused
+        one); one that has none on any rank keeps ``grad=None``, so the optimizer skips it as it
+        would in a single process.
+        """
+        import torch
+        import torch.distributed as dist
+
+        if not params:
+            return
+        flat = torch.cat([p.grad.detach().reshape(-1).float() if p.grad is not None
+                          else torch.zeros(p.numel(), device=p.device) for p in params]
+                         + [torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
+                                         device=params[0].device)])
+        dist.all_reduce(flat)
+        values, present = flat[: -len(params)], flat[-len(params):].tolist()
+        for p, chunk, seen in zip(params, values.split([p.numel() for p in params]), present, strict=True):
+            if not seen:
+                continue
+            average = chunk.view_as(p).div_(self.world_size).to(p.dtype)
+            if p.grad is None:
+                p.grad = average
+            else:
+                p.grad.copy_(average)
 
     def shard(self, idx: Any) -> Any:
         """This rank's rows of a batch: strided, padded by wrapping around to a multiple of the ranks."""

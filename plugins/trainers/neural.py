@@ -447,6 +447,7 @@ class NeuralLearner:
         fit.optimizer = optimizer = run.build_optimizer([p for p in model.parameters() if p.requires_grad])
         ddp = getattr(run, "distributed", None)  # a DDP rank: shard each batch, average gradients
         net = model if ddp is None else ddp.wrap(model)
+        ddp_ignored = [] if ddp is None else [p for p in model.aux.parameters() if p.requires_grad]
         net = self._maybe_compile(net, fit, ddp is not None)
         source = self._source(data, rows, device, fit)
         val = self._validation(data, val_rows, device, isinstance(source, InMemory))
@@ -511,6 +512,8 @@ class NeuralLearner:
                                 term_sums[name] = term_sums.get(name, torch.zeros((), device=device)) + term.detach() * size
                     if not backward(run=run, fit=fit, loss=total):
                         total.backward()
+                    if ddp_ignored:  # the auxiliary heads DDP leaves out (see DistributedContext.wrap)
+                        ddp.average_gradients(ddp_ignored)
                     if not optimizer_step(run=run, fit=fit):
                         fit.default_step()
                     if not fit.deferred_step:

@@ -114,3 +114,51 @@ def test_a_rank_that_always_crashes_fails_the_learner_with_torchruns_output(tmp_
     assert learner.status == "failed"
     assert learner.error.startswith("WorkerLostError: torchrun exited with code")
     assert "after 1 launch(es)" in learner.error
+
+
+def _average_on_rank(rank: int, port: int, results) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", rank=rank, world_size=2, init_method=f"tcp://127.0.0.1:{port}",
+                            timeout=timedelta(seconds=60))
+    try:
+        both, one, neither = (torch.nn.Parameter(torch.zeros(2, 3)) for _ in range(3))
+        both.grad = torch.full((2, 3), float(rank + 1))  # 1 and 2: averages to 1.5
+        if rank == 0:
+            one.grad = torch.full((2, 3), 4.0)  # a zero on rank 1: averages to 2
+        DistributedContext(rank, 2).average_gradients([both, one, neither])
+        results.put((rank, both.grad.tolist(), one.grad.tolist(), neither.grad))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_auxiliary_gradients_are_averaged_over_ranks_and_unused_ones_stay_none():
+    import multiprocessing
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    ranks = [context.Process(target=_average_on_rank, args=(rank, port, results)) for rank in range(2)]
+    for process in ranks:
+        process.start()
+    got = {r[0]: r[1:] for r in (results.get(timeout=120) for _ in ranks)}
+    for process in ranks:
+        process.join(timeout=60)
+    for rank in (0, 1):
+        both, one, neither = got[rank]
+        assert both == [[1.5] * 3] * 2 and one == [[2.0] * 3] * 2 and neither is None
+
+
+def test_denoising_objectives_that_take_turns_train_over_two_ranks():
+    """Each step runs one objective, so most heads get no gradient on a given step: DDP leaves the
+    heads out and their gradients are averaged apart (a DDP reducer would stop at the next step)."""
+    config = {"distributed_training": True, "num_processes": 2, "epochs": 2, "enable_denoising": True,
+              "denoising_objectives": ["reconstruction", "alignment", "prediction"],
+              "denoising_objectives_per_step": 1}
+    learner, _ = _fit(config)
+    assert learner.ok, learner.error
+    ran = {k.split(".")[0] for record in learner.records for k in record.metrics if k.endswith(".loss")}
+    assert ran == {"reconstruction", "alignment", "prediction"}
