@@ -37,7 +37,7 @@ TAKING_TURNS = {"denoising_objectives_per_step": 1}
 
 Setting = tuple[str, list[str], dict]  # name, objectives, extra training options
 SETTINGS: list[Setting] = ([("none", [], {}), ("all five", OBJECTIVES, {}),
-                            ("all five, 1/step", OBJECTIVES, TAKING_TURNS)]
+                            ("all five, turns", OBJECTIVES, TAKING_TURNS)]
                            + [(o, [o], {}) for o in OBJECTIVES])
 
 
@@ -183,7 +183,7 @@ def main() -> None:
     costs_by_model = {}
     if not args.no_step_table:
         cost_settings = [("none", [], {}), ("reconstruction + alignment", ["reconstruction", "alignment"], {}),
-                         ("all five", OBJECTIVES, {}), ("all five, 1/step", OBJECTIVES, TAKING_TURNS)]
+                         ("all five", OBJECTIVES, {}), ("all five, turns", OBJECTIVES, TAKING_TURNS)]
         print("\nstep cost by model and batch size (ms per step; ratio to no denoising)")
         for model_name, dims in (("benchmark", None), ("quick start", QUICK_START_DIMS)):
             for batch_size in (32, 64, 256):
