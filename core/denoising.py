@@ -87,7 +87,13 @@ class Objective(Protocol):
 
 
 class FitWeighting(Protocol):
-    """A strategy's per-learner state."""
+    """A strategy's per-learner state.
+
+    When objectives take turns (``denoising_objectives_per_step``), the weights of those that run
+    are multiplied by n/k so the expected loss is the every-step one; a weighting whose
+    ``balances_each_step`` attribute is true (``adaptive``: the objectives that ran share the task
+    loss) already gives that expectation, and the factor is not applied.
+    """
 
     def scale(self, epoch: int) -> float:
         """Multiplier on ``denoising_weight`` at ``epoch`` (warmup and curriculum ramps)."""
@@ -113,7 +119,8 @@ def take_turns(names: Sequence[str], per_step: int, step: int) -> tuple[list[str
     Objectives take turns in a fixed cycle, so over ``len(names)`` consecutive steps each runs
     ``per_step`` times; scaling the ones that run by ``len(names) / per_step`` keeps the expected
     total equal to running all of them every step (an unbiased estimate, as in stochastic
-    multi-task training), at the cost of ``per_step`` objectives a step. ``per_step`` 0, or at least
+    multi-task training), at the cost of ``per_step`` objectives a step. (A weighting that
+    ``balances_each_step`` gets that expectation without the factor: see `FitWeighting`.) ``per_step`` 0, or at least
     ``len(names)``: every objective, factor 1.
     """
     n = len(names)
@@ -221,6 +228,8 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
             weights = (torch.stack([torch.as_tensor(w, device=losses.device) for w in values]).float()
                        if any(torch.is_tensor(w) for w in values)
                        else torch.tensor(values, dtype=torch.float32, device=losses.device))
+        if getattr(self.weighting, "balances_each_step", False):
+            share = 1.0
         weights = weights.detach().to(losses.device) * (
             self.config.denoising_weight * self.weighting.scale(ctx.epoch) * share)
         weighted = losses * weights

@@ -1,14 +1,16 @@
 """``adaptive``: weights that follow the loss magnitudes, so no objective dominates the task.
 
 With exponential moving averages (momentum ``adaptive_momentum``) of the task loss T and of each of
-the learner's K objectives' losses L_k (each updated on the steps it runs)::
+the K objectives that gave a loss this step, L_k (each average updated on the steps it runs)::
 
     w_k = clip( T / (K * L_k), adaptive_min_weight, adaptive_max_weight )
 
 so each objective contributes about ``denoising_weight * T / K`` whatever its natural scale, and
 all of them together about ``denoising_weight * T``; the clip bounds how far a vanishing loss can be
-amplified. K counts the learner's objectives, not those of one step, so an objective's weight does
-not jump when another one skips a batch or when they take turns (``denoising_objectives_per_step``). Without a task loss (standalone use) the reference T is 1. The overall weight ramps up
+amplified. Because every step's objectives share T, this strategy ``balances_each_step``: when
+objectives take turns (``denoising_objectives_per_step``) the one or few that run share the same
+T, so the expected loss per step and per objective is the one of running all of them, and no
+n/k factor is applied on top. An objective waiting for its turn keeps its moving average. Without a task loss (standalone use) the reference T is 1. The overall weight ramps up
 linearly over ``warmup_epochs`` so the task is learned first. Averages stay on the device: no host
 sync per step. (Magnitude balancing in the spirit of GradNorm, Chen et al. 2018, without its
 gradient-norm pass.)
@@ -42,8 +44,10 @@ class AdaptiveWeighting:
     """The moving averages of one learner's fit, kept as one vector (in ``names`` order) so a step
     costs a few operators whatever the number of objectives; on the device, so no host sync."""
 
-    def __init__(self, options: AdaptiveOptions, warmup_epochs: int, n_objectives: int = 0):
-        self.options, self.warmup_epochs, self.n_objectives = options, warmup_epochs, n_objectives
+    balances_each_step = True  # the objectives that ran share T: no taking-turns factor on top
+
+    def __init__(self, options: AdaptiveOptions, warmup_epochs: int):
+        self.options, self.warmup_epochs = options, warmup_epochs
         self.names: list[str] = []
         self.average: torch.Tensor | None = None
         self.task_average: torch.Tensor | None = None
@@ -59,6 +63,11 @@ class AdaptiveWeighting:
         """Last step's averages for ``names``; an objective new to the set starts at its current loss."""
         if self.average is None:
             return current
+        if self.average.device != current.device:  # restored from a checkpoint (loaded on the CPU)
+            self.average = self.average.to(current.device)
+            self.resting = {name: value.to(current.device) for name, value in self.resting.items()}
+            if self.task_average is not None:
+                self.task_average = self.task_average.to(current.device)
         if names == self.names:
             return self.average
         self.resting.update(zip(self.names, self.average.unbind(), strict=True))
@@ -75,8 +84,7 @@ class AdaptiveWeighting:
             task = task_loss.detach().float()
             self.task_average = task if self.task_average is None else torch.lerp(task, self.task_average, momentum)
             reference = self.task_average
-        k = max(self.n_objectives, len(names))
-        return (reference / (k * self.average.abs().clamp_min(1e-8))).clamp(
+        return (reference / (len(names) * self.average.abs().clamp_min(1e-8))).clamp(
             self.options.adaptive_min_weight, self.options.adaptive_max_weight)
 
 
@@ -85,7 +93,7 @@ class Adaptive:
         self.options, self.warmup_epochs = options, config.warmup_epochs
 
     def for_fit(self, objectives: Sequence[str]) -> AdaptiveWeighting:
-        return AdaptiveWeighting(self.options, self.warmup_epochs, len(objectives))
+        return AdaptiveWeighting(self.options, self.warmup_epochs)
 
 
 @hookimpl

@@ -116,12 +116,44 @@ def test_training_records_carry_every_objective_diagnostic_and_weight():
                                       ("reconstruction", "alignment", "consistency", "information", "prediction")}
 
 
-def test_adaptive_divides_by_the_learners_objectives_when_they_take_turns(catalog):
+def test_adaptive_keeps_the_average_of_an_objective_waiting_for_its_turn(catalog):
     objectives = ("reconstruction", "alignment", "consistency")
     w = weighting(catalog, "adaptive", objectives=objectives, warmup_epochs=0, adaptive_momentum=0.5)
     first = adaptive_weights(w, {"reconstruction": torch.tensor(4.0)}, torch.tensor(3.0))
-    assert first["reconstruction"] == pytest.approx(3 / (3 * 4.0))  # K = 3 objectives, one ran
+    assert first["reconstruction"] == pytest.approx(3 / 4.0)  # the one that ran takes all of T
     adaptive_weights(w, {"alignment": torch.tensor(1.0)}, torch.tensor(3.0))
     again = adaptive_weights(w, {"reconstruction": torch.tensor(2.0)}, torch.tensor(3.0))
     # reconstruction's average rested while alignment ran: (4 + 2) / 2, not restarted at 2
-    assert again["reconstruction"] == pytest.approx(3 / (3 * 3.0))
+    assert again["reconstruction"] == pytest.approx(3 / 3.0)
+
+
+@pytest.mark.parametrize("strategy", ["fixed", "adaptive"])
+def test_taking_turns_keeps_each_steps_expected_denoising_loss(catalog, strategy):
+    """fixed: the objective that runs is weighted x n; adaptive: the objectives that ran share the
+    task loss T anyway, so every step's total is denoising_weight * T with or without turns."""
+    from modalbag.denoising import AdvancedCrossModalDenoisingLoss, DenoisingContext
+    from tests.plugins.test_objectives import network, toy
+
+    data, y = toy(32)
+    net = network()
+    masks = torch.ones(32, 3, dtype=torch.bool)
+    out = net(data, masks)
+    task = torch.tensor(0.7)
+    names = ["reconstruction", "alignment", "prediction"]
+    totals = {}
+    for per_step in (0, 1):
+        cfg = TrainingConfig.from_dict({"denoising_objectives": names, "denoising_strategy": strategy,
+                                        "denoising_objectives_per_step": per_step, "warmup_epochs": 0,
+                                        "adaptive_max_weight": 1e6, "mixed_precision": False}, catalog=catalog)
+        torch.manual_seed(3)
+        loss_fn = AdvancedCrossModalDenoisingLoss(cfg, catalog=catalog)
+        loss_fn.setup(net, "classification", 2)
+        totals[per_step] = []
+        for step in range(3):
+            ctx = DenoisingContext(net, ("a", "b", "c"), out["embeddings"], masks, out["hidden"], out["fused"],
+                                   out["logits"], y, "classification", 1, step=step)
+            totals[per_step].append(float(loss_fn.compute(ctx, task)[0].detach()))
+    if strategy == "adaptive":  # first step of each: averages equal the losses, so w_k L_k = T / K
+        assert totals[0][0] == pytest.approx(0.1 * 0.7) and totals[1][0] == pytest.approx(0.1 * 0.7)
+    else:  # over a cycle, turns give the every-step total on average
+        assert sum(totals[1]) / 3 == pytest.approx(totals[0][0], rel=1e-5)
