@@ -53,16 +53,20 @@ class DistributedContext:
 
         The auxiliary modules under ``model.aux`` (denoising heads) are left out of DDP: they are
         used outside ``forward`` and not at every step (objectives taking turns, curriculum stages),
-        which DDP's reducer cannot follow. `average_gradients` averages theirs after each backward.
+        which DDP's reducer cannot follow. They start from rank 0's values, as DDP's own do, and
+        `average_gradients` averages their gradients after each backward.
         """
+        import torch.distributed as dist
         from torch.nn.parallel import DistributedDataParallel
 
         aux = getattr(model, "aux", None)
         if aux is not None:
-            ignored = [f"aux.{name}" for name, _ in aux.named_parameters()]
-            ignored += [f"aux.{name}" for name, _ in aux.named_buffers()]
-            if ignored:
-                DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(model, ignored)
+            named = [*aux.named_parameters(), *aux.named_buffers()]
+            if named:
+                DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                    model, [f"aux.{name}" for name, _ in named])
+                for _, tensor in named:
+                    dist.broadcast(tensor.data, src=0)
         if self.device.startswith("cuda"):
             return DistributedDataParallel(model, device_ids=[self.local_rank])
         return DistributedDataParallel(model)
@@ -79,9 +83,10 @@ class DistributedContext:
 
         if not params:
             return
-        flat = torch.cat([p.grad.detach().reshape(-1).float() if p.grad is not None
-                          else torch.zeros(p.numel(), device=p.device) for p in params]
-                         + [torch.tensor([p.grad is not None for p in params], dtype=torch.float32,
+        dtype = torch.float64 if any(p.dtype == torch.float64 for p in params) else torch.float32
+        flat = torch.cat([p.grad.detach().reshape(-1).to(dtype) if p.grad is not None
+                          else torch.zeros(p.numel(), dtype=dtype, device=p.device) for p in params]
+                         + [torch.tensor([p.grad is not None for p in params], dtype=dtype,
                                          device=params[0].device)])
         dist.all_reduce(flat)
         values, present = flat[: -len(params)], flat[-len(params):].tolist()
