@@ -120,8 +120,8 @@ def take_turns(names: Sequence[str], per_step: int, step: int) -> tuple[list[str
     ``per_step`` times; scaling the ones that run by ``len(names) / per_step`` keeps the expected
     total equal to running all of them every step (an unbiased estimate, as in stochastic
     multi-task training), at the cost of ``per_step`` objectives a step. (A weighting that
-    ``balances_each_step`` gets that expectation without the factor: see `FitWeighting`.) ``per_step`` 0, or at least
-    ``len(names)``: every objective, factor 1.
+    ``balances_each_step`` gets that expectation without the factor: see `FitWeighting`.)
+    ``per_step`` 0, or at least ``len(names)``: every objective, factor 1.
     """
     n = len(names)
     if per_step <= 0 or per_step >= n:
@@ -228,10 +228,9 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
             weights = (torch.stack([torch.as_tensor(w, device=losses.device) for w in values]).float()
                        if any(torch.is_tensor(w) for w in values)
                        else torch.tensor(values, dtype=torch.float32, device=losses.device))
-        if getattr(self.weighting, "balances_each_step", False):
-            share = 1.0
+        turns_factor = 1.0 if getattr(self.weighting, "balances_each_step", False) else share
         weights = weights.detach().to(losses.device) * (
-            self.config.denoising_weight * self.weighting.scale(ctx.epoch) * share)
+            self.config.denoising_weight * self.weighting.scale(ctx.epoch) * turns_factor)
         weighted = losses * weights
         detached = losses.detach()
         for i, name in enumerate(names):

@@ -10,7 +10,8 @@ all of them together about ``denoising_weight * T``; the clip bounds how far a v
 amplified. Because every step's objectives share T, this strategy ``balances_each_step``: when
 objectives take turns (``denoising_objectives_per_step``) the one or few that run share the same
 T, so the expected loss per step and per objective is the one of running all of them, and no
-n/k factor is applied on top. An objective waiting for its turn keeps its moving average. Without a task loss (standalone use) the reference T is 1. The overall weight ramps up
+n/k factor is applied on top. An objective waiting for its turn keeps its moving average.
+Without a task loss (standalone use) the reference T is 1. The overall weight ramps up
 linearly over ``warmup_epochs`` so the task is learned first. Averages stay on the device: no host
 sync per step. (Magnitude balancing in the spirit of GradNorm, Chen et al. 2018, without its
 gradient-norm pass.)
