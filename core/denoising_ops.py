@@ -7,15 +7,32 @@ is written out, so an objective's cost stays near its matmuls. Each is checked a
 definition with ``torch.autograd.gradcheck`` in float64 (tests/core/test_denoising_ops.py).
 
 Third-party objectives may use them: they are part of the public API.
+
+Precision: each primitive computes in float32 whatever it is given. Under ``torch.autocast`` the
+heads that feed them produce bf16 or fp16 activations, while their reductions (norms, sums of
+squares, log-sum-exp) lose too much in 8 or 11 bits of mantissa, and fp16 overflows past 65504;
+so half-precision inputs are upcast and autocast is off inside. float64 stays float64 (gradcheck).
+The returned losses are float32 and their gradients flow back in the inputs' own dtype.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 
 _EPS = 1e-8
+_FULL = (torch.float32, torch.float64)
+
+
+def _full_precision(*tensors: torch.Tensor) -> tuple[Any, list[torch.Tensor]]:
+    """A context with autocast off on the tensors' device (when it was on), and the tensors in fp32
+    unless already fp32/fp64. Cheap when nothing is half: no context is entered, nothing is copied."""
+    device_type = tensors[0].device.type
+    off = (torch.autocast(device_type, enabled=False) if torch.is_autocast_enabled(device_type)
+           else contextlib.nullcontext())
+    return off, [t if t.dtype in _FULL else t.float() for t in tensors]
 
 
 class _EmbeddingError(torch.autograd.Function):
@@ -57,8 +74,10 @@ def embedding_error(pred: torch.Tensor, target: torch.Tensor, squared_weight: fl
     ``target`` is a stop-gradient target (no gradient flows to it) and broadcasts to ``pred``;
     the last dimension is the feature dimension. Returns ``pred.shape[:-1]``.
     """
-    target = target.detach().expand_as(pred)
-    return _EmbeddingError.apply(pred, target, float(squared_weight), float(cosine_weight))
+    off, (pred, target) = _full_precision(pred, target.detach())
+    with off:
+        return _EmbeddingError.apply(pred, target.to(pred.dtype).expand_as(pred), float(squared_weight),
+                                     float(cosine_weight))
 
 
 class _SymmetricInfoNCE(torch.autograd.Function):
@@ -95,7 +114,9 @@ def symmetric_info_nce(logits: torch.Tensor, row_weights: torch.Tensor) -> torch
     Exact while every row and column that counts has a logit within about 80 (float32) of the
     largest logit overall: always so for unit-norm similarities at temperatures of 0.025 or more.
     """
-    return _SymmetricInfoNCE.apply(logits, row_weights.detach())
+    off, (logits, row_weights) = _full_precision(logits, row_weights.detach())
+    with off:
+        return _SymmetricInfoNCE.apply(logits, row_weights.to(logits.dtype))
 
 
 class _CrossCorrelationPenalty(torch.autograd.Function):
@@ -133,8 +154,10 @@ def cross_correlation_penalty(embeddings: torch.Tensor, masks: torch.Tensor, pai
     present: ``C_ij = sum_b z_i[b] z_j[b]^T / n_ij``. ``pair_weights`` (M, M) picks and weighs the
     pairs (e.g. the upper triangle, normalised, for the mean over pairs).
     """
+    off, (embeddings,) = _full_precision(embeddings)
     present = masks.detach().to(embeddings.dtype)[..., None]
-    return _CrossCorrelationPenalty.apply(embeddings, present, pair_weights.detach().to(embeddings.dtype))
+    with off:
+        return _CrossCorrelationPenalty.apply(embeddings, present, pair_weights.detach().to(embeddings.dtype))
 
 
 class _GaussianBottleneck(torch.autograd.Function):
@@ -164,9 +187,11 @@ def gaussian_bottleneck(stats: torch.Tensor, noise: torch.Tensor | None = None) 
     ``stats`` (..., 2K) holds ``[mu | log_var]`` (log_var clamped to [-10, 10]); ``noise`` defaults
     to a standard normal draw. Returns ``(mu + noise * std, mean_rows KL(q || N(0, I)))``.
     """
+    off, (stats,) = _full_precision(stats)
     if noise is None:
         noise = torch.randn(*stats.shape[:-1], stats.shape[-1] // 2, device=stats.device, dtype=stats.dtype)
-    return _GaussianBottleneck.apply(stats, noise)
+    with off:
+        return _GaussianBottleneck.apply(stats, noise.to(stats.dtype))
 
 
 __all__ = ["cross_correlation_penalty", "embedding_error", "gaussian_bottleneck", "symmetric_info_nce"]

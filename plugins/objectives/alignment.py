@@ -81,7 +81,9 @@ class Alignment:
         if len(ctx.targets_of) < 2:
             return None
         first, second = self.pairs(ctx.targets_of, ctx.masks.device)
-        z = module(ctx.embeddings)  # (M, B, P), unit norm
+        # (M, B, P), unit norm; the heads run in the autocast dtype, the B x B logits in fp32 (their
+        # log-sum-exp needs the mantissa, and 1/temperature-scaled fp16 logits come close to overflow)
+        z = module(ctx.embeddings).float()
         n = z.shape[1]
         with torch.no_grad():
             rows = (ctx.masks[:, first] & ctx.masks[:, second]).T  # (K, B) rows with both modalities

@@ -67,8 +67,8 @@ class Consistency:
             fused = ctx.model.fuse(ctx.embeddings, subset, scores=ctx.fusion_scores)
         else:
             fused = ctx.model.fuse(ctx.embeddings, subset)
-        logits = ctx.model.head(fused)
-        full = ctx.logits.detach()
+        logits = ctx.model.head(fused).float()  # the divergence is reduced in fp32 under autocast too
+        full = ctx.logits.detach().float()
         if ctx.task_type == "classification":
             loss = F.kl_div(F.log_softmax(logits, dim=1), F.log_softmax(full, dim=1), log_target=True,
                             reduction="batchmean")

@@ -76,7 +76,7 @@ class Information:
         if ctx.target is None:
             return None
         z, kl = gaussian_bottleneck(module.stats(ctx.fused))
-        loss = _task_loss(ctx.task_type, module.predict(z), ctx.target) + self.options.ib_beta * kl
+        loss = _task_loss(ctx.task_type, module.predict(z).float(), ctx.target) + self.options.ib_beta * kl
         metrics = {"kl": kl.detach()}
         m = ctx.embeddings.shape[1]
         if m > 1 and self.options.decorrelation_weight > 0:

@@ -76,7 +76,7 @@ class CrossModalPrediction:
         with torch.no_grad():
             m = ctx.masks.shape[1]
             w = (ctx.masks.T[:, :, None] & ctx.masks[None] & self.pair_mask(ctx.targets_of, m, ctx.masks.device))
-            w = w.to(predicted.dtype)  # (Mi, B, Mj) rows with both modalities of the pair
+            w = w.float()  # (Mi, B, Mj) rows with both modalities of the pair; fp32 like the errors, under autocast too
             count = w.sum(dim=1)  # (Mi, Mj)
             has_rows = count > 0
             w = w / count.clamp_min(1.0)[:, None, :]

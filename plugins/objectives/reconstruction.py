@@ -107,7 +107,7 @@ class Reconstruction:
         predicted, context = module(ctx.embeddings, ctx.masks)
         with torch.no_grad():
             # rows where the target is present and at least one other modality is
-            w = (ctx.masks & (ctx.masks.sum(dim=1, keepdim=True) >= 2)).to(predicted.dtype)  # (B, M)
+            w = (ctx.masks & (ctx.masks.sum(dim=1, keepdim=True) >= 2)).float()  # (B, M); fp32 like the errors
             subset = len(ctx.targets_of) < w.shape[1]
             if subset:  # targets outside denoising_modalities weigh nothing
                 w = w * torch.zeros(w.shape[1], dtype=w.dtype, device=w.device).index_fill_(

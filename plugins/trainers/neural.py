@@ -494,22 +494,26 @@ class NeuralLearner:
                         batch["masks"] = drop_modalities(batch["masks"], opts.modality_dropout)
                     mix = choose_mix(batch, opts.mixup_alpha, opts.cutmix_alpha) if mixing else None
                     ctx = autocast(run=run, fit=fit)
+                    # the auxiliary heads run under the same autocast as the network whose
+                    # activations they read; the losses themselves are reduced in fp32
                     with ctx if ctx is not None else contextlib.nullcontext():
                         output = net(batch["inputs"], batch["masks"],
                                      (mix[1], mix[2]) if mix is not None and mix[0] == "mixup" else None)
-                    logits = output["logits"].float()
-                    if mix is None:
-                        loss = loss_fn(logits, batch["target"])
-                    else:
-                        mixed = output["mixed_logits"].float() if mix[0] == "mixup" else logits
-                        loss = mixed_loss(loss_fn, mixed, batch["target"], mix[1], mix[2])
-                    total = loss
-                    if has_aux:
-                        output["task_loss"] = loss
-                        for terms in aux_losses(run=run, fit=fit, batch=batch, output=output):
-                            for name, term in (terms or {}).items():
-                                total = total + term
-                                term_sums[name] = term_sums.get(name, torch.zeros((), device=device)) + term.detach() * size
+                        logits = output["logits"].float()
+                        if mix is None:
+                            loss = loss_fn(logits, batch["target"])
+                        else:
+                            mixed = output["mixed_logits"].float() if mix[0] == "mixup" else logits
+                            loss = mixed_loss(loss_fn, mixed, batch["target"], mix[1], mix[2])
+                        total = loss
+                        if has_aux:
+                            output["task_loss"] = loss
+                            for terms in aux_losses(run=run, fit=fit, batch=batch, output=output):
+                                for name, term in (terms or {}).items():
+                                    term = term.float()
+                                    total = total + term
+                                    term_sums[name] = (term_sums.get(name, torch.zeros((), device=device))
+                                                       + term.detach() * size)
                     if not backward(run=run, fit=fit, loss=total):
                         total.backward()
                     if ddp_ignored:  # the auxiliary heads DDP leaves out (see DistributedContext.wrap)

@@ -104,3 +104,27 @@ def test_gaussian_bottleneck_matches_the_reparameterised_sample_and_kl():
     torch.testing.assert_close(torch.autograd.grad(scalar(lambda s: gaussian_bottleneck(s, noise))(stats), stats)[0],
                                torch.autograd.grad(scalar(eager)(stats), stats)[0])
     assert torch.autograd.gradcheck(lambda s: gaussian_bottleneck(s, noise), (stats,))
+
+
+_PRIMITIVES = {
+    "embedding_error": (lambda x: embedding_error(x, x.detach().flip(0)).sum(), (6, 8)),
+    "symmetric_info_nce": (lambda x: symmetric_info_nce(x, torch.ones(x.shape[:2], dtype=x.dtype)), (2, 5, 5)),
+    "cross_correlation_penalty": (lambda x: cross_correlation_penalty(
+        x, torch.ones(x.shape[:2], dtype=torch.bool), torch.ones(x.shape[1], x.shape[1]).triu(1)), (8, 3, 4)),
+    "gaussian_bottleneck": (lambda x: gaussian_bottleneck(x, torch.zeros(*x.shape[:-1], x.shape[-1] // 2))[1], (6, 8)),
+}
+
+
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("name", list(_PRIMITIVES))
+def test_primitives_take_half_precision_inputs_under_autocast_and_reduce_in_fp32(name, half):
+    fn, shape = _PRIMITIVES[name]
+    full = _double(*shape).float().requires_grad_()
+    low = full.detach().to(half).requires_grad_()
+    with torch.autocast("cpu", dtype=half):
+        value = fn(low)
+    assert value.dtype == torch.float32
+    value.backward()
+    assert low.grad.dtype == half  # the gradient flows back in the activations' own dtype
+    reference = fn(full.detach().to(half).float().requires_grad_())  # the same rounded inputs, in fp32
+    torch.testing.assert_close(value, reference.detach(), rtol=1e-5, atol=1e-6)
