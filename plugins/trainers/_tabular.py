@@ -1,5 +1,6 @@
 """Shared machinery of the tabular trainers (``sklearn_linear``, ``random_forest``, ``xgboost``,
-``lightgbm``, ``catboost``): features, splits, search, records, and files beside each native model.
+``lightgbm``, ``catboost``, and the classical ``logistic``, ``svm``, ``knn``, ``hist_gradient_boosting``):
+features, splits, search, records, and files beside each native model.
 
 Not a plugin (no entry point): the trainer modules beside it import it. The libraries themselves are
 imported only inside the functions that train or load, so listing or selecting trainers imports none.
@@ -17,7 +18,8 @@ at training and prediction time):
   value and least-squares slope over the time steps: ``7 * F`` columns named ``name:f3:slope``.
 
 A sample that lacks a modality gets NaN in every column of that modality: the gradient-boosting
-libraries and scikit-learn's forests route NaN natively; ``sklearn_linear`` imputes it (see there).
+libraries and scikit-learn's forests route NaN natively; ``sklearn_linear`` imputes it (see there), and
+so do ``logistic``, ``svm`` and ``knn``, on the same design.
 
 **Validation.** The engine holds out the validation rows (`modalbag.engine.split_validation`); the
 GBMs stop early on them natively. With ``cross_validation_folds > 1`` (or ``walk_forward_validation``)
@@ -28,7 +30,8 @@ learner's notes.
 
 **Hyperparameter search** (``hpo_trials`` / ``hpo_time_budget``): Optuna's seeded TPE sampler over the
 trainer's documented ``SEARCH_SPACE``, each trial scored by the same cross-validation folds, within
-the budget; the best parameters then train the final model. Needs ``pip install modalbag[hpo]``.
+the budget; the best parameters then train the final model. Needs ``pip install modalbag[hpo]``. A
+trainer without a search space (``logistic``, which cross-validates its own strength) skips it with a note.
 
 **Selection.** `tabular_score` is the score every tabular trainer proposes with: high for bags whose
 modalities are all ``tabular`` (where boosted trees are the strongest learners), below the neural
@@ -408,9 +411,13 @@ class TabularOptions:
     ``top_features``: features ``describe()`` lists.
     """
 
-    image_grid: int = attrs.field(default=4, validator=attrs.validators.gt(0))
-    threads: int | None = attrs.field(default=None, validator=optional_positive)
-    top_features: int = attrs.field(default=10, validator=attrs.validators.gt(0))
+    image_grid: int = attrs.field(default=4, validator=attrs.validators.gt(0), metadata={
+        "help": "Cells per side of the grid raw images are averaged over (per channel) to make columns."})
+    threads: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Threads the library trains with (None: one for a small training matrix, else the "
+                "library's default)."})
+    top_features: int = attrs.field(default=10, validator=attrs.validators.gt(0), metadata={
+        "help": "Features describe() lists by importance."})
 
 
 @attrs.frozen
@@ -571,7 +578,11 @@ class TabularLearner(abc.ABC):
         seed = int(fit.bag.seed) % (2 ** 31 - 1)
         params = self._params(seed)
         folds = self._folds(train_rows, data.targets, seed)
-        if folds is not None and (config.hpo_trials or config.hpo_time_budget):
+        searching = folds is not None and bool(config.hpo_trials or config.hpo_time_budget)
+        if searching and not self.SEARCH_SPACE:
+            fit.notes.append(f"hyperparameter search skipped: trainer {self.trainer!r} has no search space "
+                             f"(it tunes itself)")
+        elif searching:
             params = self._hyperparameter_search(params, folds, matrix, seed)
             fit.notes.append(f"hyperparameter search: {self.search['trials']} trials, best mean CV loss "
                              f"{self.search['best_cv_loss']:.4f} with {self.search['best_params']}")

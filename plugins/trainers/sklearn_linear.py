@@ -63,10 +63,7 @@ class LinearModel:
     fixed: np.ndarray  # (n_outputs,) output where no logit feeds
 
     def design(self, x: np.ndarray) -> np.ndarray:
-        z = (x.astype(np.float64) - self.mean) / self.scale
-        present = [~np.isnan(x[:, start]) for start in self.presence]
-        z = np.nan_to_num(z, nan=0.0)
-        return np.column_stack([z, *present]) if present else z
+        return design_matrix(x, self.mean, self.scale, self.presence)
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         out = np.tile(self.fixed, (len(x), 1))
@@ -87,6 +84,29 @@ class LinearModel:
 
     def arrays(self) -> dict[str, np.ndarray]:
         return {f.name: getattr(self, f.name) for f in attrs.fields(type(self)) if f.name != "link"}
+
+
+def standardization(x: np.ndarray, layout: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(mean, scale, presence)`` from training rows ``x``: each column's mean and standard deviation
+    over its observed (non-NaN) values (scale 1 for a constant or all-NaN column), and the first column
+    of each modality block when the bag has several modalities (one presence column each)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of an absent modality
+        mean = np.nan_to_num(np.nanmean(x, axis=0, dtype=np.float64))
+        std = np.nan_to_num(np.nanstd(x, axis=0, dtype=np.float64))
+    scale = np.where(std > 1e-12, std, 1.0)
+    starts = np.cumsum([0] + [b.width for b in layout.blocks])[:-1]
+    presence = starts if len(starts) > 1 else np.empty(0, dtype=np.int64)
+    return mean, scale, presence
+
+
+def design_matrix(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, presence: np.ndarray) -> np.ndarray:
+    """``z = (x - mean) / scale`` with a missing value imputed by the mean (0 after standardising), then
+    one presence column (1 observed, 0 missing) per modality block starting at each ``presence`` column."""
+    z = (x.astype(np.float64) - mean) / scale
+    present = [~np.isnan(x[:, start]) for start in presence]
+    z = np.nan_to_num(z, nan=0.0)
+    return np.column_stack([z, *present]) if present else z
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -121,13 +141,7 @@ class LinearLearner(TabularLearner):
         from sklearn.exceptions import ConvergenceWarning
 
         x = train.x
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of an absent modality
-            mean = np.nan_to_num(np.nanmean(x, axis=0, dtype=np.float64))
-            std = np.nan_to_num(np.nanstd(x, axis=0, dtype=np.float64))
-        scale = np.where(std > 1e-12, std, 1.0)
-        starts = np.cumsum([0] + [b.width for b in self.layout.blocks])[:-1]
-        presence = starts if len(starts) > 1 else np.empty(0, dtype=np.int64)
+        mean, scale, presence = standardization(x, self.layout)
         shell = LinearModel("constant", mean, scale, presence, np.empty((0, 0)), np.empty(0),
                             np.empty(0, dtype=np.int64), np.zeros(self.n_outputs))
         z = shell.design(x)
