@@ -258,24 +258,12 @@ def stability_issues(learner_id: str, learner: TrainedLearner) -> list[dict[str,
 
 
 def oob_combined(ensemble: Any, learner_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    """The ensemble's out-of-bag output using only ``learner_ids``: (rows, output).
+    """The ensemble's output using only ``learner_ids``, on rows none of them trained on: (rows, output).
 
-    Weights are the ensemble's own for that learner set (`Ensemble.weights_for`); each row combines
-    the weighted learners that have it out of bag, renormalised over those: ``sum_l w_l p_l(row) /
-    sum_l w_l``. Rows no weighted learner has out of bag are left out.
+    The combination is the ensemble's own for that learner set (`Ensemble.combination_for`), applied
+    to its experts' out-of-fold outputs (cross-fitted, or out-of-bag), on the rows every expert has.
     """
-    weights = ensemble.weights_for(list(learner_ids)) if learner_ids else {}
-    used = {lid: w for lid, w in weights.items() if lid in ensemble.oob and w > 0}
-    if not used:
-        return np.empty(0, dtype=np.int64), np.empty((0, ensemble.task.n_outputs))
-    rows = np.unique(np.concatenate([ensemble.oob[lid].rows for lid in used]))
-    total = np.zeros((len(rows), ensemble.oob[next(iter(used))].output.shape[1]))
-    mass = np.zeros(len(rows))
-    for lid, w in used.items():
-        pos = np.searchsorted(rows, ensemble.oob[lid].rows)
-        total[pos] += w * ensemble.oob[lid].output
-        mass[pos] += w
-    return rows, total / mass[:, None]
+    return ensemble.out_of_fold(list(learner_ids))
 
 
 __all__ = [

@@ -141,11 +141,12 @@ def complete_rows(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities:
 
 
 def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets: np.ndarray,
-                run: Run, catalog: Catalog, learner: Any = None) -> TrainedLearner:
+                run: Run, catalog: Catalog, learner: Any = None, announce: bool = True) -> TrainedLearner:
     """Fit one learner; never raises for the learner's own failures (the record says failed).
 
     ``learner``: an unfitted learner object to fit (`EnsembleTrainingPipeline` passes the ones
-    its caller built); by default the spec's trainer plugin builds one.
+    its caller built); by default the spec's trainer plugin builds one. ``announce=False`` logs
+    nothing (the fits that measure a candidate are not learners of the run).
     """
     started = time.perf_counter()
     fit = FitState(spec=spec, bag=bag, gradient_clipping=run.config.gradient_clipping)
@@ -175,12 +176,14 @@ def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets
         with contextlib.suppress(Exception):  # what was queued is written; the learner's error is the story
             flush_checkpoints()
         elapsed = time.perf_counter() - started
-        bound.warning("learner.failed", error=f"{type(exc).__name__}: {exc}", seconds=round(elapsed, 3))
+        if announce:
+            bound.warning("learner.failed", error=f"{type(exc).__name__}: {exc}", seconds=round(elapsed, 3))
         run.hook.modalbag_fit_error(run=run, learner_id=spec.learner_id, error=exc)
         return TrainedLearner(spec, "failed", records=fit.records, training_time=elapsed,
                               error=f"{type(exc).__name__}: {exc}", notes=fit.notes)
     elapsed = time.perf_counter() - started
-    bound.info("learner.trained", seconds=round(elapsed, 3), epochs=len(fit.records), **validation)
+    if announce:
+        bound.info("learner.trained", seconds=round(elapsed, 3), epochs=len(fit.records), **validation)
     return TrainedLearner(spec, "trained", model=learner, records=fit.records, training_time=elapsed,
                           validation=validation, notes=fit.notes, checkpoint=fit.checkpoint)
 

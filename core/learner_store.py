@@ -47,6 +47,8 @@ def spec_from_dict(data: Mapping[str, Any]) -> LearnerSpec:
     data["modalities"] = tuple(data["modalities"])
     data["modality_types"] = dict(data.get("modality_types") or {})
     data["architecture"] = dict(data.get("architecture") or {})
+    data["candidates"] = tuple(data.get("candidates") or ())
+    data["measured"] = {str(k): dict(v) for k, v in (data.get("measured") or {}).items()}
     return LearnerSpec(**data)
 
 

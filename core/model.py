@@ -23,6 +23,7 @@ from modalbag.errors import ConfigError, DataError, ModalbagError, NotFittedErro
 from modalbag.logs import get_logger
 from modalbag.metrics import task_metrics
 from modalbag.persistence import PersistenceMixin
+from modalbag.portfolio import Measurement
 from modalbag.preprocessing import PreprocessingMixin
 from modalbag.records import LearnerSpec, TrainedLearner
 from modalbag.registry import Catalog, default_catalog
@@ -58,6 +59,7 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
         self.learners: dict[str, TrainedLearner] = {}
         self.training_config: TrainingConfig | None = None
         self.ensemble: Ensemble | None = None
+        self.cross_fits: dict[tuple[str, ...], Any] = {}
         self.task: TaskInfo | None = None
         self.run_id: str | None = None
 
@@ -156,13 +158,16 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
             self.select_base_learners(task_type, cfg.num_classes, instantiate=False)
         assert self.bags is not None and self.learner_specs is not None
         bags = {b.id: b for b in self.bags}
+        # each modality subset's trainer chosen by measurement; its cross-fit weighs the ensemble
+        measurement = Measurement(engine, cfg, task, self.dataset, targets)
+        self.learner_specs, self.cross_fits = measurement.measure_all(self.learner_specs, choose=previous is None)
         self.learners = engine.train(run, self.learner_specs, bags, self.dataset, targets, resume=previous)
         self.training_config, self.task, self.run_id = cfg, task, run.run_id
         trained = {lid: r for lid, r in self.learners.items() if r.ok}
         if not trained:
             errors = "\n".join(f"  {lid}: {r.error}" for lid, r in self.learners.items())
             raise TrainingFailedError(f"every learner failed:\n{errors}")
-        self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state)
+        self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state, self.cross_fits)
         self._run_finished()
         return trained
 
@@ -241,8 +246,30 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
             "modalities": {lid: list(r.spec.modalities) for lid, r in self.learners.items()},
             "errors": {lid: r.error for lid, r in self.learners.items() if not r.ok},
             "notes": {lid: list(r.notes) for lid, r in self.learners.items() if r.notes},
+            "selection": self._selection_summary(),
+            "combination": self._combination_summary(),
             "active_plugins": None,
         } | self._plugins_used()
+
+    def _selection_summary(self) -> dict[str, Any]:
+        """Per modality subset: the trainer chosen, why, and every candidate's measured score."""
+        out = {}
+        for record in self.learners.values():
+            spec = record.spec
+            key = "+".join(sorted(spec.modalities))
+            if key not in out:
+                out[key] = {"trainer": spec.trainer, "reason": spec.reason, "candidates": list(spec.candidates),
+                            "measured": {n: dict(v) for n, v in spec.measured.items()}}
+        return out
+
+    def _combination_summary(self) -> dict[str, Any]:
+        """The rule chosen for every availability pattern fitted so far (all modalities at least)."""
+        if self.ensemble is None or not self.ensemble.learners:
+            return {}
+        self.ensemble.combination_for(list(self.ensemble.learners))  # the all-modalities pattern
+        return {" & ".join(sorted({m for lid in key for m in self.ensemble.learners[lid].spec.modalities})):
+                {"rule": c.rule, "experts": list(c.experts), "cv_loss": dict(c.cv_loss), "rows": c.n_rows}
+                for key, c in self.ensemble.combinations.items()}
 
     def _plugins_used(self) -> dict[str, Any]:
         cfg = self.training_config

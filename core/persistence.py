@@ -181,9 +181,10 @@ class PersistenceMixin:
             oob.append({"learner_id": lid, "index": i})
         atomic_save_npz(root / "ensemble.npz", arrays)
         atomic_write_json(root / "ensemble.json", {
-            "format": "modalbag.ensemble", "version": VERSION, "rounds": ensemble.rounds,
-            "learners": list(ensemble.learners), "oob": oob,
-            "weights": [{"available": sorted(key), "weights": weights} for key, weights in ensemble._weights.items()]})
+            "format": "modalbag.ensemble", "version": VERSION, "seed": ensemble.seed,
+            "learners": list(ensemble.learners), "oob": oob, "cross_fitted": sorted(ensemble.cross_fitted),
+            "combinations": [{"available": sorted(key), **combination.to_dict()}
+                             for key, combination in ensemble.combinations.items()]})
 
     # -- integration check ------------------------------------------------------------------------
 
@@ -385,6 +386,7 @@ def _build_model(root: Path, manifest: Mapping[str, Any], catalog: Any) -> Any:
 
 
 def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> Any:
+    from modalbag.combination import Combination
     from modalbag.ensemble import _OOB, Ensemble
 
     path = root / "ensemble.json"
@@ -395,9 +397,11 @@ def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> 
         raise ArtifactError(path, f"weighs learners {missing} that the export does not hold as trained")
     oob = {str(o["learner_id"]): _OOB(arrays[f"oob_rows_{o['index']}"], arrays[f"oob_output_{o['index']}"])
            for o in state["oob"]}
-    weights = {frozenset(w["available"]): {str(k): float(v) for k, v in w["weights"].items()} for w in state["weights"]}
+    # an export written before the combination rules kept only mean weights: those are refitted from `oob`
+    combinations = {frozenset(c["available"]): Combination.from_dict(c) for c in state.get("combinations", [])}
     trained = {lid: learners[lid] for lid in state["learners"]}
-    return Ensemble(task, trained, arrays["targets"], oob, int(state["rounds"]), weights)
+    return Ensemble(task, trained, arrays["targets"], oob, int(state.get("seed", 0)), combinations,
+                    cross_fitted=frozenset(state.get("cross_fitted", ())))
 
 
 __all__ = ["PersistenceMixin", "export_directory", "load_ensemble"]

@@ -23,6 +23,12 @@ class LearnerSpec:
     architecture: Mapping[str, Any] = attrs.field(factory=dict)
     score: float = 0.0
     reason: str = ""
+    #: The portfolio measured for this bag's modality subset (`modalbag.portfolio`), in rule order.
+    candidates: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: Each candidate's measured cross-validation result, or why it was skipped or failed.
+    measured: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: The optimization strategy the portfolio came from.
+    strategy: str = ""
 
 
 @attrs.frozen

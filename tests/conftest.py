@@ -23,6 +23,7 @@ def trained_model():
     """A 7-bag ensemble on a 3-modality task, trained once per session (about ten seconds)."""
     model = make_model(n_samples=600)
     model.create_ensemble(n_bags=7, dropout_strategy="adaptive", random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**FAST)
     return model
 

@@ -25,10 +25,10 @@ SPEC_APPLICATIONS = {
     "quickstart": ("classification", 5, ["text_embeddings", "image_features", "user_metadata"]),
 }
 
-#: A couple of epochs on a few samples, with the trainers that fit in seconds.
+#: A couple of epochs on a few samples, neural learners only (no measured selection: these test the training path).
 FAST = ["epochs=2", "ensemble.n_bags=2", "data.synthetic.n_samples=120", "cross_validation_folds=0",
         "walk_forward_validation=false", "save_checkpoints=false", "warmup_epochs=0", "n_jobs=1",
-        'learners.trainers=["neural", "sklearn_linear"]']
+        'learners.trainers=["neural"]']
 
 
 def test_there_is_one_example_per_spec_application():

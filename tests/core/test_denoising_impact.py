@@ -12,7 +12,8 @@ from tests.conftest import FAST, make_model
 
 def test_impact_compares_a_twin_with_denoising_flipped_on_every_condition():
     model = make_model(n_samples=300, seed=4)
-    model.create_ensemble(n_bags=3, random_state=0)
+    model.create_ensemble(n_bags=6, random_state=0)  # pairs too: denoising reaches partial patterns
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 4, "enable_denoising": True})
     assert model.get_detailed_training_report()["denoising_impact"] is None
     data, labels = model.synthetic_task.sample(200, random_state=8)

@@ -80,6 +80,7 @@ def test_same_seed_same_predictions(held_out):
     for _ in range(2):
         model = make_model(n_samples=300)
         model.create_ensemble(n_bags=3, random_state=5)
+        model.select_base_learners(trainers=["neural"], instantiate=False)
         model.train_ensemble(**{**FAST, "epochs": 4, "random_state": 5})
         runs.append(model.predict_proba(data))
     np.testing.assert_array_equal(runs[0], runs[1])
@@ -94,6 +95,7 @@ def test_failing_learner_is_isolated(held_out):
 
     model = make_model(n_samples=300, plugins=[Boom()])
     model.create_ensemble(n_bags=3, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     trained = model.train_ensemble(**{**FAST, "epochs": 3})
     summary = model.get_training_summary()
     assert set(trained) == {"bag_000", "bag_002"}
@@ -114,6 +116,7 @@ def test_nan_loss_fails_that_learner_only():
 
     model = make_model(n_samples=300, plugins=[Poison()])
     model.create_ensemble(n_bags=2, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 2})
     summary = model.get_training_summary()
     assert summary["learner_status"] == {"bag_000": "failed", "bag_001": "trained"}
@@ -128,6 +131,7 @@ def test_every_learner_failing_raises_with_each_error():
 
     model = make_model(n_samples=200, plugins=[AlwaysBoom()])
     model.create_ensemble(n_bags=2)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     with pytest.raises(TrainingFailedError, match="bag_000: ValueError: no bag_000"):
         model.train_ensemble(**FAST)
 
@@ -158,6 +162,7 @@ def test_prediction_data_errors(trained_model, held_out):
 def test_optimizer_and_scheduler_plugins_train(optimizer, scheduler):
     model = make_model(n_samples=300)
     model.create_ensemble(n_bags=1)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 4, "optimizer_type": optimizer, "scheduler_type": scheduler,
                             "learning_rate": 1e-2 if optimizer == "sgd" else 1e-3})
     records = model.learners["bag_000"].records
@@ -194,6 +199,7 @@ def test_string_labels_and_class_weights_round_trip():
     labels = np.where(x[:, 0] + 0.3 * rng.normal(size=300) > 0, "cat", "dog")
     model = create_model_from_arrays({"a": x[:, :3], "b": (x[:, 3:], "text")}, labels)
     model.create_ensemble(n_bags=3)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "class_weights": {0: 1.0, 1: 2.0}})
     assert set(model.predict({"a": x[:20, :3]})) <= {"cat", "dog"}
     assert model.evaluate({"a": x[:, :3], "b": x[:, 3:]}, labels)["accuracy"] > 0.7
@@ -205,6 +211,7 @@ def test_raw_images_and_sequences_train():
     model = create_synthetic_model({"img": ((3, 8, 8), "image"), "seq": ((10, 4), "sequence"), "tab": (5, "tabular")},
                                    n_samples=300, n_classes=3)
     model.create_ensemble(n_bags=3)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 5, "sequence_encoder": "transformer"})
     data, y = model.synthetic_task.sample(200, random_state=3)
     assert model.get_training_summary()["failed"] == 0
@@ -216,6 +223,7 @@ def test_checkpoints_are_written_atomically(tmp_path):
 
     model = make_model(n_samples=200)
     model.create_ensemble(n_bags=2)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 3, "save_checkpoints": True, "checkpoint_dir": str(tmp_path)})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bag_000", "bag_001"]  # one folder per learner
     best = Path(model.learners["bag_000"].checkpoint)
@@ -228,6 +236,7 @@ def test_checkpoints_are_written_atomically(tmp_path):
 def test_early_stopping_stops_and_restores_best_weights():
     model = make_model(n_samples=200)
     model.create_ensemble(n_bags=1)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 200, "early_stopping_patience": 2, "learning_rate": 3e-2,
                             "scheduler_type": "none", "warmup_epochs": 0})
     learner = model.learners["bag_000"]

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import attrs
 import numpy as np
 import pytest
 
@@ -25,6 +26,9 @@ def mixed(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("export") / "run"
     model = make_model(n_samples=180)
     model.create_ensemble(n_bags=3, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
+    model.learner_specs = [attrs.evolve(s, trainer="xgboost", architecture={}) if s.modalities == ("meta",) else s
+                           for s in model.learner_specs]
     model.train_ensemble(**TINY, run_dir=str(run_dir))
     return model, run_dir
 

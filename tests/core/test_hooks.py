@@ -59,6 +59,7 @@ class Recorder:
 def _train(plugins, n_bags=2, **config):
     model = make_model(n_samples=200, plugins=plugins)
     model.create_ensemble(n_bags=n_bags, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST_RUN, **config})
     return model
 
@@ -252,6 +253,7 @@ def test_sinks_objectives_and_strategies_register_directly_and_activate_by_name(
     catalog.register_plugin(Plugin())
     model = make_model(n_samples=200, catalog=catalog)
     model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST_RUN, "sinks": ["memory"], "enable_denoising": True,
                             "denoising_objectives": ["zero"], "denoising_strategy": "half"})
     assert [e for e in seen if e[0] == "sink"] == [("sink", "bag_000", e) for e in (1, 2, 3)]

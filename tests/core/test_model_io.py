@@ -42,6 +42,7 @@ def test_inputs_on_wildly_different_scales_train_as_well_as_standard_ones():
         scaled = {"a": data["a"] * scale + 50 * scale, "b": data["b"] * 1e-3}
         model = create_model_from_arrays(scaled, y)
         model.create_ensemble(n_bags=1, dropout_strategy="exhaustive", random_state=0)
+        model.select_base_learners(trainers=["neural"], instantiate=False)
         model.generate_bags()
         model.train_ensemble(**FAST)
         scores.append(model.evaluate({"a": test["a"] * scale + 50 * scale, "b": test["b"] * 1e-3}, y_test)["accuracy"])
@@ -53,6 +54,7 @@ def test_training_logs_structured_events_and_prints_nothing(capsys):
     data, y = task.sample(150)
     model = create_model_from_arrays(data, y)
     model.create_ensemble(n_bags=2)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     with structlog.testing.capture_logs() as logs:
         model.train_ensemble(**{**FAST, "epochs": 2})
     events = [e["event"] for e in logs]

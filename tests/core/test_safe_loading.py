@@ -70,6 +70,7 @@ def test_planted_training_state_fails_the_learner_not_the_machine(tmp_path, env)
     options = {**FAST, "epochs": 2, "save_checkpoints": True, "threads_per_learner": 1, "enable_denoising": False}
     model = make_model(n_samples=120)
     model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(run_dir=str(tmp_path / "run"), **options)
     record = json.loads((tmp_path / "run" / "run.json").read_text())
     record["learners"]["bag_000"] = {"status": "pending"}  # as if it had been interrupted
@@ -84,6 +85,7 @@ def test_planted_training_state_fails_the_learner_not_the_machine(tmp_path, env)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     resumed = make_model(n_samples=120)
     resumed.create_ensemble(n_bags=1, random_state=0)
+    resumed.select_base_learners(trainers=["neural"], instantiate=False)
     with pytest.raises(Exception, match="refused"):
         resumed.train_ensemble(resume=True, run_dir=str(tmp_path / "run"), **options)
     assert not marker.exists()
@@ -149,6 +151,7 @@ def test_every_torch_load_is_explicitly_weights_only_and_no_model_file_is_unpick
 def test_export_with_a_damaged_safetensors_header_names_the_file(tmp_path):
     model = make_model(n_samples=120)
     model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 2, "threads_per_learner": 1})
     root = model.export_training_artifacts(tmp_path / "export")
     weights = root / "learners" / "bag_000" / "model" / "model.safetensors"

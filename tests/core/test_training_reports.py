@@ -15,6 +15,7 @@ from modalbag import (
 )
 from modalbag import analytics as A
 from modalbag.engine import TaskInfo
+from modalbag.combination import Combination
 from modalbag.ensemble import _OOB, Ensemble
 from tests.conftest import make_model, with_missing
 
@@ -205,8 +206,9 @@ def test_oob_combination_by_hand():
                 "b": TrainedLearner(_spec("bag_001", ("y",)), "trained")}
     oob = {"a": _OOB(np.array([0, 1, 2]), np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])),
            "b": _OOB(np.array([1, 2, 3]), np.array([[0.6, 0.4], [0.2, 0.8], [0.3, 0.7]]))}
-    ensemble = Ensemble(task, learners, np.array([0, 1, 1, 1]), oob,
-                        weights={frozenset({"a", "b"}): {"a": 0.75, "b": 0.25}, frozenset({"a"}): {"a": 1.0}})
+    ensemble = Ensemble(task, learners, np.array([0, 1, 1, 1]), oob, combinations={
+        frozenset({"a", "b"}): Combination(("a", "b"), "mean", np.array([0.75, 0.25])),
+        frozenset({"a"}): Combination(("a",), "mean", np.array([1.0]))})
     rows, out = A.oob_combined(ensemble, ["a", "b"])
     assert rows.tolist() == [0, 1, 2, 3]
     np.testing.assert_allclose(out, [[0.9, 0.1], [0.75 * 0.2 + 0.25 * 0.6, 0.75 * 0.8 + 0.25 * 0.4],

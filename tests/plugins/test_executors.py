@@ -35,6 +35,7 @@ RUN = {**FAST, "epochs": 3, "early_stopping_patience": 0}
 def _train(n_bags=3, plugins=(), n_samples=240, **config):
     model = make_model(n_samples=n_samples, plugins=list(plugins))
     model.create_ensemble(n_bags=n_bags, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**RUN, **config})
     return model
 
@@ -217,6 +218,7 @@ def test_a_bag_over_its_time_limit_is_stopped_and_reported():
 def test_a_plugin_that_cannot_be_copied_to_workers_is_a_clear_error():
     model = make_model(n_samples=100, plugins=[HoldsALock()])
     model.create_ensemble(n_bags=2)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     with pytest.raises(NotPicklableError, match="executor='serial'"):
         model.train_ensemble(**{**RUN, "executor": "local", "n_jobs": 2})
 

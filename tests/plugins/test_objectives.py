@@ -199,6 +199,7 @@ def test_objectives_take_turns_by_training_step_when_trained(catalog):
 
     model = make_model(n_samples=160)
     model.create_ensemble(n_bags=1)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 3, "enable_denoising": True, "denoising_strategy": "adaptive",
                             "denoising_objectives": OBJECTIVES, "denoising_objectives_per_step": 1})
     learner = model.learners["bag_000"]

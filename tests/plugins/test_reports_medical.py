@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 from sklearn.metrics import (
@@ -25,6 +26,8 @@ def train(modalities, *, n_classes=2, task_type="classification", trainers=("skl
                                    random_state=3)
     model.create_ensemble(n_bags=n_bags, random_state=0)
     model.select_base_learners(instantiate=False, trainers=list(trainers))
+    # each bag keeps the trainer its proposal ranks first (no measurement): these tests need a known mix
+    model.learner_specs = [attrs.evolve(spec, candidates=()) for spec in model.learner_specs]
     model.train_ensemble(**{**FAST, "epochs": 3, **cfg})
     return model, model.synthetic_task.sample(300, random_state=11)
 

@@ -31,6 +31,7 @@ TINY = {**FAST, "epochs": 3, "early_stopping_patience": 0, "batch_size": 32}
 def _train(run_dir: Path, n_bags: int = 2, plugins=(), **config):
     model = make_model(n_samples=160, plugins=plugins)
     model.create_ensemble(n_bags=n_bags, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**TINY, "run_dir": str(run_dir), **config})
     return model
 
@@ -272,6 +273,7 @@ def test_a_resumed_run_continues_the_same_wandb_run(sink_run, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     again = make_model(n_samples=80)
     again.create_ensemble(n_bags=1, random_state=1)
+    again.select_base_learners(trainers=["neural"], instantiate=False)
     again.train_ensemble(**{**TINY, "epochs": 1, "run_dir": str(run_dir), "wandb_logging": True,
                             "wandb_mode": "offline", "wandb_system_metrics": False})
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))

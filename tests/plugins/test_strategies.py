@@ -102,6 +102,7 @@ def test_curriculum_stage_errors_are_clear(catalog):
 def test_training_records_carry_every_objective_diagnostic_and_weight():
     model = make_model(n_samples=240)
     model.create_ensemble(n_bags=1)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 3, "enable_denoising": True, "denoising_strategy": "adaptive",
                             "denoising_objectives": ["reconstruction", "alignment", "consistency", "information",
                                                      "prediction"]})

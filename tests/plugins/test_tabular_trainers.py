@@ -8,6 +8,7 @@ import subprocess
 import sys
 import zipfile
 
+import attrs
 import numpy as np
 import pytest
 
@@ -294,20 +295,22 @@ def test_search_without_optuna_fails_before_training(monkeypatch):
 # --- selection, registration, a missing library ------------------------------------------------------------
 
 
-def test_selection_picks_gbms_for_tabular_bags_and_neural_for_raw_inputs():
+def test_each_strategy_sets_a_portfolio_ordered_by_the_trainers_proposals():
     model = create_synthetic_model({"meta": (6, "tabular"), "stats": (3, "tabular"), "text": (8, "text"),
                                     "scan": ((1, 4, 4), "image"), "ecg": ((5, 2), "sequence")}, n_samples=80)
     model.create_ensemble(n_bags=31, dropout_strategy="exhaustive")
-    picks = {}
+    candidates = {}
     for strategy in ("speed", "balanced", "accuracy"):
         specs = model.select_base_learners(optimization_strategy=strategy, instantiate=False).values()
-        picks[strategy] = {s.modalities: s.trainer for s in specs}
-    assert [picks[s][("meta", "stats")] for s in ("speed", "balanced", "accuracy")] == \
-        ["lightgbm", "xgboost", "catboost"]
-    assert picks["speed"][("meta",)] == "lightgbm" and picks["balanced"][("stats",)] == "xgboost"
-    for strategy in picks:
-        assert picks[strategy][("scan",)] == picks[strategy][("ecg",)] == "neural"
-        assert picks[strategy][("text",)] == picks[strategy][("meta", "text")] == "neural"
+        candidates[strategy] = {s.modalities: s.candidates for s in specs}
+        for s in specs:  # the spec's trainer is the candidate ranked first until measurement decides
+            assert s.trainer == s.candidates[0] and s.strategy == strategy
+    assert set(candidates["speed"][("meta", "stats")]) == {"logistic", "hist_gradient_boosting"}
+    assert {"xgboost", "lightgbm", "catboost", "random_forest", "svm", "knn", "logistic"} <= \
+        set(candidates["accuracy"][("meta", "stats")])
+    assert "neural" not in candidates["balanced"][("meta", "text")]  # 80 rows: the network is not forced
+    for strategy in candidates:  # raw images and sequences: the network is always measured
+        assert "neural" in candidates[strategy][("scan",)] and "neural" in candidates[strategy][("ecg",)]
 
 
 @pytest.mark.parametrize("name", TRAINERS)
@@ -330,7 +333,8 @@ def test_listing_and_proposing_import_no_library():
             "print(sorted(names), sorted({'xgboost', 'lightgbm', 'catboost', 'optuna', 'skops'}"
             " & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == f"{sorted([*TRAINERS, 'neural'])} []"
+    classical = ["svm", "knn", "hist_gradient_boosting", "logistic"]
+    assert out.strip() == f"{sorted([*TRAINERS, *classical, 'neural'])} []"
 
 
 @pytest.mark.parametrize("trainer", GBMS)
@@ -365,6 +369,9 @@ def test_mixed_ensemble_of_neural_and_gbm_learners_predicts_with_a_modality_miss
     model = create_synthetic_model({"text": (12, "text"), "meta": (6, "tabular"), "stats": (4, "tabular")},
                                    n_samples=400, n_classes=3, random_state=2)
     model.create_ensemble(n_bags=5, dropout_strategy="adaptive", random_state=2)
+    model.select_base_learners(trainers=["neural", "xgboost"], instantiate=False)
+    # the trainer each bag's proposals rank first, not measured: this test needs both kinds of learner
+    model.learner_specs = [attrs.evolve(spec, candidates=()) for spec in model.learner_specs]
     trained = model.train_ensemble(**{**TAB, "epochs": 4, "batch_size": 64, "n_estimators": 60})
     trainers = {r.spec.trainer for r in trained.values()}
     assert trainers == {"neural", "xgboost"}

@@ -19,6 +19,7 @@ def test_example_objective_trains_from_config_with_its_own_option():
     model = make_model(n_samples=200)
     model.create_ensemble(n_bags=1, dropout_strategy="exhaustive")
     model.generate_bags()
+    model.select_base_learners(trainers=["neural"], instantiate=False)  # objectives shape neural learners
     model.train_ensemble(**{**FAST, "epochs": 3, "enable_denoising": True, "denoising_strategy": "fixed",
                             "denoising_objectives": ["variance"], "variance_target": 2.0})
     record = model.learners["bag_000"].records[-1]

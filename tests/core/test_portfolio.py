@@ -1,0 +1,100 @@
+"""Selection by measurement: candidates scored on held-out rows, the best kept, skips reported."""
+
+from __future__ import annotations
+
+import numpy as np
+import modalbag
+from modalbag.selection import PORTFOLIOS, prune
+from tests.conftest import catalog_without
+
+QUIET = {"epochs": 3, "mixed_precision": False, "save_checkpoints": False, "threads_per_learner": 1,
+         "random_state": 0}
+
+
+def _two_views(n: int, seed: int = 0):
+    """View ``signal`` carries the label linearly; view ``noise`` carries nothing."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    signal = (rng.normal(size=(n, 5)) + 1.2 * (2 * y[:, None] - 1) * np.array([1, 0.8, 0.6, 0, 0])).astype("float32")
+    noise = rng.normal(size=(n, 8)).astype("float32")
+    return {"signal": signal, "noise": noise}, y
+
+
+def _model(data, y, n_bags=3, **kwargs):
+    model = modalbag.create_model_from_arrays({k: (v, "tabular") for k, v in data.items()}, labels=y, **kwargs)
+    model.create_ensemble(n_bags=n_bags, random_state=0)
+    return model
+
+
+def test_the_planted_informative_view_wins_on_forty_samples():
+    data, y = _two_views(40)
+    model = _model(data, y)
+    model.select_base_learners(task_type="classification", num_classes=2, instantiate=False)
+    model.train_ensemble(**QUIET)
+    summary = model.get_training_summary()
+    for subset, chosen in summary["selection"].items():  # every candidate measured, the best kept
+        losses = {n: s["loss"] for n, s in chosen["measured"].items() if "loss" in s}
+        assert len(losses) >= 2, chosen
+        assert chosen["trainer"] == min(losses, key=losses.get), (subset, chosen)
+        assert chosen["trainer"] != "neural"  # never forced on forty rows
+    test, y_test = _two_views(400, seed=1)
+    accuracy = np.mean(model.predict(test) == y_test)
+    from sklearn.linear_model import LogisticRegression
+
+    reference = LogisticRegression().fit(data["signal"], y).score(test["signal"], y_test)
+    assert accuracy >= reference - 0.05, (accuracy, reference)
+    noise_only = {"signal": np.full_like(test["signal"], np.nan), "noise": test["noise"]}
+    assert abs(np.mean(model.predict(noise_only) == y_test) - 0.5) < 0.1  # no invented signal
+
+
+def test_the_weaker_learner_is_not_chosen():
+    """A non-linear view (the label is the sign of x0 * x1): a kernel or neighbour method wins, not
+    the linear model ranked first by the rules; on a linear view the linear model wins."""
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 2)).astype("float32")
+    y = (x[:, 0] * x[:, 1] > 0).astype(int)
+    model = modalbag.create_model_from_arrays({"xor": (x, "tabular")}, labels=y)
+    model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                               trainers=["logistic", "svm", "knn"])
+    model.train_ensemble(**QUIET)
+    chosen = model.get_training_summary()["selection"]["xor"]
+    assert chosen["trainer"] in ("svm", "knn"), chosen
+    assert chosen["measured"]["logistic"]["loss"] > chosen["measured"][chosen["trainer"]]["loss"] + 0.1
+
+
+def test_same_seed_same_choice_and_a_missing_library_is_reported_not_replaced():
+    data, y = _two_views(120)
+    first = _model(data, y, n_bags=2)
+    first.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                               optimization_strategy="speed")
+    first.train_ensemble(**QUIET)
+    again = _model(data, y, n_bags=2)
+    again.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                               optimization_strategy="speed")
+    again.train_ensemble(**QUIET)
+    def choices(model):  # what was chosen and every measured loss (seconds vary, losses must not)
+        return {k: (v["trainer"], {n: s.get("loss") for n, s in v["measured"].items()})
+                for k, v in model.get_training_summary()["selection"].items()}
+
+    assert choices(first) == choices(again)
+    np.testing.assert_array_equal(first.predict_proba(data), again.predict_proba(data))
+
+    without = _model(data, y, n_bags=1, catalog=catalog_without("trainer.hist_gradient_boosting"))
+    without.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                                 optimization_strategy="speed")
+    without.train_ensemble(**QUIET)
+    (chosen,) = without.get_training_summary()["selection"].values()
+    assert "hist_gradient_boosting" in chosen["candidates"]
+    assert "skipped" in chosen["measured"]["hist_gradient_boosting"]
+    assert chosen["trainer"] == "logistic"
+
+
+def test_portfolios_follow_the_strategy_and_the_data_size():
+    assert prune(PORTFOLIOS["balanced"], "balanced", 200, 10, raw=False) == ["logistic", "svm", "knn",
+                                                                            "hist_gradient_boosting"]
+    assert "neural" in prune(PORTFOLIOS["balanced"], "balanced", 5000, 512, raw=False)
+    assert "svm" not in prune(PORTFOLIOS["balanced"], "balanced", 50_000, 10, raw=False)
+    assert "neural" in prune(PORTFOLIOS["balanced"], "balanced", 100, 10, raw=True)  # raw images: the network
+    assert len(prune(PORTFOLIOS["speed"], "speed", 200, 10, raw=False)) <= 2
+    assert set(PORTFOLIOS["balanced"]) <= set(PORTFOLIOS["accuracy"])
