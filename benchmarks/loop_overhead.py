@@ -17,10 +17,16 @@ reported for whole fits (setup included): the ratio of median wall times, the me
 wall ratios, and the median of the paired ratios of this process's CPU time. One thread each unless
 ``--threads``.
 
+``--device`` and ``--precision`` (an ``amp_dtype``) move both loops to a GPU and/or force a precision:
+the raw loop then takes the autocast dtype and loss scaling that the ``amp`` plugin picks for the same
+device and setting, so both sides do the same arithmetic. Training samples per second (training
+rows / median epoch time) and, on CUDA, each side's peak allocated memory are reported too.
+
 ``--quickstart`` also trains the Quick Start ensemble (20 bags, 1000 samples) and reports its
 training samples per second (from the learners' epoch records) and this process's peak RSS.
 
-    python benchmarks/loop_overhead.py [--samples 4096] [--epochs 3] [--repeats 5] [--threads 1] [--quickstart] [--json out.json]
+    python benchmarks/loop_overhead.py [--samples 4096] [--epochs 3] [--repeats 5] [--threads 1]
+        [--device cpu] [--precision auto] [--quickstart] [--json out.json]
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from modalbag import TrainingConfig, create_synthetic_model, hookimpl
 from modalbag.bags import Bag
 from modalbag.data import encode_labels
 from modalbag.engine import Engine, TaskInfo, fit_learner
+from modalbag.plugins.precision.amp import choose
 from modalbag.plugins.trainers.neural import FusionNetwork, Standardize, VectorEncoder
 from modalbag.records import LearnerSpec
 from modalbag.registry import default_catalog
@@ -57,31 +64,45 @@ def build_network(arrays: dict[str, np.ndarray], rows: np.ndarray, n_classes: in
 
 
 def raw_loop(arrays: dict[str, np.ndarray], targets: np.ndarray, train: np.ndarray, val: np.ndarray,
-             epochs: int, seed: int, epoch_ends: list[float] | None = None) -> float:
+             epochs: int, seed: int, epoch_ends: list[float] | None = None, device: str = "cpu",
+             precision: str = "auto") -> float:
     """A hand-written loop; returns its final validation loss (so no work can be skipped) and
-    appends the time at the end of each epoch (after its validation pass) to ``epoch_ends``."""
+    appends the time at the end of each epoch (after its validation pass) to ``epoch_ends``.
+
+    It trains in the autocast dtype (and with the loss scaling) that the ``amp`` plugin chooses for
+    ``device`` and ``precision``, and validates in fp32 as modalbag's trainer does."""
+    choice = choose(device, precision)
     torch.manual_seed(seed)
-    net = build_network(arrays, train, int(targets.max()) + 1)
+    net = build_network(arrays, train, int(targets.max()) + 1).to(device)
     # the same (fused) AdamW kernel the adamw plugin picks, so the ratio measures the loop alone
     opt = torch.optim.AdamW(net.parameters(), lr=LR, weight_decay=1e-4, fused=True)
-    x = {m: torch.from_numpy(a[train]) for m, a in arrays.items()}
-    xv = {m: torch.from_numpy(a[val]) for m, a in arrays.items()}
-    y, yv = torch.from_numpy(targets[train]), torch.from_numpy(targets[val])
-    masks = torch.ones(len(train), len(arrays), dtype=torch.bool)
-    masks_v = torch.ones(len(val), len(arrays), dtype=torch.bool)
+    x = {m: torch.from_numpy(a[train]).to(device) for m, a in arrays.items()}
+    xv = {m: torch.from_numpy(a[val]).to(device) for m, a in arrays.items()}
+    y, yv = torch.from_numpy(targets[train]).to(device), torch.from_numpy(targets[val]).to(device)
+    masks = torch.ones(len(train), len(arrays), dtype=torch.bool, device=device)
+    masks_v = torch.ones(len(val), len(arrays), dtype=torch.bool, device=device)
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(seed)
+    scaler = choice.scaler
     val_loss = math.nan
     for _ in range(epochs):
         net.train()
-        order = torch.randperm(len(train), generator=g)
+        order = torch.randperm(len(train), generator=g).to(device)
         for start in range(0, len(train), BATCH):
             idx = order[start:start + BATCH]
-            out = net({m: t.index_select(0, idx) for m, t in x.items()}, masks.index_select(0, idx))
-            loss = loss_fn(out["logits"], y.index_select(0, idx))
-            loss.backward()
-            nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
-            opt.step()
+            with torch.autocast(device.split(":")[0], dtype=choice.dtype, enabled=choice.dtype is not None):
+                out = net({m: t.index_select(0, idx) for m, t in x.items()}, masks.index_select(0, idx))
+                loss = loss_fn(out["logits"].float(), y.index_select(0, idx))
+            if scaler is None:
+                loss.backward()
+                nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
+                opt.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(net.parameters(), 1.0, foreach=True)
+                scaler.step(opt)
+                scaler.update()
             opt.zero_grad(set_to_none=True)
         net.eval()
         with torch.no_grad():
@@ -103,14 +124,15 @@ class EpochClock:
 
 
 def modalbag_fit(model, targets: np.ndarray, rows: np.ndarray, epochs: int, run_dir: str | None,
-                 clock: EpochClock | None = None) -> float:
+                 clock: EpochClock | None = None, device: str = "cpu", precision: str = "auto") -> float:
     """The default configuration (but no warmup or schedule, which the raw loop has not either)."""
     dataset = model.dataset
     _, classes = encode_labels(dataset.labels, "classification")
     task = TaskInfo("classification", len(classes), classes, np.bincount(targets) / len(targets))
     config = TrainingConfig.from_dict({"epochs": epochs, "batch_size": BATCH, "learning_rate": LR,
                                        "enable_denoising": False, "warmup_epochs": 0, "scheduler_type": "none",
-                                       "run_dir": run_dir, "threads_per_learner": torch.get_num_threads()})
+                                       "run_dir": run_dir, "threads_per_learner": torch.get_num_threads(),
+                                       "device": device, "amp_dtype": precision})
     engine = Engine(default_catalog(), plugins=[clock] if clock is not None else ())
     run = engine.prepare(config, task)
     run.hook.modalbag_run_start(run=run)
@@ -124,7 +146,19 @@ def modalbag_fit(model, targets: np.ndarray, rows: np.ndarray, epochs: int, run_
     return result.records[-1].val_loss
 
 
-def overhead(samples: int, epochs: int, repeats: int) -> dict[str, object]:
+def peak_cuda_mb(device: str) -> float | None:
+    """Peak memory allocated on ``device`` since the last reset, in MiB; None off CUDA."""
+    return torch.cuda.max_memory_allocated(device) / 2**20 if device.startswith("cuda") else None
+
+
+def reset_peak(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def overhead(samples: int, epochs: int, repeats: int, device: str = "cpu",
+             precision: str = "auto") -> dict[str, object]:
     model = create_synthetic_model(MODALITIES, n_samples=samples, n_classes=5, random_state=0)
     targets, _ = encode_labels(model.dataset.labels, "classification")
     arrays = {m: model.dataset.arrays[m] for m in MODALITIES}
@@ -137,27 +171,37 @@ def overhead(samples: int, epochs: int, repeats: int) -> dict[str, object]:
     raw_times, mb_times, raw_cpu, mb_cpu = [], [], [], []
     raw_epochs: list[float] = []
     mb_epochs: list[float] = []
+    raw_peak: list[float] = []
+    mb_peak: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        raw_loop(arrays, targets, train, val, 1, 0)  # warm both paths' kernels first
-        modalbag_fit(model, targets, rows, 1, None)
+        raw_loop(arrays, targets, train, val, 1, 0, device=device, precision=precision)  # warm both paths' kernels
+        modalbag_fit(model, targets, rows, 1, None, device=device, precision=precision)
         for i in range(repeats):
             ends: list[float] = []
+            reset_peak(device)
             wall, cpu = time.perf_counter(), time.process_time()
-            raw_loop(arrays, targets, train, val, epochs, i, ends)
+            raw_loop(arrays, targets, train, val, epochs, i, ends, device, precision)
             raw_times.append(time.perf_counter() - wall)
             raw_cpu.append(time.process_time() - cpu)
             raw_epochs += list(np.diff(ends))  # epochs 2..E: a whole epoch, validation included
+            raw_peak += [peak_cuda_mb(device)] if device.startswith("cuda") else []
             clock = EpochClock()
+            reset_peak(device)
             wall, cpu = time.perf_counter(), time.process_time()
-            modalbag_fit(model, targets, rows, epochs, f"{tmp}/run{i}", clock)
+            modalbag_fit(model, targets, rows, epochs, f"{tmp}/run{i}", clock, device, precision)
             mb_times.append(time.perf_counter() - wall)
             mb_cpu.append(time.process_time() - cpu)
             mb_epochs += list(np.diff(clock.ends))  # the same span, with every hook and sink
+            mb_peak += [peak_cuda_mb(device)] if device.startswith("cuda") else []
     ratios = [m / r for m, r in zip(mb_times, raw_times, strict=True)]
     cpu_ratios = [m / r for m, r in zip(mb_cpu, raw_cpu, strict=True)]
+    raw_epoch, mb_epoch = statistics.median(raw_epochs), statistics.median(mb_epochs)
     return {"samples": samples, "epochs": epochs, "repeats": repeats, "threads": torch.get_num_threads(),
-            "raw_epoch_s": statistics.median(raw_epochs), "modalbag_epoch_s": statistics.median(mb_epochs),
-            "epoch_ratio": statistics.median(mb_epochs) / statistics.median(raw_epochs),
+            "device": device, "precision": precision, "precision_chosen": choose(device, precision).reason,
+            "train_rows": len(train), "raw_epoch_s": raw_epoch, "modalbag_epoch_s": mb_epoch,
+            "epoch_ratio": mb_epoch / raw_epoch,
+            "raw_samples_per_s": len(train) / raw_epoch, "modalbag_samples_per_s": len(train) / mb_epoch,
+            "raw_peak_cuda_mb": max(raw_peak, default=None), "modalbag_peak_cuda_mb": max(mb_peak, default=None),
             "ratio_of_median_times": statistics.median(mb_times) / statistics.median(raw_times),
             "ratio_median": statistics.median(ratios), "ratios": ratios,
             "cpu_ratio_median": statistics.median(cpu_ratios), "cpu_ratios": cpu_ratios}
@@ -185,12 +229,16 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="'cpu', 'cuda' or 'cuda:N'")
+    parser.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp16", "fp32"),
+                        help="amp_dtype for both loops")
     parser.add_argument("--quickstart", action="store_true")
     parser.add_argument("--quickstart-epochs", type=int, default=50)
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result: dict[str, object] = {"overhead": overhead(args.samples, args.epochs, args.repeats)}
+    result: dict[str, object] = {"overhead": overhead(args.samples, args.epochs, args.repeats, args.device,
+                                                      args.precision)}
     o = result["overhead"]
     print(f"median epoch (2nd epoch on, validation and hooks included): raw {o['raw_epoch_s']:.3f} s, "
           f"modalbag {o['modalbag_epoch_s']:.3f} s: {o['epoch_ratio']:.3f}x (goal <= 1.05x)")
@@ -198,6 +246,8 @@ def main() -> None:
           f"medians), {o['ratio_median']:.3f}x (median of paired ratios); CPU time {o['cpu_ratio_median']:.3f}x")
     print("paired wall ratios " + ", ".join(f"{r:.3f}" for r in o["ratios"]))
     print("paired CPU ratios  " + ", ".join(f"{r:.3f}" for r in o["cpu_ratios"]))
+    print(f"{o['device']}, {o['precision_chosen']}: raw {o['raw_samples_per_s']:.0f} samples/s, "
+          f"modalbag {o['modalbag_samples_per_s']:.0f} samples/s")
     if args.quickstart:
         q = quickstart(args.quickstart_epochs)
         result["quickstart"] = q
