@@ -36,6 +36,7 @@ PORTFOLIOS: Mapping[str, tuple[str, ...]] = {
 }
 SVM_MAX_ROWS = 10_000  # kernel fits grow with the square of the rows
 KNN_MAX_ROWS = 50_000
+GBM_MAX_FEATURES = 1000  # histogram boosting's rounds grow with the columns: wide embeddings are too slow
 NEURAL_MIN_FEATURES = 256  # 'balanced' measures the fusion network where inputs are large ...
 NEURAL_MIN_ROWS = 500  # ... and there are rows enough to learn them
 
@@ -47,6 +48,8 @@ def prune(candidates: Sequence[str], strategy: str, n_rows: int, n_features: int
         if name == "svm" and n_rows > SVM_MAX_ROWS:
             continue
         if name == "knn" and n_rows > KNN_MAX_ROWS:
+            continue
+        if name == "hist_gradient_boosting" and strategy != "accuracy" and n_features > GBM_MAX_FEATURES:
             continue
         if name == "neural" and strategy != "accuracy" and not raw and (
                 n_features < NEURAL_MIN_FEATURES or n_rows < NEURAL_MIN_ROWS):

@@ -95,6 +95,8 @@ def test_portfolios_follow_the_strategy_and_the_data_size():
                                                                             "hist_gradient_boosting"]
     assert "neural" in prune(PORTFOLIOS["balanced"], "balanced", 5000, 512, raw=False)
     assert "svm" not in prune(PORTFOLIOS["balanced"], "balanced", 50_000, 10, raw=False)
+    assert "hist_gradient_boosting" not in prune(PORTFOLIOS["balanced"], "balanced", 1000, 2866, raw=False)
+    assert "hist_gradient_boosting" in prune(PORTFOLIOS["accuracy"], "accuracy", 1000, 2866, raw=False)
     assert "neural" in prune(PORTFOLIOS["balanced"], "balanced", 100, 10, raw=True)  # raw images: the network
     assert len(prune(PORTFOLIOS["speed"], "speed", 200, 10, raw=False)) <= 2
     assert set(PORTFOLIOS["balanced"]) <= set(PORTFOLIOS["accuracy"])
