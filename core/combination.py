@@ -20,6 +20,7 @@ Regression and multilabel use ``mean`` (with squared error or binary log loss as
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -131,7 +132,9 @@ def fit_stacking(logp: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> 
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return coef, intercept
-    model = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(x, y)
+    with warnings.catch_warnings():  # an unconverged last digit of a stacker is no news for the user
+        warnings.simplefilter("ignore")
+        model = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(x, y)
     if len(present) == 2:  # one logit: class 1 against class 0
         coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
         intercept[present[0]] = 0.0
