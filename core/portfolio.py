@@ -131,7 +131,8 @@ class Measurement:
                     ) -> tuple[list[LearnerSpec], dict[tuple[str, ...], CrossFit]]:
         """Specs with each subset's winner as trainer, and each subset's cross-fit.
 
-        ``choose=False`` keeps every spec's trainer (a resumed run) and only cross-fits it.
+        ``choose=False`` keeps every spec's trainer (a resumed run) and only cross-fits it, wherever the
+        original run did (a measured subset), so the resumed ensemble combines exactly as it would have.
         """
         first: dict[tuple[str, ...], LearnerSpec] = {}
         for spec in specs:
@@ -139,7 +140,7 @@ class Measurement:
         results: dict[tuple[str, ...], CrossFit] = {}
         for modalities, spec in first.items():
             candidates = (spec.candidates or (spec.trainer,)) if choose else (spec.trainer,)
-            found = self.measure(spec, candidates)
+            found = self.measure(spec, candidates, always=not choose and bool(spec.candidates))
             if found is not None:
                 results[modalities] = found
         out = []
@@ -165,12 +166,14 @@ class Measurement:
         strategy = spec.strategy or "balanced"
         return self.engine.catalog.get("trainer", trainer).factory.propose(profile, strategy)
 
-    def measure(self, spec: LearnerSpec, candidates: Sequence[str]) -> CrossFit | None:
+    def measure(self, spec: LearnerSpec, candidates: Sequence[str], always: bool = False) -> CrossFit | None:
+        """Cross-validate ``candidates`` over ``spec``'s subset; None where there is nothing to measure
+        (a single candidate on more than `SINGLE_CANDIDATE_MAX_ROWS` rows, unless ``always``)."""
         modalities = tuple(spec.modalities)
         seed = subset_seed(self.config.random_state, modalities)
         rows = measurement_rows(self.dataset, modalities, seed)
         y = self.targets[rows]
-        if len(rows) < 4 or (len(candidates) == 1 and len(rows) > SINGLE_CANDIDATE_MAX_ROWS):
+        if len(rows) < 4 or (len(candidates) == 1 and len(rows) > SINGLE_CANDIDATE_MAX_ROWS and not always):
             return None
         folds = folds_for(y, self.task.task_type, seed)
         scores: dict[str, dict[str, Any]] = {}

@@ -100,3 +100,16 @@ def test_portfolios_follow_the_strategy_and_the_data_size():
     assert "neural" in prune(PORTFOLIOS["balanced"], "balanced", 100, 10, raw=True)  # raw images: the network
     assert len(prune(PORTFOLIOS["speed"], "speed", 200, 10, raw=False)) <= 2
     assert set(PORTFOLIOS["balanced"]) <= set(PORTFOLIOS["accuracy"])
+
+
+def test_a_resumed_measured_run_combines_exactly_as_the_original(tmp_path):
+    """Resume keeps the measured winners and re-derives the same cross-fits (same folds, same seeds)."""
+    data, y = _two_views(160)
+    original = _model(data, y, n_bags=3)
+    original.train_ensemble(run_dir=str(tmp_path), **QUIET)
+    assert original.ensemble.cross_fitted  # the measured subsets carry cross-fits
+    resumed = _model(data, y, n_bags=3)
+    resumed.train_ensemble(resume=True, run_dir=str(tmp_path), **QUIET)
+    assert resumed.ensemble.cross_fitted == original.ensemble.cross_fitted
+    test, _ = _two_views(100, seed=3)
+    np.testing.assert_array_equal(resumed.predict_proba(test), original.predict_proba(test))
