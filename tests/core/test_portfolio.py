@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+
 import modalbag
 from modalbag.selection import PORTFOLIOS, prune
 from tests.conftest import catalog_without

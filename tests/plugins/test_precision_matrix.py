@@ -104,7 +104,6 @@ def test_half_precision_activations_reach_the_objectives():
         @hookimpl
         def modalbag_auxiliary_losses(self, run, fit, batch, output):
             seen["embeddings"] = output["embeddings"].dtype
-            return None
 
     _, record = _train("bf16", "cpu", plugins=[Spy()], enable_denoising=True, denoising_objectives=OBJECTIVES)
     _assert_trained_in(record, "bf16")
