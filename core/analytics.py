@@ -260,6 +260,8 @@ def stability_issues(learner_id: str, learner: TrainedLearner) -> list[dict[str,
 def oob_combined(ensemble: Any, learner_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """The ensemble's output using only ``learner_ids``, on rows none of them trained on: (rows, output).
 
+    (The combination rule itself was fitted on these rows: see `Ensemble.out_of_fold`.)
+
     The combination is the ensemble's own for that learner set (`Ensemble.combination_for`), applied
     to its experts' out-of-fold outputs (cross-fitted, or out-of-bag), on the rows every expert has.
     """

@@ -216,7 +216,8 @@ class Ensemble:
 
     def out_of_fold(self, learner_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """The combination over ``learner_ids`` applied to its experts' out-of-fold outputs: (rows, output),
-        on the rows every expert has evidence for."""
+        on the rows every expert has evidence for. The learners never saw these rows; the combination
+        rule was fitted on them, so with stacking the figure leans optimistic."""
         if not learner_ids:
             return np.empty(0, dtype=np.int64), np.empty((0, self.task.n_outputs))
         if not self.cross_fitted.issuperset(learner_ids):
@@ -271,7 +272,7 @@ class Ensemble:
             stacked = np.stack([np.mean([outputs[lid][rows] for lid in experts[name]], axis=0)
                                 for name in combination.experts])
             combined[rows] = combination.predict(stacked, self.task.task_type)
-            n_learners[rows] = len(available)
+            n_learners[rows] = len(self.weights_for(available))  # those that contribute
         return combined, n_learners
 
     def _decode(self, output: np.ndarray) -> np.ndarray:

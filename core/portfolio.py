@@ -7,9 +7,10 @@ views; a fusion network wins on raw images with many rows), so the optimization 
 trainers' own proposal scores order it, and k-fold cross-validation decides:
 
 1. per distinct modality subset S of the ensemble's bags, take the training rows that have every
-   modality of S (at most `MAX_ROWS`, a seeded sample of them);
+   modality of S (at most `MAX_ROWS`, taken in one run-seeded order so the subsets' samples nest);
 2. fit each candidate on k-1 folds of those rows (k = 5 up to 500 rows, else 3; folds stratified)
-   and predict the held-out fold; score the out-of-fold predictions by log loss after temperature
+   and predict the held-out fold (forward-chaining folds under ``validation_strategy='time_series'``,
+   so no row is predicted by a model that saw later rows); score the out-of-fold predictions by log loss after temperature
    scaling (so a well-ranked but over-confident learner is not penalised for what calibration
    fixes), squared error for regression, binary log loss for multilabel;
 3. the lowest loss wins (ties: the earlier candidate); every bag over S trains the winner;
@@ -76,19 +77,31 @@ def subset_seed(random_state: int, modalities: Sequence[str]) -> int:
     return (random_state * 1_000_003 + zlib.crc32("|".join(modalities).encode())) % 2**31
 
 
-def measurement_rows(dataset: MultimodalDataset, modalities: Sequence[str], seed: int) -> np.ndarray:
-    rows = complete_rows(np.arange(dataset.n_samples), dataset.masks, modalities)
-    if len(rows) > MAX_ROWS:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, MAX_ROWS, replace=False))
-    return rows
+def measurement_rows(dataset: MultimodalDataset, modalities: Sequence[str], random_state: int) -> np.ndarray:
+    """The rows that have every one of ``modalities``, at most `MAX_ROWS` of them.
+
+    Beyond the cap, every subset takes its rows in the order of one permutation seeded by the run
+    alone, so subsets' samples nest: the experts a pattern combines share as many evidence rows as
+    possible (independent samples per subset would leave few rows that every expert predicted).
+    """
+    present = np.all([dataset.masks[m] for m in modalities], axis=0)
+    if present.sum() <= MAX_ROWS:
+        return np.flatnonzero(present)
+    order = np.random.default_rng(random_state).permutation(dataset.n_samples)
+    return np.sort(order[present[order]][:MAX_ROWS])
 
 
-def folds_for(y: np.ndarray, task_type: str, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def folds_for(y: np.ndarray, task_type: str, seed: int,
+              time_series: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
     """k-fold positions (k = 5 up to 500 rows, else 3), stratified where every class has k rows: small
-    data needs the larger training folds and the lower variance; beyond, the cost of k fits wins."""
-    from sklearn.model_selection import KFold, StratifiedKFold
+    data needs the larger training folds and the lower variance; beyond, the cost of k fits wins.
+    ``time_series``: forward-chaining folds over the rows in order (each fold predicts later rows
+    only; the first block gets no out-of-fold prediction)."""
+    from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit
 
     k = 5 if len(y) <= 500 else 3
+    if time_series:
+        return list(TimeSeriesSplit(min(k, len(y) - 1)).split(y))
     if task_type == "classification":
         counts = np.bincount(y)
         smallest = int(counts[counts > 0].min())
@@ -171,11 +184,13 @@ class Measurement:
         (a single candidate on more than `SINGLE_CANDIDATE_MAX_ROWS` rows, unless ``always``)."""
         modalities = tuple(spec.modalities)
         seed = subset_seed(self.config.random_state, modalities)
-        rows = measurement_rows(self.dataset, modalities, seed)
-        y = self.targets[rows]
+        rows = measurement_rows(self.dataset, modalities, self.config.random_state)
         if len(rows) < 4 or (len(candidates) == 1 and len(rows) > SINGLE_CANDIDATE_MAX_ROWS and not always):
             return None
-        folds = folds_for(y, self.task.task_type, seed)
+        folds = folds_for(self.targets[rows], self.task.task_type, seed,
+                          time_series=self.config.validation_strategy == "time_series")
+        scored = np.unique(np.concatenate([test for _, test in folds]))  # every row unless forward-chaining
+        y = self.targets[rows[scored]]
         scores: dict[str, dict[str, Any]] = {}
         outputs: dict[str, np.ndarray] = {}
         started = time.perf_counter()
@@ -190,14 +205,14 @@ class Measurement:
             except Exception as exc:  # noqa: BLE001 - a failing candidate is reported, the others go on
                 scores[name] = {"failed": f"{type(exc).__name__}: {exc}"}
                 continue
-            outputs[name] = output
+            outputs[name] = output[scored]
             scores[name] = {**_score(self.task.task_type, y, output), "seconds": time.perf_counter() - began}
         measured = [n for n in candidates if n in outputs]
         if not measured:
             log.warning("selection.nothing_measured", modalities=list(modalities), scores=scores)
             return None
         winner = min(measured, key=lambda n: (scores[n]["loss"], measured.index(n)))
-        found = CrossFit(modalities, winner, rows, outputs[winner], scores, len(folds))
+        found = CrossFit(modalities, winner, rows[scored], outputs[winner], scores, len(folds))
         log.info("selection.measured", modalities=list(modalities), winner=winner, rows=len(rows),
                  folds=len(folds), seconds=round(time.perf_counter() - started, 3),
                  losses={n: round(s["loss"], 4) for n, s in scores.items() if "loss" in s})

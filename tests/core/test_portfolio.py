@@ -114,3 +114,25 @@ def test_a_resumed_measured_run_combines_exactly_as_the_original(tmp_path):
     assert resumed.ensemble.cross_fitted == original.ensemble.cross_fitted
     test, _ = _two_views(100, seed=3)
     np.testing.assert_array_equal(resumed.predict_proba(test), original.predict_proba(test))
+
+
+def test_capped_measurement_rows_nest_across_subsets(monkeypatch):
+    """Past the cap the experts of a pattern must still share their evidence rows."""
+    from modalbag import portfolio
+
+    data, y = _two_views(300)
+    model = _model(data, y)
+    monkeypatch.setattr(portfolio, "MAX_ROWS", 50)
+    one = portfolio.measurement_rows(model.dataset, ("signal",), 7)
+    both = portfolio.measurement_rows(model.dataset, ("noise", "signal"), 7)
+    assert len(one) == 50 and np.array_equal(one, both)
+    assert not np.array_equal(one, portfolio.measurement_rows(model.dataset, ("signal",), 8))
+
+
+def test_time_series_measurement_never_predicts_a_row_from_later_rows():
+    from modalbag.portfolio import folds_for
+
+    folds = folds_for(np.arange(120) % 2, "classification", 0, time_series=True)
+    assert len(folds) == 5
+    for train, test in folds:
+        assert train.max() < test.min()
