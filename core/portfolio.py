@@ -39,7 +39,7 @@ import numpy as np
 from modalbag.bags import Bag
 from modalbag.combination import calibrated_log_probabilities, fit_temperature, task_loss
 from modalbag.data import MultimodalDataset
-from modalbag.engine import Engine, TaskInfo, complete_rows, fit_learner
+from modalbag.engine import Engine, TaskInfo, fit_learner
 from modalbag.errors import PluginError
 from modalbag.logs import get_logger
 from modalbag.records import LearnerSpec
