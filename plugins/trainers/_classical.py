@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,6 +93,23 @@ def modality_feature_importance(importance: Mapping[str, float], layout: Feature
     return {"importance_type": "permutation_by_modality", "top_features": {},
             "modality_weights": {b.modality: (importance.get(b.modality, 0.0) / total if total > 0 else 0.0)
                                  for b in layout.blocks}}
+
+
+class ArraysFile:
+    """Saving for a trainer whose model is numpy arrays: ``model.arrays()`` into one ``.npz`` (never
+    pickled), read back by ``MODEL_CLASS.from_arrays``. Put it before `TabularLearner` in the bases."""
+
+    MODEL_FILE = "model.npz"
+    MODEL_CLASS: Any = None
+    model: Any
+
+    def _save_model(self, directory: Path) -> list[str]:
+        np.savez(directory / self.MODEL_FILE, **self.model.arrays())
+        return [self.MODEL_FILE]
+
+    def _load_model(self, directory: Path, files: list[str]) -> Any:
+        with np.load(directory / files[0], allow_pickle=False) as saved:
+            return self.MODEL_CLASS.from_arrays(saved)
 
 
 class PermutationImportance:

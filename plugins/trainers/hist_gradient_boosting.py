@@ -36,14 +36,13 @@ them. Search space for ``hpo_trials``: see `HistGradientBoostingLearner.SEARCH_S
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 from typing import Any
 
 import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugins.trainers._classical import fit_threads, limited_threads
+from modalbag.plugins.trainers._classical import ArraysFile, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
     IntRange,
@@ -191,14 +190,14 @@ def trees_of(estimators: list[Any], rounds: list[int]) -> dict[str, np.ndarray]:
                   "baseline": np.array(baseline, dtype=np.float64)}
 
 
-class HistGradientBoostingLearner(TabularLearner):
+class HistGradientBoostingLearner(ArraysFile, TabularLearner):
     """One bag's histogram gradient boosting; see the module docstring."""
 
     trainer = "hist_gradient_boosting"
     library = "sklearn"
     extra = None  # scikit-learn is a dependency of modalbag itself
     importance_type = "total_gain"
-    MODEL_FILE = "model.npz"
+    MODEL_CLASS = TreeModel
     SEARCH_SPACE = {
         "learning_rate": FloatRange(0.01, 0.3, log=True),
         "max_leaf_nodes": IntRange(7, 127, log=True),
@@ -307,13 +306,6 @@ class HistGradientBoostingLearner(TabularLearner):
         np.add.at(raw, self.model.feature[split], self.model.gain[split])
         return raw
 
-    def _save_model(self, directory: Path) -> list[str]:
-        np.savez(directory / self.MODEL_FILE, **self.model.arrays())
-        return [self.MODEL_FILE]
-
-    def _load_model(self, directory: Path, files: list[str]) -> TreeModel:
-        with np.load(directory / files[0], allow_pickle=False) as saved:
-            return TreeModel.from_arrays(saved)
 
 
 def _takes_validation_rows() -> bool:

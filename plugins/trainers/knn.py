@@ -32,7 +32,6 @@ Options: ``knn_neighbors``, ``knn_weights``, ``knn_pseudo_count``. Search space 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -40,7 +39,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.plugin_options import positive
-from modalbag.plugins.trainers._classical import PermutationImportance, fit_threads, limited_threads
+from modalbag.plugins.trainers._classical import ArraysFile, PermutationImportance, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
     Choice,
     IntRange,
@@ -152,13 +151,13 @@ class KNNModel:
                    float(saved["pseudo_count"]))
 
 
-class KNNLearner(PermutationImportance, TabularLearner):
+class KNNLearner(PermutationImportance, ArraysFile, TabularLearner):
     """One bag's nearest-neighbour model; see the module docstring."""
 
     trainer = "knn"
     library = "numpy"  # the neighbours are found and weighed with numpy alone
     extra = None
-    MODEL_FILE = "model.npz"
+    MODEL_CLASS = KNNModel
     SEARCH_SPACE = {"n_neighbors": IntRange(1, 50, log=True), "weights": Choice(("distance", "uniform"))}
 
     @classmethod
@@ -208,13 +207,6 @@ class KNNLearner(PermutationImportance, TabularLearner):
         with limited_threads(self.threads):
             return model.predict(x)
 
-    def _save_model(self, directory: Path) -> list[str]:
-        np.savez(directory / self.MODEL_FILE, **self.model.arrays())
-        return [self.MODEL_FILE]
-
-    def _load_model(self, directory: Path, files: list[str]) -> KNNModel:
-        with np.load(directory / files[0], allow_pickle=False) as saved:
-            return KNNModel.from_arrays(saved)
 
 
 @hookimpl

@@ -44,7 +44,6 @@ to 1000 and ``gamma`` from 1e-4 to 1 (both log).
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -53,6 +52,7 @@ import numpy as np
 from modalbag import hookimpl
 from modalbag.plugin_options import non_negative, positive
 from modalbag.plugins.trainers._classical import (
+    ArraysFile,
     PermutationImportance,
     fit_threads,
     inner_folds,
@@ -231,13 +231,13 @@ def resolve_gamma(gamma: str | float, z: np.ndarray) -> float:
     return 1.0 / (z.shape[1] * variance) if variance > 0 else 1.0
 
 
-class SVMLearner(PermutationImportance, TabularLearner):
+class SVMLearner(PermutationImportance, ArraysFile, TabularLearner):
     """One bag's support vector machine; see the module docstring."""
 
     trainer = "svm"
     library = "sklearn"
     extra = None  # scikit-learn is a dependency of modalbag itself
-    MODEL_FILE = "model.npz"
+    MODEL_CLASS = SVMModel
     SEARCH_SPACE = {"C": FloatRange(1e-2, 1e3, log=True), "gamma": FloatRange(1e-4, 1.0, log=True)}
 
     @classmethod
@@ -352,13 +352,6 @@ class SVMLearner(PermutationImportance, TabularLearner):
         with limited_threads(self.threads):
             return model.predict(x)
 
-    def _save_model(self, directory: Path) -> list[str]:
-        np.savez(directory / self.MODEL_FILE, **self.model.arrays())
-        return [self.MODEL_FILE]
-
-    def _load_model(self, directory: Path, files: list[str]) -> SVMModel:
-        with np.load(directory / files[0], allow_pickle=False) as saved:
-            return SVMModel.from_arrays(saved)
 
 
 @hookimpl
