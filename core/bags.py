@@ -29,13 +29,20 @@ DROPOUT_STRATEGIES = ("uniform", "adaptive", "exhaustive")
 
 @attrs.frozen
 class Bag:
-    """One ensemble member's view of the data."""
+    """One ensemble member's view of the data.
+
+    A bootstrap bag's ``oob_rows`` are the eligible rows its draw missed. A *fold* bag (``fold`` set:
+    `modalbag.portfolio`'s k-fold bagging of a measured modality subset) holds the training folds of
+    one cross-validation split, distinct rows, and ``oob_rows`` is the held-out fold: the learner's
+    validation rows and its out-of-fold evidence.
+    """
 
     id: int
     modalities: tuple[str, ...]
     rows: np.ndarray = attrs.field(eq=False, repr=lambda r: f"<{len(r)} rows>")
     oob_rows: np.ndarray = attrs.field(eq=False, repr=lambda r: f"<{len(r)} rows>")
     seed: int
+    fold: int | None = None
 
     @property
     def learner_id(self) -> str:

@@ -105,7 +105,13 @@ def split_validation(bag: Bag, fraction: float, seed: int, strategy: str = "rand
     ``strategy`` picks which rows: ``"random"`` (seeded), ``"stratified"`` (seeded, the same share of
     each class of ``targets``; random when a class has a single row) or ``"time_series"`` (the latest
     rows, row order being time order, so no validation row precedes a training row).
+
+    A fold bag (`Bag.fold` set) is not split: its held-out fold is its validation set, so the learner
+    trains on every row of its training folds and is validated on the rows it is the out-of-fold
+    predictor of.
     """
+    if bag.fold is not None:
+        return bag.rows, bag.oob_rows
     distinct = np.unique(bag.rows)
     n_val = int(round(fraction * len(distinct)))
     if fraction <= 0 or n_val < 1 or len(distinct) - n_val < 2:
@@ -226,23 +232,31 @@ class Engine:
         return tuple(out)
 
     def train(self, run: Run, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag],
-              dataset: MultimodalDataset, targets: np.ndarray, *, resume: Any = None) -> dict[str, TrainedLearner]:
+              dataset: MultimodalDataset, targets: np.ndarray, *, resume: Any = None,
+              adopted: Mapping[str, TrainedLearner] | None = None) -> dict[str, TrainedLearner]:
         """Fit every learner with the run's executor and return every record, failed ones included.
 
         Records come back in ``specs`` order whatever order the learners finish in. With
         ``config.run_dir`` the run keeps ``run.json`` and each finished learner there
         (`modalbag.runrecord`); ``resume`` (that record, read back) loads the learners it trained.
+        ``adopted``: learners of this run already fitted on their bags (the k-fold models the portfolio
+        measurement kept, `modalbag.portfolio`): recorded like the others, not fitted again.
         """
         from modalbag.runrecord import Journal
 
         journal = Journal.start(run, specs, bags, dataset, targets, resume) if run.config.run_dir else None
         done = journal.trained_learners(self.catalog) if journal is not None and resume is not None else {}
+        adopted = {lid: r for lid, r in (adopted or {}).items() if lid not in done and r.ok}
+        if journal is not None:
+            for learner in adopted.values():
+                journal.finished(learner)
+        done = {**done, **adopted}
         run.hook.modalbag_run_start(run=run)
         jobs = self.jobs(run, [s for s in specs if s.learner_id not in done], bags, dataset)
         work = TrainingWork(run, jobs, dataset, targets, self.catalog, threads_for(run.config),
                             memory_budget(run.config))
         executor = run.executor if run.executor is not None else _InThisProcess()
-        log.info("run.start", run=run.run_id, learners=len(specs), plugins=run.active.names(),
+        log.info("run.start", run=run.run_id, learners=len(specs), already_fitted=len(done), plugins=run.active.names(),
                  executor=type(executor).__name__, threads_per_learner=work.threads)
         bag_of = {job.learner_id: job.bag.id for job in jobs}
         results: dict[str, TrainedLearner] = {}

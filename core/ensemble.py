@@ -2,8 +2,9 @@
 
 Each sample is routed to the learners whose modalities it has (never zero-filled). Learners over
 the same modality subset form one *expert* (their outputs averaged). Each expert has out-of-fold
-outputs on the training rows: cross-fitted when its subset was measured (`modalbag.portfolio`),
-else its learners' out-of-bag predictions. Per availability pattern met at prediction time, the
+outputs on the training rows: cross-fitted when its subset was measured (`modalbag.portfolio`) or
+its bags are fold bags (each learner predicting its held-out fold), else its learners' out-of-bag
+predictions. Per availability pattern met at prediction time, the
 experts that pattern can use are combined by the rule `modalbag.combination.choose_combination`
 picks on their out-of-fold rows (weighted mean, weighted product of calibrated experts, or
 stacking), fitted once and cached. A sample with no usable modality gets the training prior and is
@@ -73,12 +74,15 @@ class Ensemble:
         oob, cross_fitted = {}, set()
         for lid, record in ok.items():
             found = cross_fits.get(tuple(record.spec.modalities))
-            if found is not None and found.winner == record.spec.trainer:
+            bag = bags[record.spec.bag_id]
+            if found is not None and found.winner == record.spec.trainer and bag.fold is None:
                 oob[lid] = _OOB(found.rows, np.asarray(found.output, dtype=np.float64))
                 cross_fitted.add(lid)
                 continue
-            rows = complete_rows(bags[record.spec.bag_id].oob_rows, dataset.masks, record.spec.modalities)
-            if len(rows) > _MAX_WEIGHTING_ROWS:
+            rows = complete_rows(bag.oob_rows, dataset.masks, record.spec.modalities)
+            if bag.fold is not None:  # its held-out fold: the fold bags of a subset cross-fit it together
+                cross_fitted.add(lid)
+            elif len(rows) > _MAX_WEIGHTING_ROWS:
                 rows = np.sort(rng.choice(rows, _MAX_WEIGHTING_ROWS, replace=False))
             if len(rows):
                 inputs = {m: dataset.arrays[m][rows] for m in record.spec.modalities}

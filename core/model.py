@@ -157,11 +157,14 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
         if self.learner_specs is None:
             self.select_base_learners(task_type, cfg.num_classes, instantiate=False)
         assert self.bags is not None and self.learner_specs is not None
+        # each modality subset's trainer chosen by measurement (its fold models kept as its bags where
+        # the subset is small); its cross-fit weighs the ensemble
+        plan = Measurement(engine, cfg, task, self.dataset, targets).measure_all(
+            self.bags, self.learner_specs, choose=previous is None)
+        self.bags, self.learner_specs, self.cross_fits = plan.bags, plan.specs, plan.cross_fits
         bags = {b.id: b for b in self.bags}
-        # each modality subset's trainer chosen by measurement; its cross-fit weighs the ensemble
-        measurement = Measurement(engine, cfg, task, self.dataset, targets)
-        self.learner_specs, self.cross_fits = measurement.measure_all(self.learner_specs, choose=previous is None)
-        self.learners = engine.train(run, self.learner_specs, bags, self.dataset, targets, resume=previous)
+        self.learners = engine.train(run, self.learner_specs, bags, self.dataset, targets, resume=previous,
+                                     adopted=plan.fitted)
         self.training_config, self.task, self.run_id = cfg, task, run.run_id
         trained = {lid: r for lid, r in self.learners.items() if r.ok}
         if not trained:

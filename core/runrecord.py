@@ -78,7 +78,7 @@ def data_fingerprint(dataset: MultimodalDataset, targets: np.ndarray) -> str:
 
 def _bag_entry(bag: Bag) -> dict[str, Any]:
     return {"id": bag.id, "modalities": list(bag.modalities), "seed": int(bag.seed), "n_rows": int(len(bag.rows)),
-            "n_oob_rows": int(len(bag.oob_rows))}
+            "n_oob_rows": int(len(bag.oob_rows)), "fold": bag.fold}
 
 
 def save_bags(bags: Sequence[Bag], path: Path) -> None:
@@ -93,7 +93,7 @@ def load_bags(entries: Sequence[Mapping[str, Any]], path: Path) -> list[Bag]:
     arrays = load_npz(path)
     try:
         return [Bag(int(e["id"]), tuple(e["modalities"]), arrays[f"rows_{e['id']}"], arrays[f"oob_{e['id']}"],
-                    int(e["seed"])) for e in entries]
+                    int(e["seed"]), None if e.get("fold") is None else int(e["fold"])) for e in entries]
     except (KeyError, TypeError, ValueError) as exc:
         raise ArtifactError(path, f"does not hold the bags its run record lists ({type(exc).__name__}: {exc})") from exc
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -398,6 +399,7 @@ def test_demo_runs_the_quick_start():
     result = invoke("demo", "--epochs", "1", "--bags", "2", "--samples", "100")
     assert result.exit_code == EXIT_OK, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "Trained 2 learners successfully!"
+    trained = re.fullmatch(r"Trained (\d+) learners successfully!", lines[0])
+    assert trained and int(trained.group(1)) >= 2  # small measured subsets train one learner per fold
     assert lines[1].startswith("Average accuracy: ") and lines[3].startswith("Held-out ensemble accuracy: ")
     assert "(chance 0.200); without image_features: " in lines[3]

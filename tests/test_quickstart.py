@@ -18,7 +18,7 @@ def test_quickstart_example_trains_and_beats_chance():
                             timeout=1800)
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "Trained 20 learners successfully" in out
+    assert int(re.search(r"Trained (\d+) learners successfully", out).group(1)) >= 20
     average = float(re.search(r"Average accuracy: ([0-9.]+)", out).group(1))
     full, missing = map(float, re.search(r"Held-out ensemble accuracy: ([0-9.]+).*image_features: ([0-9.]+)",
                                          out).groups())

@@ -136,3 +136,110 @@ def test_time_series_measurement_never_predicts_a_row_from_later_rows():
     assert len(folds) == 5
     for train, test in folds:
         assert train.max() < test.min()
+
+
+def _three_views(n: int, seed: int = 0):
+    data, y = _two_views(n, seed)
+    rng = np.random.default_rng(seed + 100)
+    data["weak"] = (rng.normal(size=(n, 3)) + 0.4 * (2 * y[:, None] - 1)).astype("float32")
+    return data, y
+
+
+def test_a_small_measured_subset_is_bagged_by_its_folds_without_refitting(monkeypatch):
+    """Its bags are the k cross-validation splits, validated on their held-out fold, and its learners
+    are the winner's measured fold models: no fit happens after the measurement."""
+    from modalbag import engine as engine_module
+    from modalbag import portfolio
+
+    calls = []
+    real_fit = engine_module.fit_learner
+
+    def counting(spec, bag, *args, **kwargs):
+        calls.append((spec.trainer, bag.fold))
+        return real_fit(spec, bag, *args, **kwargs)
+
+    monkeypatch.setattr(portfolio, "fit_learner", counting)
+    monkeypatch.setattr(engine_module, "fit_learner", counting)
+    data, y = _two_views(120)
+    model = _model(data, y, n_bags=6)
+    model.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                               trainers=["logistic", "knn"])
+    model.train_ensemble(**QUIET)
+    subsets = {tuple(b.modalities) for b in model.bags}
+    assert all(b.fold is not None for b in model.bags)
+    for subset in subsets:
+        bags = [b for b in model.bags if tuple(b.modalities) == subset]
+        assert sorted(b.fold for b in bags) == list(range(5))  # k = 5 on 120 rows
+        held_out = np.concatenate([b.oob_rows for b in bags])
+        assert np.array_equal(np.sort(held_out), np.arange(120))  # the held-out folds partition the rows
+        for b in bags:
+            assert not np.intersect1d(b.rows, b.oob_rows).size and len(np.unique(b.rows)) == len(b.rows)
+    assert len(calls) == 2 * 5 * len(subsets)  # two candidates, five folds, per subset; nothing refitted
+    assert [b.id for b in model.bags] == list(range(len(model.bags)))
+    assert sorted(model.learners) == sorted(b.learner_id for b in model.bags)
+    for record in model.learners.values():  # the record's spec is the final one, with what was measured
+        assert record.spec.trainer in ("logistic", "knn") and set(record.spec.measured) == {"logistic", "knn"}
+        assert record.validation  # scored on its held-out fold
+    assert model.ensemble.cross_fitted == set(model.learners)
+
+
+def test_a_resumed_fold_bagged_run_refits_a_lost_fold_model_identically(tmp_path):
+    """A fold learner that must be trained again (here: forgotten by run.json) is fitted by the engine
+    on the same fold bag with the same seed, so the resumed ensemble predicts exactly as the original."""
+    import json
+
+    data, y = _two_views(100)
+    original = _model(data, y, n_bags=3)
+    original.train_ensemble(run_dir=str(tmp_path), **QUIET)
+    record = json.loads((tmp_path / "run.json").read_text())
+    lost = sorted(record["learners"])[1]
+    record["learners"][lost] = {"status": "pending"}
+    record["status"] = "running"
+    (tmp_path / "run.json").write_text(json.dumps(record))
+    resumed = _model(data, y, n_bags=3)
+    resumed.train_ensemble(resume=True, run_dir=str(tmp_path), **QUIET)
+    assert [b.fold for b in resumed.bags] == [b.fold for b in original.bags]
+    assert resumed.ensemble.cross_fitted == original.ensemble.cross_fitted
+    test, _ = _two_views(80, seed=3)
+    np.testing.assert_allclose(resumed.predict_proba(test), original.predict_proba(test), rtol=0, atol=1e-12)
+
+
+def test_subsets_past_the_measurement_cap_keep_bootstrap_bags(monkeypatch):
+    from modalbag import portfolio
+
+    monkeypatch.setattr(portfolio, "MAX_ROWS", 60)
+    data, y = _two_views(120)
+    model = _model(data, y, n_bags=3)
+    model.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                               trainers=["logistic", "knn"])
+    model.train_ensemble(**QUIET)
+    assert len(model.bags) == 3 and all(b.fold is None for b in model.bags)
+    assert all(len(v["measured"]) == 2 for v in model.get_training_summary()["selection"].values())
+
+
+def test_balanced_narrows_the_portfolio_to_the_probe_winners_and_accuracy_does_not():
+    """The whole portfolio on each modality alone and on all of them; a pair fits only the candidate
+    with the lowest loss relative to each probe's best, on average."""
+    data, y = _three_views(150)
+    for strategy, narrowed in (("balanced", True), ("accuracy", False)):
+        model = _model(data, y, n_bags=7)
+        model.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                                   trainers=["logistic", "knn"], optimization_strategy=strategy)
+        model.train_ensemble(**QUIET)
+        selection = model.get_training_summary()["selection"]
+        probes = {k: v for k, v in selection.items() if k.count("+") in (0, 2)}
+        pairs = {k: v for k, v in selection.items() if k.count("+") == 1}
+        assert len(probes) == 4 and len(pairs) == 3
+        for chosen in probes.values():
+            assert all("loss" in s for s in chosen["measured"].values())
+        ratio = {n: np.mean([v["measured"][n]["loss"] / min(s["loss"] for s in v["measured"].values())
+                             for v in probes.values()]) for n in ("logistic", "knn")}
+        kept = min(ratio, key=ratio.get)
+        for chosen in pairs.values():
+            measured = {n for n, s in chosen["measured"].items() if "loss" in s}
+            if narrowed:
+                assert measured == {kept} and chosen["trainer"] == kept, chosen
+                (other,) = {"logistic", "knn"} - {kept}
+                assert "narrowed away" in chosen["measured"][other]["skipped"]
+            else:
+                assert measured == {"logistic", "knn"}

@@ -25,7 +25,8 @@ def test_strategy_is_measured_per_learner_and_trains_as_recommended():
     n_jobs = strategy["config"]["n_jobs"]
     assert strategy["estimated_time"] == pytest.approx(_makespan(times, n_jobs) if n_jobs > 1 else sum(times))
     trained = model.train_ensemble(**{**FAST, **strategy["config"], "epochs": 2})
-    assert len(trained) == 3
+    # the measurement may replace a small subset's bootstrap bags by its fold bags
+    assert sorted(trained) == sorted(b.learner_id for b in model.bags) and len(trained) >= 3
 
 
 def test_makespan_schedules_longest_first():

@@ -98,7 +98,7 @@ def test_quality_assured_training_passes_and_fails_on_measured_values():
     model = make_model(n_samples=300)
     model.create_ensemble(n_bags=2, random_state=0)
     report = quality_assured_training(model, {**FAST, "epochs": 4, "min_performance": 0.0})
-    assert isinstance(report, QualityReport) and report and report.trained == 2
+    assert isinstance(report, QualityReport) and report and report.trained == len(model.learners) >= 2
     checks = {c.name: c for c in report.checks}
     assert checks["performance"].value == pytest.approx(model.get_training_summary()["average_performance"]["accuracy"])
     assert checks["stability"].value == model.assess_training_stability()

@@ -216,7 +216,7 @@ def test_a_bag_over_its_time_limit_is_stopped_and_reported():
 
 
 def test_a_plugin_that_cannot_be_copied_to_workers_is_a_clear_error():
-    model = make_model(n_samples=100, plugins=[HoldsALock()])
+    model = make_model(n_samples=160, plugins=[HoldsALock()])  # past the rows a lone candidate is fold-bagged on
     model.create_ensemble(n_bags=2)
     model.select_base_learners(trainers=["neural"], instantiate=False)
     with pytest.raises(NotPicklableError, match="executor='serial'"):

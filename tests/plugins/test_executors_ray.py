@@ -31,6 +31,7 @@ def local_ray():
 def _train(plugins=(), n_bags=3, **config):
     model = make_model(n_samples=240, plugins=list(plugins))
     model.create_ensemble(n_bags=n_bags, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)  # bootstrap bags, trained by the executor
     model.train_ensemble(**{**RUN, **config})
     return model
 
