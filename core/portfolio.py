@@ -417,4 +417,4 @@ class Measurement:
         return output, learners
 
 
-__all__ = ["MAX_ROWS", "CrossFit", "Measurement", "Plan", "folds_for", "probe_subsets", "relative_probe_losses", "quiet_run"]
+__all__ = ["MAX_ROWS", "CrossFit", "Measurement", "Plan", "folds_for", "probe_subsets", "quiet_run", "relative_probe_losses"]
