@@ -71,6 +71,8 @@ MAX_ROWS = 5000
 #: A subset with a single candidate is cross-fitted only up to this many rows: beyond, its bags'
 #: out-of-bag rows are evidence enough, and k extra fits (of a fusion network, say) are not worth it.
 SINGLE_CANDIDATE_MAX_ROWS = 100
+#: Subsets up to this many rows are measured (and fold-bagged) with 5 folds, larger ones with 3.
+FIVE_FOLDS_MAX_ROWS = 500
 
 
 @attrs.frozen
@@ -120,7 +122,7 @@ def folds_for(y: np.ndarray, task_type: str, seed: int,
     only; the first block gets no out-of-fold prediction)."""
     from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit
 
-    k = 5 if len(y) <= 500 else 3
+    k = 5 if len(y) <= FIVE_FOLDS_MAX_ROWS else 3
     if time_series:
         return list(TimeSeriesSplit(min(k, len(y) - 1)).split(y))
     if task_type == "classification":
@@ -141,10 +143,14 @@ def _score(task_type: str, y: np.ndarray, output: np.ndarray) -> dict[str, float
 
 
 def quiet_run(engine: Engine, config: Any, task: TaskInfo) -> Any:
-    """A run of the same config that writes nothing: no run directory, sinks, checkpoints or bar."""
+    """A run of the same config that writes nothing: no run directory, sinks, checkpoints or bar.
+
+    The caller's plugin instances take part (an objective or validator a user passed shapes the
+    measured models, which k-fold bagging keeps as learners); configured sinks do not.
+    """
     quiet = attrs.evolve(config, run_dir=None, save_checkpoints=False, checkpoint_dir=None, sinks=(),
                          progress_bar=False, executor="serial", n_jobs=1)
-    return Engine(engine.catalog).prepare(quiet, task)
+    return Engine(engine.catalog, engine.plugins).prepare(quiet, task)
 
 
 @attrs.frozen

@@ -243,3 +243,26 @@ def test_balanced_narrows_the_portfolio_to_the_probe_winners_and_accuracy_does_n
                 assert "narrowed away" in chosen["measured"][other]["skipped"]
             else:
                 assert measured == {"logistic", "knn"}
+
+
+def test_the_callers_plugins_shape_the_measured_models_that_become_learners():
+    """k-fold bagging keeps measured models, so a plugin instance passed by the caller must see those fits."""
+    from modalbag import hookimpl
+
+    class SeesFits:
+        def __init__(self):
+            self.fits = []
+
+        @hookimpl
+        def modalbag_fit_start(self, run, fit):
+            self.fits.append((fit.spec.learner_id, fit.spec.trainer, fit.bag.fold))
+
+    seen = SeesFits()
+    data, y = _two_views(80)
+    model = _model(data, y, n_bags=1, plugins=[seen])
+    model.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                               trainers=["logistic", "knn"])
+    model.train_ensemble(**QUIET)
+    for lid, record in model.learners.items():
+        assert (lid, record.spec.trainer, model.bags[int(lid[-3:])].fold) in seen.fits
+    assert len(seen.fits) == 2 * len(model.learners)  # both candidates on every fold
