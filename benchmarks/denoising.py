@@ -71,7 +71,7 @@ def step_costs(settings: list[Setting], rounds: int = 7, steps: int = 20,
     import torch
 
     from modalbag import Catalog, TrainingConfig
-    from modalbag.denoising import AdvancedCrossModalDenoisingLoss
+    from modalbag.denoising.objectives import AdvancedCrossModalDenoisingLoss
     from modalbag.plugins.trainers.neural import (
         FusionNetwork,
         Standardize,
@@ -103,7 +103,7 @@ def step_costs(settings: list[Setting], rounds: int = 7, steps: int = 20,
         out = net(batch, masks)
         loss = torch.nn.functional.cross_entropy(out["logits"], y)
         if loss_fn is not None:
-            from modalbag.denoising import DenoisingContext
+            from modalbag.denoising.objectives import DenoisingContext
 
             ctx = DenoisingContext(net, tuple(dims), out["embeddings"], masks, out["hidden"], out["fused"],
                                    out["logits"], y, "classification", 10, fusion_scores=out["fusion_scores"])

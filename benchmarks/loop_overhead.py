@@ -5,7 +5,7 @@ batch size 64 and AdamW, trained for ``--epochs`` epochs
 
 - by a raw loop: shuffle, index tensors, forward, cross-entropy, backward, clip, step, plus one
   validation pass per epoch (what any real loop does), and
-- by modalbag's neural trainer through the engine (`modalbag.engine.fit_learner`) with the
+- by modalbag's neural trainer through the engine (`modalbag.engine.engine.fit_learner`) with the
   default configuration: its hooks, the ``amp`` precision choice, early stopping, the checkpoint
   validator and, with a run directory, the default ``jsonl`` record sink, all on.
 
@@ -44,13 +44,13 @@ import torch
 from torch import nn
 
 from modalbag import TrainingConfig, create_synthetic_model, hookimpl
-from modalbag.bags import Bag
-from modalbag.data import encode_labels
-from modalbag.engine import Engine, TaskInfo, fit_learner
+from modalbag.data.bags import Bag
+from modalbag.data.dataset import encode_labels
+from modalbag.engine.engine import Engine, TaskInfo, fit_learner
+from modalbag.kernel.records import LearnerSpec
+from modalbag.kernel.registry import default_catalog
 from modalbag.plugins.precision.amp import choose
 from modalbag.plugins.trainers.neural import FusionNetwork, Standardize, VectorEncoder
-from modalbag.records import LearnerSpec
-from modalbag.registry import default_catalog
 
 MODALITIES = {"text": (768, "text"), "image": (2048, "image"), "meta": (50, "tabular")}
 HIDDEN, EMBEDDING, BATCH, LR = 128, 64, 64, 1e-3

@@ -32,12 +32,12 @@ from typing import Any
 import numpy as np
 
 from modalbag import Bag, Catalog, TrainingConfig
-from modalbag.assembly import build_options
-from modalbag.data import MultimodalDataset, encode_labels
-from modalbag.engine import BagData, Engine, TaskInfo, split_validation
-from modalbag.fit import FitState
+from modalbag.data.dataset import MultimodalDataset, encode_labels
+from modalbag.engine.engine import BagData, Engine, TaskInfo, split_validation
+from modalbag.kernel.assembly import build_options
+from modalbag.kernel.fit import FitState
+from modalbag.kernel.records import LearnerSpec
 from modalbag.plugins.trainers._tabular import library_available
-from modalbag.records import LearnerSpec
 
 LIBRARIES = ("xgboost", "lightgbm", "catboost")
 
@@ -68,7 +68,7 @@ def fit_plugin(name: str, catalog: Catalog, config: TrainingConfig, dataset: Mul
 
 
 def _profile(dataset: MultimodalDataset, bag: Bag, task: TaskInfo) -> Any:
-    from modalbag.selection import BagProfile
+    from modalbag.engine.selection import BagProfile
 
     return BagProfile(bag.modalities, dataset.specs, len(bag.rows), task.task_type, task.n_outputs)
 

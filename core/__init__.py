@@ -4,11 +4,29 @@ The public API. Everything a user or a plugin author needs is importable from he
 behind it may move.
 """
 
-from modalbag.bags import Bag, EnsembleConfig
-from modalbag.config import TrainingConfig, validate_training_config
-from modalbag.config_files import RunConfig, load_run_config
-from modalbag.data import ModalitySpec, MultimodalDataset
-from modalbag.ensemble import PredictionResult
+from modalbag.api.model import (
+    MultiModalEnsembleModel,
+    TrainingFailedError,
+    create_model_from_arrays,
+    create_model_from_files,
+    create_synthetic_model,
+)
+from modalbag.api.workflows import (
+    QualityReport,
+    Recommendation,
+    choose_training_strategy,
+    create_training_pipeline,
+    describe_data,
+    optimize_training_performance,
+    quality_assured_training,
+)
+from modalbag.config.files import RunConfig, load_run_config
+from modalbag.config.training import TrainingConfig, validate_training_config
+from modalbag.data.bags import Bag, EnsembleConfig
+from modalbag.data.dataset import ModalitySpec, MultimodalDataset
+from modalbag.engine.pipeline import EnsembleTrainingPipeline
+from modalbag.engine.selection import BagProfile, LearnerProposal
+from modalbag.ensemble.ensemble import PredictionResult
 from modalbag.errors import (
     ArtifactError,
     ConfigError,
@@ -26,19 +44,10 @@ from modalbag.errors import (
     UnknownPluginError,
     WorkerLostError,
 )
-from modalbag.fit import Control, FitState, StashKey
-from modalbag.markers import NAME, hookimpl, hookspec
-from modalbag.model import (
-    MultiModalEnsembleModel,
-    TrainingFailedError,
-    create_model_from_arrays,
-    create_model_from_files,
-    create_synthetic_model,
-)
-from modalbag.persistence import load_ensemble
-from modalbag.pipeline import EnsembleTrainingPipeline
-from modalbag.records import EpochRecord, LearnerSpec, TrainedLearner
-from modalbag.registry import (
+from modalbag.kernel.fit import Control, FitState, StashKey
+from modalbag.kernel.markers import NAME, hookimpl, hookspec
+from modalbag.kernel.records import EpochRecord, LearnerSpec, TrainedLearner
+from modalbag.kernel.registry import (
     Catalog,
     PluginInfo,
     available_plugins,
@@ -46,18 +55,9 @@ from modalbag.registry import (
     load_plugin,
     register_plugin,
 )
-from modalbag.robustness import EnsembleScorer, modality_ablation
-from modalbag.runlog import read_records
-from modalbag.selection import BagProfile, LearnerProposal
-from modalbag.workflows import (
-    QualityReport,
-    Recommendation,
-    choose_training_strategy,
-    create_training_pipeline,
-    describe_data,
-    optimize_training_performance,
-    quality_assured_training,
-)
+from modalbag.reports.robustness import EnsembleScorer, modality_ablation
+from modalbag.store.persistence import load_ensemble
+from modalbag.store.runlog import read_records
 
 __version__ = "0.1.0"
 

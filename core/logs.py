@@ -12,7 +12,7 @@ import structlog
 
 
 def get_logger(name: str) -> structlog.stdlib.BoundLogger:
-    """A structlog logger over the stdlib logger ``name`` (for example ``modalbag.engine``)."""
+    """A structlog logger over the stdlib logger ``name`` (for example ``modalbag.engine.engine``)."""
     return structlog.wrap_logger(logging.getLogger(name), wrapper_class=structlog.stdlib.BoundLogger)
 
 

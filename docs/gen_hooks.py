@@ -10,8 +10,8 @@ import inspect
 import sys
 from pathlib import Path
 
-from modalbag import hookspecs
-from modalbag.markers import NAME
+from modalbag.kernel import hookspecs
+from modalbag.kernel.markers import NAME
 
 PER_STEP = ("modalbag_autocast", "modalbag_auxiliary_losses", "modalbag_backward", "modalbag_optimizer_step")
 TARGET = Path(__file__).with_name("hooks.md")
@@ -19,7 +19,7 @@ TARGET = Path(__file__).with_name("hooks.md")
 INTRO = """\
 # Hook reference
 
-modalbag's plugin contract, generated from `modalbag.hookspecs` (`core/hookspecs.py`) by
+modalbag's plugin contract, generated from `modalbag.kernel.hookspecs` (`core/kernel/hookspecs.py`) by
 `docs/gen_hooks.py`. A plugin marks its implementations with `modalbag.hookimpl`.
 
 - **Registration hooks** are implemented by plugin *modules* found through the `modalbag` entry-point

@@ -15,17 +15,17 @@ import pytest
 from click.testing import CliRunner
 
 import modalbag
+from modalbag.api.model import TrainingFailedError
 from modalbag.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, cli
 from modalbag.cli.app import exit_code
 from modalbag.cli.runs import default_run_dir, latest_run_dir
-from modalbag.config_files import (
+from modalbag.config.files import (
     apply_overrides,
     check_run_config,
     load_run_config,
     parse_override,
 )
 from modalbag.errors import ConfigError, DataError, PluginLoadError
-from modalbag.model import TrainingFailedError
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "examples" / "configs" / "quickstart.toml"
@@ -269,7 +269,7 @@ def test_a_broken_plugin_is_reported_not_fatal(tmp_path, monkeypatch):
     (dist / "entry_points.txt").write_text("[modalbag]\noptimizer.broken = broken_plugin_mod\n", encoding="utf-8")
     (tmp_path / "broken_plugin_mod.py").write_text("raise ImportError('needs libfoo')\n", encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr("modalbag.registry._DEFAULT", None)  # rescan with the fake distribution
+    monkeypatch.setattr("modalbag.kernel.registry._DEFAULT", None)  # rescan with the fake distribution
     listed = invoke("plugins", "--kind", "optimizer")
     assert listed.exit_code == EXIT_OK and "broken  optimizer  broken-plugin  1.0      not loaded" in listed.stdout
     result = invoke("plugins", "--kind", "optimizer", "--verbose")

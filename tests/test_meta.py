@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from modalbag import Catalog, hookspecs
-from modalbag.markers import NAME
-from modalbag.registry import KINDS
+from modalbag import Catalog
+from modalbag.kernel import hookspecs
+from modalbag.kernel.markers import NAME
+from modalbag.kernel.registry import KINDS
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
@@ -164,7 +165,7 @@ def test_plugin_import_detector_sees_every_form(tmp_path):
     sample = tmp_path / "sample.py"
     sample.write_text("import modalbag.plugins.optimizers.sgd\nfrom modalbag import plugins\n"
                       "from .plugins.trainers import neural\nimport importlib\n"
-                      "importlib.import_module('modalbag.plugins.x')\nimport modalbag.registry\n", encoding="utf-8")
+                      "importlib.import_module('modalbag.plugins.x')\nimport modalbag.kernel.registry\n", encoding="utf-8")
     assert [f.split(": ")[1] for f in _plugin_imports(sample)] == [
         "modalbag.plugins.optimizers.sgd", "modalbag.plugins", "modalbag.plugins.trainers",
         "modalbag.plugins.trainers.neural", "modalbag.plugins.x"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from modalbag.registry import KINDS
+from modalbag.kernel.registry import KINDS
 
 
 def plugin_rows(kind: str | None = None, *, load: bool = False, catalog: Any = None) -> list[dict[str, Any]]:
@@ -17,7 +17,7 @@ def plugin_rows(kind: str | None = None, *, load: bool = False, catalog: Any = N
     plugin module is imported on its own (a failure is recorded against that plugin alone) and its
     components, summaries and option names are added.
     """
-    from modalbag.registry import default_catalog
+    from modalbag.kernel.registry import default_catalog
 
     catalog = catalog or default_catalog()
     rows = []

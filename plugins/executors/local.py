@@ -36,7 +36,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.executors import (
+from modalbag.engine.executors import (
     MIB,
     WORKER_BASE_BYTES,
     JobResult,
@@ -51,15 +51,15 @@ from modalbag.executors import (
     fit_in_worker,
     loads,
 )
+from modalbag.kernel.options import positive
 from modalbag.logs import get_logger
-from modalbag.plugin_options import positive
 
-log = get_logger("modalbag.executors.local")
+log = get_logger("modalbag.engine.executors.local")
 
 START_METHODS = ("forkserver", "spawn")
 #: Imported once by the fork server, so that each worker starts already holding them.
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.optim", "torch._dynamo", "sklearn.metrics", "threadpoolctl",
-           "modalbag.engine", "modalbag.executors", __name__)
+           "modalbag.engine.engine", "modalbag.engine.executors", __name__)
 
 
 def _default_start_method() -> str:

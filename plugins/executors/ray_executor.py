@@ -22,8 +22,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.errors import ConfigError
-from modalbag.executors import (
+from modalbag.engine.executors import (
     JobResult,
     LearnerJob,
     NotPicklableError,
@@ -31,9 +30,10 @@ from modalbag.executors import (
     WorkerContext,
     fit_in_worker,
 )
+from modalbag.errors import ConfigError
 from modalbag.logs import get_logger
 
-log = get_logger("modalbag.executors.ray")
+log = get_logger("modalbag.engine.executors.ray")
 
 
 @attrs.frozen(kw_only=True)

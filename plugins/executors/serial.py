@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.executors import JobResult, TrainingWork
+from modalbag.engine.executors import JobResult, TrainingWork
 
 
 @attrs.frozen(kw_only=True)

@@ -2,7 +2,7 @@
 
 The learners train one after another, each over every rank: this is for a learner too large or too
 slow for one process. For each, the executor writes the run's snapshot to a file and launches
-``torchrun --standalone --nproc-per-node N -m modalbag.distributed`` (see `modalbag.distributed`);
+``torchrun --standalone --nproc-per-node N -m modalbag.training.distributed`` (see `modalbag.training.distributed`);
 rank 0 writes the result back. Every rank joins the group with ``distributed_timeout``, so a dead
 peer fails the launch instead of hanging it, and torchrun ends the other ranks.
 
@@ -28,14 +28,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.distributed import (
-    RankRequest,
-    fit_on_rank,
-    init_distributed,
-    read_checkpoint,
-    under_torchrun,
-)
-from modalbag.executors import (
+from modalbag.engine.executors import (
     JobResult,
     LearnerJob,
     TrainingWork,
@@ -44,8 +37,15 @@ from modalbag.executors import (
     loads,
 )
 from modalbag.logs import get_logger
+from modalbag.training.distributed import (
+    RankRequest,
+    fit_on_rank,
+    init_distributed,
+    read_checkpoint,
+    under_torchrun,
+)
 
-log = get_logger("modalbag.executors.torchrun")
+log = get_logger("modalbag.engine.executors.torchrun")
 
 
 @attrs.frozen(kw_only=True)
@@ -91,7 +91,7 @@ class TorchrunExecutor:
         env["OMP_NUM_THREADS"] = str(context.threads)
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
                    "--nproc-per-node", str(self.processes), "--max-restarts", "0",
-                   "-m", "modalbag.distributed", os.path.join(workdir, "request.pkl"), result_path]
+                   "-m", "modalbag.training.distributed", os.path.join(workdir, "request.pkl"), result_path]
         try:
             attempt = 0
             while True:

@@ -24,9 +24,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from modalbag import hookimpl
-from modalbag.denoising import DenoisingContext, ObjectiveOutput, RepresentationSpec
-from modalbag.denoising_ops import symmetric_info_nce
-from modalbag.plugin_options import non_negative, positive
+from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.denoising.ops import symmetric_info_nce
+from modalbag.kernel.options import non_negative, positive
 
 _EXCLUDED = 1e4  # logits of excluded samples: exp(-1e4) is 0 in every float type, and -2e4 fits fp16
 

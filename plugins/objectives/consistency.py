@@ -23,8 +23,8 @@ import torch
 from torch.nn import functional as F
 
 from modalbag import hookimpl
-from modalbag.denoising import DenoisingContext, ObjectiveOutput, RepresentationSpec
-from modalbag.plugin_options import fraction
+from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.kernel.options import fraction
 
 
 @attrs.frozen(kw_only=True)

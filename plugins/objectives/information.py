@@ -25,9 +25,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from modalbag import hookimpl
-from modalbag.denoising import DenoisingContext, ObjectiveOutput, RepresentationSpec
-from modalbag.denoising_ops import cross_correlation_penalty, gaussian_bottleneck
-from modalbag.plugin_options import non_negative, positive
+from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.denoising.ops import cross_correlation_penalty, gaussian_bottleneck
+from modalbag.kernel.options import non_negative, positive
 
 
 @attrs.frozen(kw_only=True)

@@ -22,9 +22,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from modalbag import hookimpl
-from modalbag.denoising import DenoisingContext, ObjectiveOutput, RepresentationSpec
-from modalbag.denoising_ops import embedding_error
-from modalbag.plugin_options import positive
+from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.denoising.ops import embedding_error
+from modalbag.kernel.options import positive
 
 
 @attrs.frozen(kw_only=True)

@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.plugin_options import beta_pair, positive
+from modalbag.kernel.options import beta_pair, positive
 
 
 @attrs.frozen(kw_only=True)

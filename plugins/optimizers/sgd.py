@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.plugin_options import non_negative
+from modalbag.kernel.options import non_negative
 
 
 @attrs.frozen(kw_only=True)

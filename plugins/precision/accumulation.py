@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from modalbag import hookimpl
-from modalbag.fit import FitState, StashKey
+from modalbag.kernel.fit import FitState, StashKey
 
 _PENDING = StashKey[int]()
 

@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.fit import FitState, StashKey
+from modalbag.kernel.fit import FitState, StashKey
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.precision.amp")

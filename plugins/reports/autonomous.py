@@ -24,7 +24,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugin_options import fraction, non_negative, positive
+from modalbag.kernel.options import fraction, non_negative, positive
 from modalbag.plugins.reports._common import (
     label,
     levels,
@@ -117,7 +117,7 @@ class SafetyReport:
         self.options = options or SafetyOptions()
 
     def generate(self, model: Any, data: Any, labels: Any) -> dict[str, Any]:
-        from modalbag.robustness import EnsembleScorer
+        from modalbag.reports.robustness import EnsembleScorer
 
         require_task(model, "safety", ["classification"])
         o = self.options

@@ -19,7 +19,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugin_options import non_negative, positive
+from modalbag.kernel.options import non_negative, positive
 from modalbag.plugins.reports._common import require_task, series, switch
 
 
@@ -65,7 +65,7 @@ class FinanceReport:
     def generate(self, model: Any, data: Any, labels: Any, *, returns: Any = None,
                  benchmark: Any = None) -> dict[str, Any]:
         from modalbag.errors import DataError
-        from modalbag.robustness import EnsembleScorer
+        from modalbag.reports.robustness import EnsembleScorer
 
         require_task(model, "finance", ["regression", "classification"])
         o = self.options
@@ -163,7 +163,7 @@ class FinanceReport:
 
     def _figures(self, output: np.ndarray, scorer: Any, r: np.ndarray, b: np.ndarray, rows: np.ndarray,
                  task_type: str) -> dict[str, Any]:
-        from modalbag import report_metrics as rm
+        from modalbag.reports import metrics as rm
 
         o = self.options
         pos = self.positions(output, task_type)[rows]
@@ -183,7 +183,7 @@ class FinanceReport:
             "benchmark_total_return": float(np.prod(1.0 + b[rows]) - 1.0),
         }
         if task_type == "regression":
-            from modalbag.metrics import regression_metrics
+            from modalbag.training.metrics import regression_metrics
 
             out |= {k: v for k, v in regression_metrics(scorer.targets[rows], output[rows]).items() if k in ("mse", "r2")}
         return out

@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugin_options import fraction, non_negative, positive
+from modalbag.kernel.options import fraction, non_negative, positive
 from modalbag.plugins.reports._common import require_task, switch
 
 
@@ -54,8 +54,8 @@ class MedicalReport:
         self.options = options or MedicalOptions()
 
     def generate(self, model: Any, data: Any, labels: Any, *, intended_use: str | None = None) -> dict[str, Any]:
-        from modalbag import report_metrics as rm
-        from modalbag.robustness import EnsembleScorer
+        from modalbag.reports import metrics as rm
+        from modalbag.reports.robustness import EnsembleScorer
 
         require_task(model, "medical", ["classification"])
         o = self.options
@@ -180,7 +180,7 @@ class MedicalReport:
         return proba if positive in (None, 1) else proba[:, ::-1]
 
     def _auroc(self, y: np.ndarray, proba: np.ndarray, positive: int | None) -> float | None:
-        from modalbag import report_metrics as rm
+        from modalbag.reports import metrics as rm
 
         if positive is not None:
             return rm.auroc(y == positive, proba[:, positive])

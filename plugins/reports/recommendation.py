@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugin_options import positive
+from modalbag.kernel.options import positive
 from modalbag.plugins.reports._common import boolean_rows, modality_name, require_task
 
 
@@ -88,9 +88,9 @@ class RecommendationReport:
 
     def generate(self, model: Any, data: Any, labels: Any, *, cold_start: Any = None, item_features: Any = None,
                  experiment: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        from modalbag import report_metrics as rm
         from modalbag.errors import DataError
-        from modalbag.robustness import EnsembleScorer
+        from modalbag.reports import metrics as rm
+        from modalbag.reports.robustness import EnsembleScorer
 
         require_task(model, "recommendation", ["multilabel"])
         k = self.options.k

@@ -18,7 +18,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugin_options import positive
+from modalbag.kernel.options import positive
 from modalbag.plugins.reports._common import levels, rates, tuple_of_floats
 
 _DEFAULT_RATES = tuple(round(0.1 * i, 1) for i in range(10))
@@ -72,7 +72,7 @@ class RobustnessReport:
         self.options = options or RobustnessOptions()
 
     def generate(self, model: Any, data: Any, labels: Any, *, plot_path: str | None = None) -> dict[str, Any]:
-        from modalbag.robustness import EnsembleScorer
+        from modalbag.reports.robustness import EnsembleScorer
 
         o = self.options
         scorer = EnsembleScorer(model, data, labels, o.metric)
@@ -175,7 +175,7 @@ class RobustnessReport:
             return None
         import io
 
-        from modalbag.distributed import atomic_write
+        from modalbag.training.distributed import atomic_write
 
         fig = Figure(figsize=(10, 4))
         left, right = fig.subplots(1, 2)

@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.plugin_options import non_negative
+from modalbag.kernel.options import non_negative
 
 
 def _period(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.plugin_options import fraction, positive
+from modalbag.kernel.options import fraction, positive
 
 
 def _optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

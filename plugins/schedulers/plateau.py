@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.plugin_options import fraction, non_negative
+from modalbag.kernel.options import fraction, non_negative
 
 
 def _patience(instance: Any, attribute: attrs.Attribute, value: Any) -> None:

@@ -2,7 +2,7 @@
 
 One event directory per learner, ``<run_dir>/tensorboard/<learner_id>/``, so TensorBoard draws each
 learner as its own run; epoch scalars use the epoch as their step (names from
-`modalbag.runlog.record_scalars`), ``log_interval`` scalars (``step/<name>``) the optimizer step.
+`modalbag.store.runlog.record_scalars`), ``log_interval`` scalars (``step/<name>``) the optimizer step.
 A learner trains in one process, so its writer lives where it trains (worker processes included)
 and is closed when it ends. At the run's end ``<run_dir>/tensorboard/run/`` gets each learner's
 validation metrics and a text summary. Needs the ``tensorboard`` package (``modalbag[tensorboard]``).
@@ -18,9 +18,9 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.fit import FitState
-from modalbag.records import EpochRecord, TrainedLearner
-from modalbag.runlog import record_scalars
+from modalbag.kernel.fit import FitState
+from modalbag.kernel.records import EpochRecord, TrainedLearner
+from modalbag.store.runlog import record_scalars
 
 
 @attrs.frozen(kw_only=True)

@@ -2,7 +2,7 @@
 
 One W&B run per modalbag run, started in the calling process with the config, its files under
 ``<run_dir>/wandb``. Each learner's epoch metrics are logged as ``<learner_id>/<name>`` (names from
-`modalbag.runlog.record_scalars`) against its own step metric ``<learner_id>/epoch``, so learners
+`modalbag.store.runlog.record_scalars`) against its own step metric ``<learner_id>/epoch``, so learners
 that train side by side do not fight over W&B's single step counter; ``log_interval`` values go to
 ``steps/<learner_id>/<name>`` against ``steps/<learner_id>/step``.
 
@@ -24,10 +24,10 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.fit import FitState
+from modalbag.kernel.fit import FitState
+from modalbag.kernel.records import EpochRecord, TrainedLearner
 from modalbag.logs import get_logger
-from modalbag.records import EpochRecord, TrainedLearner
-from modalbag.runlog import record_scalars
+from modalbag.store.runlog import record_scalars
 
 log = get_logger("modalbag.plugins.sinks.wandb")
 

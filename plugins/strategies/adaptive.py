@@ -26,8 +26,8 @@ import attrs
 import torch
 
 from modalbag import hookimpl
-from modalbag.denoising import warmup_scale
-from modalbag.plugin_options import fraction, positive
+from modalbag.denoising.objectives import warmup_scale
+from modalbag.kernel.options import fraction, positive
 
 
 @attrs.frozen(kw_only=True)

@@ -16,7 +16,7 @@ import attrs
 import torch
 
 from modalbag import hookimpl
-from modalbag.denoising import warmup_scale
+from modalbag.denoising.objectives import warmup_scale
 
 
 @attrs.frozen(kw_only=True)

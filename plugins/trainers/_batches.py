@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modalbag.data import is_memory_mapped
+from modalbag.data.dataset import is_memory_mapped
 
 Batch = dict[str, Any]
 

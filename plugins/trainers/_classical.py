@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from modalbag.metrics import primary_loss
 from modalbag.plugins.trainers._tabular import FeatureLayout, Matrix
+from modalbag.training.metrics import primary_loss
 
 #: Rows the permutation importance is measured on, at most.
 PERMUTATION_ROWS = 500

@@ -20,7 +20,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from modalbag.artifacts import (
+from modalbag.errors import ArtifactError
+from modalbag.io.artifacts import (
     atomic_write_json,
     check_format,
     load_safetensors,
@@ -28,7 +29,6 @@ from modalbag.artifacts import (
     save_safetensors,
     to_json,
 )
-from modalbag.errors import ArtifactError
 
 FORMAT = "modalbag.neural"
 VERSION = 1
@@ -62,10 +62,10 @@ def save(learner: Any, path: str | Path) -> Path:
 def load(cls: type, path: str | Path) -> Any:
     import torch
 
-    from modalbag.config import TrainingConfig
-    from modalbag.data import ModalitySpec
-    from modalbag.engine import BagData
-    from modalbag.records import LearnerSpec
+    from modalbag.config.training import TrainingConfig
+    from modalbag.data.dataset import ModalitySpec
+    from modalbag.engine.engine import BagData
+    from modalbag.kernel.records import LearnerSpec
 
     directory = Path(path)
     meta_path = directory / METADATA_FILE

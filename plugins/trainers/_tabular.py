@@ -21,7 +21,7 @@ A sample that lacks a modality gets NaN in every column of that modality: the gr
 libraries and scikit-learn's forests route NaN natively; ``sklearn_linear`` imputes it (see there), and
 so do ``logistic``, ``svm`` and ``knn``, on the same design.
 
-**Validation.** The engine holds out the validation rows (`modalbag.engine.split_validation`); the
+**Validation.** The engine holds out the validation rows (`modalbag.engine.engine.split_validation`); the
 GBMs stop early on them natively. With ``cross_validation_folds > 1`` (or ``walk_forward_validation``)
 the trainer also scores its parameters by K-fold cross-validation over its training rows, stratified
 for classification, forward-chaining for ``validation_strategy='time_series'``; folds split *distinct*
@@ -54,10 +54,10 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
-from modalbag.config import TrainingConfig
+from modalbag.config.training import TrainingConfig
 from modalbag.errors import ConfigError, MissingExtraError
-from modalbag.metrics import primary_loss, task_metrics
-from modalbag.records import EpochRecord, LearnerSpec
+from modalbag.kernel.records import EpochRecord, LearnerSpec
+from modalbag.training.metrics import primary_loss, task_metrics
 
 FORMAT = "modalbag.tabular"
 FORMAT_VERSION = 1
@@ -456,7 +456,7 @@ def library_proposal(library: str, profile: Any, strategy: str, scores: tuple[fl
                      architectures: Mapping[str, Mapping[str, Any]], reason: str) -> Any:
     """A trainer's proposal for a bag, or None when its optional library is not installed (such a
     trainer is listed but never selected automatically)."""
-    from modalbag.selection import LearnerProposal
+    from modalbag.engine.selection import LearnerProposal
 
     if not library_available(library):
         return None
@@ -753,7 +753,7 @@ def read_metadata(directory: Path) -> dict[str, Any]:
 
 def load_learner(path: str | Path, catalog: Any = None) -> Any:
     """Load any saved tabular learner: its ``learner.json`` names the trainer plugin that reads it."""
-    from modalbag.registry import default_catalog
+    from modalbag.kernel.registry import default_catalog
 
     meta = read_metadata(Path(path))
     component = (catalog or default_catalog()).get("trainer", meta["trainer"])

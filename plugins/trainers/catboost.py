@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.logs import get_logger
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
@@ -38,7 +39,6 @@ from modalbag.plugins.trainers._tabular import (
     library_proposal,
     optional_positive,
 )
-from modalbag.selection import BagProfile, LearnerProposal
 
 log = get_logger("modalbag.plugins.trainers.catboost")
 

@@ -42,6 +42,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import ArraysFile, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
@@ -53,7 +54,6 @@ from modalbag.plugins.trainers._tabular import (
     optional_positive,
     tabular_score,
 )
-from modalbag.selection import BagProfile, LearnerProposal
 
 ARCHITECTURES = {
     "speed": {"n_estimators": 100, "learning_rate": 0.2},

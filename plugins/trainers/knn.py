@@ -38,7 +38,8 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugin_options import positive
+from modalbag.engine.selection import BagProfile, LearnerProposal
+from modalbag.kernel.options import positive
 from modalbag.plugins.trainers._classical import ArraysFile, PermutationImportance, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
     Choice,
@@ -50,7 +51,6 @@ from modalbag.plugins.trainers._tabular import (
     tabular_score,
 )
 from modalbag.plugins.trainers.sklearn_linear import design_matrix, standardization
-from modalbag.selection import BagProfile, LearnerProposal
 
 #: Query rows x training rows per distance block.
 CHUNK_VALUES = 4_000_000

@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
     IntRange,
@@ -38,7 +39,6 @@ from modalbag.plugins.trainers._tabular import (
     optional_positive,
     unit_interval,
 )
-from modalbag.selection import BagProfile, LearnerProposal
 
 ARCHITECTURES = {
     "speed": {"n_estimators": 200, "num_leaves": 15, "learning_rate": 0.2},

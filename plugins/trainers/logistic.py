@@ -30,10 +30,10 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import fit_threads, inner_folds, limited_threads
 from modalbag.plugins.trainers._tabular import Matrix, RoundRecorder, TabularOptions, tabular_score
 from modalbag.plugins.trainers.sklearn_linear import LinearLearner, LinearModel
-from modalbag.selection import BagProfile, LearnerProposal
 
 #: The strengths tried span C in [10**LOW, 10**HIGH].
 LOW, HIGH = -3.0, 3.0

@@ -25,11 +25,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from modalbag import hookimpl
-from modalbag.checkpoints import restore_training_state, save_training_state
-from modalbag.engine import BagData, Run
+from modalbag.engine.engine import BagData, Run
+from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.errors import TrainingDivergedError
-from modalbag.fit import FitState
-from modalbag.metrics import task_metrics
+from modalbag.kernel.fit import FitState
+from modalbag.kernel.records import EpochRecord, LearnerSpec
 from modalbag.plugins.trainers._batches import (
     InMemory,
     Streamed,
@@ -38,10 +38,10 @@ from modalbag.plugins.trainers._batches import (
     wants_loader,
 )
 from modalbag.plugins.trainers._mixing import choose_mix, drop_modalities, mixed_loss
-from modalbag.profiling import StepMonitor, peak_memory_mb
-from modalbag.progressive import ProgressivePlan, StageScaledSchedule, parse_stages
-from modalbag.records import EpochRecord, LearnerSpec
-from modalbag.selection import BagProfile, LearnerProposal
+from modalbag.training.checkpoints import restore_training_state, save_training_state
+from modalbag.training.metrics import task_metrics
+from modalbag.training.profiling import StepMonitor, peak_memory_mb
+from modalbag.training.progressive import ProgressivePlan, StageScaledSchedule, parse_stages
 
 _SIZES = {"speed": (64, 32), "balanced": (128, 64), "accuracy": (256, 128)}
 

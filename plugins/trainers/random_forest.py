@@ -23,6 +23,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     Choice,
     IntRange,
@@ -34,7 +35,6 @@ from modalbag.plugins.trainers._tabular import (
     optional_positive,
     tabular_score,
 )
-from modalbag.selection import BagProfile, LearnerProposal
 
 ARCHITECTURES = {"speed": {"n_estimators": 100}, "balanced": {"n_estimators": 200}, "accuracy": {"n_estimators": 500}}
 

@@ -26,7 +26,8 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugin_options import positive
+from modalbag.engine.selection import BagProfile, LearnerProposal
+from modalbag.kernel.options import positive
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
     Matrix,
@@ -35,7 +36,6 @@ from modalbag.plugins.trainers._tabular import (
     TabularOptions,
     tabular_score,
 )
-from modalbag.selection import BagProfile, LearnerProposal
 
 
 @attrs.frozen(kw_only=True)

@@ -50,7 +50,8 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.plugin_options import non_negative, positive
+from modalbag.engine.selection import BagProfile, LearnerProposal
+from modalbag.kernel.options import non_negative, positive
 from modalbag.plugins.trainers._classical import (
     ArraysFile,
     PermutationImportance,
@@ -68,7 +69,6 @@ from modalbag.plugins.trainers._tabular import (
     tabular_score,
 )
 from modalbag.plugins.trainers.sklearn_linear import design_matrix, standardization
-from modalbag.selection import BagProfile, LearnerProposal
 
 #: Folds of the internal cross-validation the calibration is fitted on (fewer when a class is rarer).
 CALIBRATION_FOLDS = 5

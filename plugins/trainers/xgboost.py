@@ -26,6 +26,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
     IntRange,
@@ -37,7 +38,6 @@ from modalbag.plugins.trainers._tabular import (
     optional_positive,
     unit_interval,
 )
-from modalbag.selection import BagProfile, LearnerProposal
 
 ARCHITECTURES = {
     "speed": {"n_estimators": 200, "max_depth": 4, "learning_rate": 0.2},

@@ -2,10 +2,10 @@
 
 Whenever the monitored loss improves, the weights go to ``<root>/<learner_id>/best_<epoch>.pt``
 (written to a temporary file, fsynced, renamed), the folder's ``manifest.json`` is updated with the
-file's SHA-256 and the previous best file is removed (see `modalbag.checkpoints` for the layout).
+file's SHA-256 and the previous best file is removed (see `modalbag.training.checkpoints` for the layout).
 The root is ``checkpoint_dir``, else ``<run_dir>/checkpoints``, else a new temporary directory per
 run; the path is in each learner's record (``TrainedLearner.checkpoint``). Read a file back with
-`modalbag.artifacts.safe_torch_load`. The best value seen so far is part of the learner's training
+`modalbag.io.artifacts.safe_torch_load`. The best value seen so far is part of the learner's training
 state, so a resumed fit keeps comparing against it.
 """
 
@@ -19,9 +19,9 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.checkpoints import LearnerCheckpoints, checkpoint_root
-from modalbag.fit import FitState, StashKey
-from modalbag.records import EpochRecord
+from modalbag.kernel.fit import FitState, StashKey
+from modalbag.kernel.records import EpochRecord
+from modalbag.training.checkpoints import LearnerCheckpoints, checkpoint_root
 
 _BEST = StashKey[float]()
 _STATE_KEY = "validator.checkpoint"

@@ -12,9 +12,9 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.fit import FitState, StashKey
-from modalbag.plugin_options import non_negative
-from modalbag.records import EpochRecord
+from modalbag.kernel.fit import FitState, StashKey
+from modalbag.kernel.options import non_negative
+from modalbag.kernel.records import EpochRecord
 
 
 @attrs.frozen(kw_only=True)

@@ -1,5 +1,5 @@
-"""modalbag.bags: subset strategies, bootstrap rows, reproducibility and informativeness;
-modalbag.engine.split_validation: a duplicated sample never sits on both sides of the split."""
+"""modalbag.data.bags: subset strategies, bootstrap rows, reproducibility and informativeness;
+modalbag.engine.engine.split_validation: a duplicated sample never sits on both sides of the split."""
 
 from __future__ import annotations
 
@@ -10,17 +10,17 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from modalbag.bags import (
+from modalbag.data.bags import (
     Bag,
     EnsembleConfig,
     choose_subsets,
     generate_bags,
     modality_informativeness,
 )
-from modalbag.data import MultimodalDataset
-from modalbag.engine import complete_rows, split_validation
+from modalbag.data.dataset import MultimodalDataset
+from modalbag.data.synthetic import SyntheticTask
+from modalbag.engine.engine import complete_rows, split_validation
 from modalbag.errors import ConfigError, DataError
-from modalbag.synthetic import SyntheticTask
 
 NAMES = ("a", "b", "c", "d")
 M = len(NAMES)

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from modalbag import ArtifactError, TrainingConfig
-from modalbag.artifacts import safe_torch_load
-from modalbag.checkpoints import (
+from modalbag.io.artifacts import safe_torch_load
+from modalbag.training.checkpoints import (
     LearnerCheckpoints,
     capture,
     checkpoint_root,
@@ -81,7 +81,7 @@ def test_capture_and_restore_continue_a_schedule_exactly():
         CosineRestarts,
         CosineRestartsOptions,
     )
-    from modalbag.schedules import LinearWarmup
+    from modalbag.training.schedules import LinearWarmup
 
     def build():
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
@@ -104,7 +104,7 @@ def test_a_crash_before_the_manifest_update_leaves_the_previous_state(tmp_path, 
     store = LearnerCheckpoints(tmp_path, "bag_000", "run-1")
     store.add("state", 1, {"format": "modalbag.training_state", "epoch": 1})
     flush()
-    import modalbag.checkpoints as checkpoints
+    import modalbag.training.checkpoints as checkpoints
 
     def crash(*args, **kwargs):
         raise OSError("killed")
@@ -138,13 +138,13 @@ def test_state_of_another_run_is_ignored(tmp_path):
 
 def test_plugin_state_hooks_round_trip_early_stopping(tmp_path):
     """modalbag_checkpoint_state / modalbag_restore_state: early stopping's patience and best weights."""
-    from modalbag.fit import FitState
+    from modalbag.kernel.fit import FitState
+    from modalbag.kernel.records import EpochRecord
     from modalbag.plugins.validators.early_stopping import (
         BEST,
         EarlyStopping,
         EarlyStoppingOptions,
     )
-    from modalbag.records import EpochRecord
 
     stopper = EarlyStopping(TrainingConfig(early_stopping_patience=2), EarlyStoppingOptions())
     fit = FitState(spec=None, bag=None, model=torch.nn.Linear(2, 1))

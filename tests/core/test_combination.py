@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modalbag.combination import (
+from modalbag.ensemble.combination import (
     Combination,
     calibrated_log_probabilities,
     choose_combination,

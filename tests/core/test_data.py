@@ -1,4 +1,4 @@
-"""modalbag.data: every malformed input is a DataError that names the modality and the fix;
+"""modalbag.data.dataset: every malformed input is a DataError that names the modality and the fix;
 missing modalities, shapes, types and labels are normalised the documented way."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import modalbag
-from modalbag.data import MultimodalDataset, encode_labels, prediction_inputs
+from modalbag.data.dataset import MultimodalDataset, encode_labels, prediction_inputs
 from modalbag.errors import DataError
 
 N = 6
@@ -97,7 +97,7 @@ def test_partly_nan_rows_name_first_bad_row_and_fix(build):
 def test_unknown_modality_type_suggests_close_match(build):
     with pytest.raises(DataError, match=r"modality 'words' has unknown type 'txt'; did you mean 'text'\?") as info:
         build({"words": (_vectors(), "txt")})
-    for kind in modalbag.data.MODALITY_TYPES:
+    for kind in modalbag.data.dataset.MODALITY_TYPES:
         assert kind in str(info.value)  # lists the valid types
 
 

@@ -16,10 +16,10 @@ import pytest
 import torch
 
 from modalbag import TrainingConfig, hookimpl
-from modalbag.bags import Bag
-from modalbag.distributed import DistributedContext, init_distributed
-from modalbag.engine import Engine, TaskInfo
-from modalbag.records import LearnerSpec
+from modalbag.data.bags import Bag
+from modalbag.engine.engine import Engine, TaskInfo
+from modalbag.kernel.records import LearnerSpec
+from modalbag.training.distributed import DistributedContext, init_distributed
 from tests.conftest import make_model
 
 # One full bag of 256 rows, no validation split and batches of 32: every batch splits evenly

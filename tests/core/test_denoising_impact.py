@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modalbag import NotFittedError
-from modalbag.denoising_impact import conditions
+from modalbag.reports.denoising_impact import conditions
 from tests.conftest import FAST, make_model
 
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from modalbag.denoising_ops import cross_correlation_penalty, embedding_error, gaussian_bottleneck, symmetric_info_nce
+from modalbag.denoising.ops import cross_correlation_penalty, embedding_error, gaussian_bottleneck, symmetric_info_nce
 
 
 def _double(*shape, seed=0):

@@ -219,7 +219,7 @@ def test_raw_images_and_sequences_train():
 
 
 def test_checkpoints_are_written_atomically(tmp_path):
-    from modalbag.artifacts import safe_torch_load
+    from modalbag.io.artifacts import safe_torch_load
 
     model = make_model(n_samples=200)
     model.create_ensemble(n_bags=2)

@@ -14,7 +14,7 @@ import pytest
 
 import modalbag
 from modalbag import ArtifactError, load_ensemble
-from modalbag.synthetic import SyntheticTask
+from modalbag.data.synthetic import SyntheticTask
 from tests.conftest import FAST, make_model
 
 TINY = {**FAST, "epochs": 3, "threads_per_learner": 1}
@@ -104,7 +104,7 @@ def test_a_failed_export_leaves_the_previous_export_intact(mixed, tmp_path, monk
     target = tmp_path / "export"
     model.export_training_artifacts(target)
     before = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
-    from modalbag.persistence import PersistenceMixin
+    from modalbag.store.persistence import PersistenceMixin
 
     def fail(root, ensemble):
         (root / "half-written").write_bytes(b"x")

@@ -1,4 +1,4 @@
-"""modalbag.files: every supported format round-trips, every failure is a DataError that helps."""
+"""modalbag.io.files: every supported format round-trips, every failure is a DataError that helps."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from modalbag.errors import DataError
-from modalbag.files import load_array
+from modalbag.io.files import load_array
 
 VALUES = np.array([[1.5, -2.0, 3.25], [4.0, 0.0, -6.5]], dtype=np.float32)
 

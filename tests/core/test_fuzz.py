@@ -27,8 +27,8 @@ from modalbag import (
     create_model_from_files,
     load_ensemble,
 )
-from modalbag.artifacts import sha256_file  # noqa: E402
-from modalbag.config import CONFIG_KEYS  # noqa: E402
+from modalbag.config.training import CONFIG_KEYS  # noqa: E402
+from modalbag.io.artifacts import sha256_file  # noqa: E402
 from tests.conftest import FAST, make_model  # noqa: E402
 
 #: Modest by default so the suite stays fast; MODALBAG_FUZZ_EXAMPLES=1000 for a deeper search.

@@ -194,7 +194,7 @@ def test_epoch_metrics_are_merged_into_the_record():
 def test_sinks_objectives_and_strategies_register_directly_and_activate_by_name():
     """Registration hooks of three families, through a directly registered plugin object."""
     from modalbag import Catalog
-    from modalbag.denoising import ObjectiveOutput
+    from modalbag.denoising.objectives import ObjectiveOutput
 
     seen: list = []
 

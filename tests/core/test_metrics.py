@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from modalbag.metrics import classification_metrics, macro_f1, multilabel_metrics
+from modalbag.training.metrics import classification_metrics, macro_f1, multilabel_metrics
 
 
 @pytest.mark.parametrize("seed", range(20))

@@ -7,7 +7,7 @@ import pytest
 import structlog
 
 from modalbag import DataError, create_model_from_arrays, create_model_from_files
-from modalbag.synthetic import SyntheticTask
+from modalbag.data.synthetic import SyntheticTask
 from tests.conftest import FAST
 
 

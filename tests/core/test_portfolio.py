@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import modalbag
-from modalbag.selection import PORTFOLIOS, prune
+from modalbag.engine.selection import PORTFOLIOS, prune
 from tests.conftest import catalog_without
 
 QUIET = {"epochs": 3, "mixed_precision": False, "save_checkpoints": False, "threads_per_learner": 1,
@@ -118,7 +118,7 @@ def test_a_resumed_measured_run_combines_exactly_as_the_original(tmp_path):
 
 def test_capped_measurement_rows_nest_across_subsets(monkeypatch):
     """Past the cap the experts of a pattern must still share their evidence rows."""
-    from modalbag import portfolio
+    from modalbag.engine import portfolio
 
     data, y = _two_views(300)
     model = _model(data, y)
@@ -130,7 +130,7 @@ def test_capped_measurement_rows_nest_across_subsets(monkeypatch):
 
 
 def test_time_series_measurement_never_predicts_a_row_from_later_rows():
-    from modalbag.portfolio import folds_for
+    from modalbag.engine.portfolio import folds_for
 
     folds = folds_for(np.arange(120) % 2, "classification", 0, time_series=True)
     assert len(folds) == 5
@@ -148,8 +148,8 @@ def _three_views(n: int, seed: int = 0):
 def test_a_small_measured_subset_is_bagged_by_its_folds_without_refitting(monkeypatch):
     """Its bags are the k cross-validation splits, validated on their held-out fold, and its learners
     are the winner's measured fold models: no fit happens after the measurement."""
-    from modalbag import engine as engine_module
-    from modalbag import portfolio
+    from modalbag.engine import engine as engine_module
+    from modalbag.engine import portfolio
 
     calls = []
     real_fit = engine_module.fit_learner
@@ -205,7 +205,7 @@ def test_a_resumed_fold_bagged_run_refits_a_lost_fold_model_identically(tmp_path
 
 
 def test_subsets_past_the_measurement_cap_keep_bootstrap_bags(monkeypatch):
-    from modalbag import portfolio
+    from modalbag.engine import portfolio
 
     monkeypatch.setattr(portfolio, "MAX_ROWS", 60)
     data, y = _two_views(120)

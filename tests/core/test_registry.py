@@ -1,4 +1,4 @@
-"""modalbag.registry: discovery through entry points, lazy loading, and every way a plugin can fail.
+"""modalbag.kernel.registry: discovery through entry points, lazy loading, and every way a plugin can fail.
 
 Fake third-party plugins are real installed distributions: a ``*.dist-info`` folder (METADATA and
 entry_points.txt) plus a module, written under ``tmp_path`` and put on ``sys.path``. Every test
@@ -28,7 +28,7 @@ from modalbag import (
     available_plugins,
     load_plugin,
 )
-from modalbag.assembly import assemble
+from modalbag.kernel.assembly import assemble
 from modalbag.plugins.optimizers import adamw as adamw_module
 
 BUILTINS = {
@@ -107,7 +107,7 @@ def test_available_plugins_filters_by_kind():
 def test_listing_and_getting_import_only_the_plugin_asked_for():
     code = textwrap.dedent("""
         import sys
-        from modalbag.registry import Catalog
+        from modalbag.kernel.registry import Catalog
         import modalbag
 
         catalog = Catalog()

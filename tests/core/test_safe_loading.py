@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from modalbag import ArtifactError, load_ensemble
-from modalbag.artifacts import load_npz, safe_torch_load, sha256_file
-from modalbag.learner_store import load_learner
-from modalbag.registry import default_catalog
+from modalbag.io.artifacts import load_npz, safe_torch_load, sha256_file
+from modalbag.kernel.registry import default_catalog
+from modalbag.store.learners import load_learner
 from tests.conftest import FAST, make_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -106,7 +106,7 @@ def test_skops_model_with_an_unreviewed_type_is_refused(tmp_path):
     from sklearn.preprocessing import FunctionTransformer
 
     from modalbag import create_model_from_arrays
-    from modalbag.synthetic import SyntheticTask
+    from modalbag.data.synthetic import SyntheticTask
 
     task = SyntheticTask.create({"a": (4, "tabular")}, n_classes=2, random_state=0)
     data, labels = task.sample(100, random_state=0)
@@ -145,7 +145,7 @@ def test_every_torch_load_is_explicitly_weights_only_and_no_model_file_is_unpick
             unpickles += [f"{path.relative_to(ROOT)}:{c.lineno}" for c in _calls(tree, owner, ("load", "loads"))]
     assert torch_loads and all(ok for _, ok in torch_loads), torch_loads
     # the only unpickling: executors' in-memory transport of jobs between processes (never a file)
-    assert all(u.startswith("core/executors.py") for u in unpickles), unpickles
+    assert all(u.startswith("core/engine/executors.py") for u in unpickles), unpickles
 
 
 def test_export_with_a_damaged_safetensors_header_names_the_file(tmp_path):

@@ -1,4 +1,4 @@
-"""modalbag.synthetic: the generated tasks have real multimodal structure (fusion beats every single
+"""modalbag.data.synthetic: the generated tasks have real multimodal structure (fusion beats every single
 modality, each modality carries signal), are reproducible, and `sample` draws from the same task."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from modalbag.data import MultimodalDataset
+from modalbag.data.dataset import MultimodalDataset
+from modalbag.data.synthetic import SyntheticTask
 from modalbag.errors import DataError
-from modalbag.synthetic import SyntheticTask
 
 SPEC = {"t": (32, "text"), "i": (48, "image"), "m": (10, "tabular")}
 N_CLASSES = 4

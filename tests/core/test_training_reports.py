@@ -13,10 +13,10 @@ from modalbag import (
     TrainedLearner,
     TrainingConfig,
 )
-from modalbag import analytics as A
-from modalbag.engine import TaskInfo
-from modalbag.combination import Combination
-from modalbag.ensemble import _OOB, Ensemble
+from modalbag.engine.engine import TaskInfo
+from modalbag.ensemble.combination import Combination
+from modalbag.ensemble.ensemble import _OOB, Ensemble
+from modalbag.reports import analytics as A
 from tests.conftest import make_model, with_missing
 
 

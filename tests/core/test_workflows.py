@@ -14,7 +14,7 @@ from modalbag import (
     optimize_training_performance,
     quality_assured_training,
 )
-from modalbag.workflows import (
+from modalbag.api.workflows import (
     QualityReport,
     denoising_effectiveness,
 )

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from modalbag import ConfigError, create_model_from_arrays, create_synthetic_model
-from modalbag.data import ModalitySpec
-from modalbag.metrics import task_metrics
+from modalbag.data.dataset import ModalitySpec
+from modalbag.engine.selection import BagProfile
 from modalbag.plugins.trainers import (
     catboost,
     hist_gradient_boosting,
@@ -31,7 +31,7 @@ from modalbag.plugins.trainers import (
 )
 from modalbag.plugins.trainers._classical import inner_folds
 from modalbag.plugins.trainers._tabular import load_learner
-from modalbag.selection import BagProfile
+from modalbag.training.metrics import task_metrics
 from tests.plugins.test_tabular_trainers import TAB, _assert_native, fit_arrays, fit_one, regression_data
 
 

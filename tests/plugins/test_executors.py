@@ -15,7 +15,7 @@ import pytest
 import structlog
 
 from modalbag import ConfigError, TrainingConfig, UnknownPluginError, hookimpl
-from modalbag.executors import (
+from modalbag.engine.executors import (
     MIB,
     Footprint,
     LearnerJob,
@@ -26,7 +26,7 @@ from modalbag.executors import (
     estimate_footprint,
     threads_for,
 )
-from modalbag.records import LearnerSpec
+from modalbag.kernel.records import LearnerSpec
 from tests.conftest import FAST, make_model
 
 RUN = {**FAST, "epochs": 3, "early_stopping_patience": 0}
@@ -252,7 +252,7 @@ def test_a_memory_limit_runs_one_bag_at_a_time(tmp_path):
 
 
 def test_memory_gate_admits_within_budget_and_always_one():
-    from modalbag.bags import Bag
+    from modalbag.data.bags import Bag
 
     spec = LearnerSpec("bag_000", 0, "neural", ("a",), {"a": "tabular"})
     job = LearnerJob(spec, Bag(0, ("a",), np.arange(3), np.arange(0), 0), Footprint(60 * MIB, 0, 0))
@@ -265,8 +265,8 @@ def test_memory_gate_admits_within_budget_and_always_one():
 
 
 def test_footprint_grows_with_rows_modalities_and_width():
-    from modalbag.bags import Bag
-    from modalbag.data import ModalitySpec
+    from modalbag.data.bags import Bag
+    from modalbag.data.dataset import ModalitySpec
 
     specs = {"a": ModalitySpec("a", "tabular", (100,)), "img": ModalitySpec("img", "image", (3, 16, 16))}
     config = TrainingConfig()

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from modalbag import Catalog, TrainingConfig
-from modalbag.assembly import build_options
-from modalbag.denoising import AdvancedCrossModalDenoisingLoss, DenoisingContext
+from modalbag.denoising.objectives import AdvancedCrossModalDenoisingLoss, DenoisingContext
+from modalbag.kernel.assembly import build_options
 from modalbag.plugins.trainers.neural import FusionNetwork, Standardize, VectorEncoder
 
 OBJECTIVES = ["reconstruction", "alignment", "consistency", "information", "prediction"]
@@ -151,7 +151,7 @@ def test_objective_options_are_validated_by_their_plugin(catalog):
 
 
 def test_take_turns_cycles_through_every_objective_and_weighs_them_up():
-    from modalbag.denoising import take_turns
+    from modalbag.denoising.objectives import take_turns
 
     names = ["r", "a", "c", "i", "p"]
     assert take_turns(names, 0, 7) == (names, 1.0) and take_turns(names, 5, 7) == (names, 1.0)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from modalbag import TrainingConfig
-from modalbag.assembly import build_options
 from modalbag.errors import ConfigError, UnknownConfigKeyError
+from modalbag.kernel.assembly import build_options
+from modalbag.kernel.registry import Catalog
 from modalbag.plugins.optimizers.sgd import SGDOptions
-from modalbag.registry import Catalog
 
 
 @pytest.fixture(scope="module")

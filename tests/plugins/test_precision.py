@@ -10,11 +10,11 @@ import torch
 
 import modalbag
 from modalbag import TrainingConfig
-from modalbag.bags import Bag
-from modalbag.engine import Engine, TaskInfo, fit_learner
+from modalbag.data.bags import Bag
+from modalbag.engine.engine import Engine, TaskInfo, fit_learner
+from modalbag.kernel.records import LearnerSpec
+from modalbag.kernel.registry import default_catalog
 from modalbag.plugins.precision.amp import choose, cpu_bf16_speedup, cpu_flags
-from modalbag.records import LearnerSpec
-from modalbag.registry import default_catalog
 from tests.conftest import catalog_without, make_model
 
 _NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -36,7 +36,7 @@ def _fit_one(batch_size: int, steps: int, mixed_precision: bool = False, **extra
     """Fit one neural learner on a 96-row bag of a fixed dataset; returns its state dict and record."""
     model = make_model(n_samples=200, seed=3)
     dataset = model.dataset
-    from modalbag.data import encode_labels
+    from modalbag.data.dataset import encode_labels
 
     targets, classes = encode_labels(dataset.labels, "classification")
     task = TaskInfo("classification", len(classes), classes, np.bincount(targets) / len(targets))

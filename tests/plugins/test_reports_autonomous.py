@@ -10,7 +10,7 @@ import torch
 
 from modalbag import ConfigError
 from modalbag.plugins.reports import autonomous
-from modalbag.robustness import EnsembleScorer
+from modalbag.reports.robustness import EnsembleScorer
 from tests.plugins.test_reports_medical import train
 
 VEHICLE = {"lidar_points": ((6, 3), "sequence"), "camera_rgb": (16, "image"), "radar_signals": (6, "tabular"),

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from modalbag import ConfigError, DataError
-from modalbag import report_metrics as rm
 from modalbag.plugins.reports.finance import strategy_returns
+from modalbag.reports import metrics as rm
 from tests.plugins.test_reports_medical import train
 
 TRADING = {"price_data": (10, "tabular"), "order_book": (8, "tabular"), "news_sentiment": (12, "text"),

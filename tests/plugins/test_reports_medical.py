@@ -13,7 +13,7 @@ from sklearn.metrics import (
 )
 
 from modalbag import ConfigError, create_synthetic_model, modality_ablation
-from modalbag.robustness import EnsembleScorer
+from modalbag.reports.robustness import EnsembleScorer
 from tests.conftest import FAST
 
 MEDICAL = {"patient_vitals": (8, "tabular"), "medical_images": (16, "image"), "clinical_notes": (12, "text"),

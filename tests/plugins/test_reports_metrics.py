@@ -15,7 +15,6 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from modalbag import report_metrics as rm
 from modalbag.plugins.reports.autonomous import average_watts, read_energy_uj
 from modalbag.plugins.reports.finance import strategy_returns, volatility_regimes
 from modalbag.plugins.reports.recommendation import (
@@ -27,6 +26,7 @@ from modalbag.plugins.reports.robustness import (
     effective_robustness,
     relative_robustness,
 )
+from modalbag.reports import metrics as rm
 
 # -- classification -------------------------------------------------------------------------------
 

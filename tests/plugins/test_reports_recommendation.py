@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import ndcg_score
 
 from modalbag import ConfigError
-from modalbag import report_metrics as rm
+from modalbag.reports import metrics as rm
 from tests.plugins.test_reports_medical import train
 
 SHOP = {"user_profiles": (8, "tabular"), "product_features": (10, "tabular"), "behavioral_data": (12, "tabular"),

@@ -17,7 +17,7 @@ from modalbag import (
     hookimpl,
     modality_ablation,
 )
-from modalbag.robustness import EnsembleScorer
+from modalbag.reports.robustness import EnsembleScorer
 from tests.conftest import with_missing
 
 

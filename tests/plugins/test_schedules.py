@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from modalbag import TrainingConfig
-from modalbag.assembly import build_options
 from modalbag.errors import ConfigError
-from modalbag.registry import Catalog
-from modalbag.schedules import ConstantSchedule, LinearWarmup
+from modalbag.kernel.assembly import build_options
+from modalbag.kernel.registry import Catalog
+from modalbag.training.schedules import ConstantSchedule, LinearWarmup
 
 BASE_LR = 0.1
 STEPS_PER_EPOCH = 10

@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from modalbag import ConfigError, hookimpl
-from modalbag.runlog import (
+from modalbag.store.runlog import (
     RECORDS_FILE,
     append_line,
     end_torn_line,
@@ -124,8 +124,8 @@ def test_jsonl_from_worker_processes(tmp_path):
 
 
 def test_jsonl_is_active_exactly_when_run_dir_is_set(tmp_path):
-    from modalbag.assembly import _wanted
-    from modalbag.config import TrainingConfig
+    from modalbag.config.training import TrainingConfig
+    from modalbag.kernel.assembly import _wanted
 
     assert ("run_dir", "sink", "jsonl") in _wanted(TrainingConfig(run_dir=str(tmp_path)))
     assert not [w for w in _wanted(TrainingConfig()) if w[1] == "sink"]
@@ -170,8 +170,8 @@ def test_modalbag_log_step_every_log_interval_steps(tmp_path, capsys):
 
 
 def test_progress_bar_only_when_asked_or_verbose_on_a_terminal():
-    from modalbag.config import TrainingConfig
-    from modalbag.executors import ProgressBar
+    from modalbag.config.training import TrainingConfig
+    from modalbag.engine.executors import ProgressBar
 
     class Terminal(io.StringIO):
         def isatty(self):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modalbag import Catalog, TrainingConfig
-from modalbag.assembly import build_options
+from modalbag.kernel.assembly import build_options
 from tests.conftest import FAST, make_model
 
 
@@ -132,7 +132,7 @@ def test_adaptive_keeps_the_average_of_an_objective_waiting_for_its_turn(catalog
 def test_taking_turns_keeps_each_steps_expected_denoising_loss(catalog, strategy):
     """fixed: the objective that runs is weighted x n; adaptive: the objectives that ran share the
     task loss T anyway, so every step's total is denoising_weight * T with or without turns."""
-    from modalbag.denoising import AdvancedCrossModalDenoisingLoss, DenoisingContext
+    from modalbag.denoising.objectives import AdvancedCrossModalDenoisingLoss, DenoisingContext
     from tests.plugins.test_objectives import network, toy
 
     data, y = toy(32)

@@ -20,8 +20,7 @@ from modalbag import (
     create_synthetic_model,
     hookimpl,
 )
-from modalbag.engine import split_validation
-from modalbag.metrics import task_metrics
+from modalbag.engine.engine import split_validation
 from modalbag.plugins.trainers import (
     _tabular,
     catboost,
@@ -31,6 +30,7 @@ from modalbag.plugins.trainers import (
     xgboost,
 )
 from modalbag.plugins.trainers._tabular import MissingExtraError, load_learner
+from modalbag.training.metrics import task_metrics
 
 #: Fast options: few rounds, one thread (timings stay stable on a busy machine), no neural extras.
 TAB = {"enable_denoising": False, "mixed_precision": False, "save_checkpoints": False, "epochs": 3,
@@ -325,8 +325,8 @@ def test_each_module_registers_one_trainer_through_modalbag_register_trainers(na
 
 
 def test_listing_and_proposing_import_no_library():
-    code = ("import sys\nfrom modalbag import Catalog\nfrom modalbag.data import ModalitySpec\n"
-            "from modalbag.selection import BagProfile\nc = Catalog()\n"
+    code = ("import sys\nfrom modalbag import Catalog\nfrom modalbag.data.dataset import ModalitySpec\n"
+            "from modalbag.engine.selection import BagProfile\nc = Catalog()\n"
             "names = [r.name for r in c.available('trainer')]\n"
             "profile = BagProfile(('t',), {'t': ModalitySpec('t', 'tabular', (3,))}, 10, 'classification', 2)\n"
             f"for n in {list(TRAINERS)}:\n    c.get('trainer', n).factory.propose(profile, 'speed')\n"

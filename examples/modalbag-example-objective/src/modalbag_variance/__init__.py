@@ -16,7 +16,7 @@ import attrs
 import torch
 
 from modalbag import hookimpl
-from modalbag.denoising import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:

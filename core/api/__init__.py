@@ -1,0 +1,1 @@
+"""The spec's Python API: `MultiModalEnsembleModel` and the workflows built on it (the top of the layers)."""

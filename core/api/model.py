@@ -1,0 +1,349 @@
+"""`MultiModalEnsembleModel`: the user-facing workflow of the spec, over the core's parts.
+
+data -> ``create_ensemble`` / ``generate_bags`` -> ``select_base_learners`` -> ``train_ensemble``
+-> ``predict`` / ``evaluate`` / ``get_training_summary``. Each step can be called alone; a later
+step runs the earlier ones with defaults when they were skipped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+
+from modalbag.config.training import TASK_TYPES, TrainingConfig
+from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
+from modalbag.data.dataset import MultimodalDataset, encode_labels, prediction_inputs
+from modalbag.data.preprocessing import PreprocessingMixin
+from modalbag.data.synthetic import SyntheticTask
+from modalbag.engine.engine import Engine, TaskInfo
+from modalbag.engine.portfolio import Measurement
+from modalbag.engine.selection import select_learners
+from modalbag.engine.strategy import TrainingStrategyMixin
+from modalbag.ensemble.ensemble import Ensemble, PredictionResult
+from modalbag.errors import ConfigError, DataError, ModalbagError, NotFittedError
+from modalbag.kernel.records import LearnerSpec, TrainedLearner
+from modalbag.kernel.registry import Catalog, default_catalog
+from modalbag.logs import get_logger
+from modalbag.reports.domains import DomainReportsMixin
+from modalbag.reports.training import TrainingReportsMixin
+from modalbag.store.persistence import PersistenceMixin
+from modalbag.training.metrics import task_metrics
+
+log = get_logger("modalbag.model")
+
+
+class TrainingFailedError(ModalbagError, RuntimeError):
+    """Every learner failed: nothing to predict with. The message lists each learner's error."""
+
+
+class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, PersistenceMixin, PreprocessingMixin,
+                              TrainingStrategyMixin):
+    """An ensemble of learners over modality subsets of one multimodal dataset."""
+
+    def __init__(self, dataset: MultimodalDataset, *, task_type: str = "classification",
+                 catalog: Catalog | None = None, plugins: Sequence[object] = (),
+                 synthetic_task: SyntheticTask | None = None):
+        if task_type not in TASK_TYPES:
+            raise ConfigError(f"task_type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
+        self.dataset = dataset
+        self.task_type = task_type
+        self.catalog = catalog or default_catalog()
+        self.plugins = tuple(plugins)
+        self.synthetic_task = synthetic_task
+        self.ensemble_config: EnsembleConfig | None = None
+        self.bags: list[Bag] | None = None
+        self.learner_specs: list[LearnerSpec] | None = None
+        self.learners: dict[str, TrainedLearner] = {}
+        self.training_config: TrainingConfig | None = None
+        self.ensemble: Ensemble | None = None
+        self.cross_fits: dict[tuple[str, ...], Any] = {}
+        self.task: TaskInfo | None = None
+        self.run_id: str | None = None
+
+    # -- bags -------------------------------------------------------------------------------------
+
+    def create_ensemble(self, n_bags: int = 20, dropout_strategy: str = "adaptive", **options: Any) -> EnsembleConfig:
+        """Set how bags are drawn (``sample_ratio``, ``modality_keep_prob``, ``max_modalities``,
+        ``allow_repeats``, ``random_state``); `generate_bags` draws them."""
+        try:
+            self.ensemble_config = EnsembleConfig(n_bags=n_bags, dropout_strategy=dropout_strategy, **options)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"create_ensemble: {exc}") from exc
+        self.bags = self.learner_specs = None
+        return self.ensemble_config
+
+    def generate_bags(self) -> list[Bag]:
+        """Draw the bags: modality subset, bootstrap rows, out-of-bag rows and seed of each."""
+        config = self.ensemble_config or self.create_ensemble()
+        info = None
+        if config.dropout_strategy == "adaptive" and self.dataset.labels is not None:
+            targets, _ = encode_labels(self.dataset.labels, self.task_type)
+            info = modality_informativeness(self.dataset, targets, self.task_type, config.random_state)
+        self.bags = generate_bags(self.dataset, config, info)
+        self.learner_specs = None
+        return self.bags
+
+    # -- learners ---------------------------------------------------------------------------------
+
+    def select_base_learners(self, task_type: str | None = None, num_classes: int | None = None,
+                             optimization_strategy: str = "balanced", instantiate: bool = True,
+                             trainers: Sequence[str] | None = None) -> dict[str, Any]:
+        """Choose a trainer and architecture per bag; returns ``{learner_id: learner}``.
+
+        With ``instantiate=True`` each value is an unfitted learner object of its trainer plugin,
+        otherwise its `LearnerSpec`.
+        """
+        task_type = self._task_type(task_type)
+        if self.bags is None:
+            self.generate_bags()
+        assert self.bags is not None
+        n_classes = num_classes or self._infer_num_classes(task_type)
+        self.learner_specs = select_learners(self.bags, self.dataset.specs, task_type=task_type,
+                                             num_classes=n_classes, strategy=optimization_strategy,
+                                             catalog=self.catalog, trainers=trainers)
+        if not instantiate:
+            return {s.learner_id: s for s in self.learner_specs}
+        config = TrainingConfig.from_dict({"task_type": task_type, "num_classes": num_classes}, catalog=self.catalog)
+        out = {}
+        for spec in self.learner_specs:
+            comp = self.catalog.get("trainer", spec.trainer)
+            from modalbag.kernel.assembly import build_options
+
+            out[spec.learner_id] = comp.factory(spec, config, build_options(comp, config))
+        return out
+
+    def _task_type(self, task_type: str | None) -> str:
+        if task_type is not None and task_type != self.task_type:
+            if self.learners:
+                raise ConfigError(f"this model was trained for {self.task_type!r}; create a new model for "
+                                  f"task_type={task_type!r}")
+            self.task_type = task_type
+        return self.task_type
+
+    def _infer_num_classes(self, task_type: str) -> int:
+        if self.dataset.labels is None or task_type == "regression":
+            return 1
+        _, classes = encode_labels(self.dataset.labels, task_type)
+        return len(classes) if classes is not None else 1
+
+    # -- training ---------------------------------------------------------------------------------
+
+    def train_ensemble(self, resume: bool = False, **config: Any) -> dict[str, TrainedLearner]:
+        """Train every bag's learner; returns the learners that trained (failures are in the summary).
+
+        Takes every `TrainingConfig` option (and plugin options) as keyword arguments. With
+        ``run_dir`` the run is recorded there and exported to ``<run_dir>/export`` at the end;
+        ``resume=True`` continues the run recorded in ``run_dir`` (see `modalbag.store.runrecord`).
+        """
+        if self.dataset.labels is None:
+            raise DataError("this model has no labels: pass labels= when creating it")
+        previous, config = self._resume_record(config) if resume else (None, config)
+        config = {**self._preprocessing_options(), **config}  # explicit options win
+        task_type = self._task_type(config.get("task_type"))
+        cfg = TrainingConfig.from_dict({**config, "task_type": task_type}, catalog=self.catalog)
+        targets, classes = encode_labels(self.dataset.labels, task_type, cfg.num_classes, self.dataset.n_samples)
+        task = _task_info(task_type, targets, classes)
+        engine = Engine(self.catalog, self.plugins)
+        run = engine.prepare(cfg, task)  # config and plugin errors surface here, before any training
+        if previous is not None:  # the interrupted run's id, bags and specs: its checkpoints apply
+            run.run_id, self.bags, self.learner_specs = previous.run_id, previous.bags(), previous.specs()
+        if self.bags is None:
+            if self.ensemble_config is None:
+                self.create_ensemble(random_state=cfg.random_state)
+            self.generate_bags()
+        if self.learner_specs is None:
+            self.select_base_learners(task_type, cfg.num_classes, instantiate=False)
+        assert self.bags is not None and self.learner_specs is not None
+        # each modality subset's trainer chosen by measurement (its fold models kept as its bags where
+        # the subset is small); its cross-fit weighs the ensemble
+        plan = Measurement(engine, cfg, task, self.dataset, targets).measure_all(
+            self.bags, self.learner_specs, choose=previous is None)
+        self.bags, self.learner_specs, self.cross_fits = plan.bags, plan.specs, plan.cross_fits
+        bags = {b.id: b for b in self.bags}
+        self.learners = engine.train(run, self.learner_specs, bags, self.dataset, targets, resume=previous,
+                                     adopted=plan.fitted)
+        self.training_config, self.task, self.run_id = cfg, task, run.run_id
+        trained = {lid: r for lid, r in self.learners.items() if r.ok}
+        if not trained:
+            errors = "\n".join(f"  {lid}: {r.error}" for lid, r in self.learners.items())
+            raise TrainingFailedError(f"every learner failed:\n{errors}")
+        self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state, self.cross_fits)
+        self._run_finished()
+        return trained
+
+    # -- prediction -------------------------------------------------------------------------------
+
+    def _require_ensemble(self) -> Ensemble:
+        if self.ensemble is None:
+            raise NotFittedError("the ensemble is not trained yet: call train_ensemble() first")
+        return self.ensemble
+
+    def predict_details(self, data: Mapping[str, Any]) -> PredictionResult:
+        """Predictions plus which samples fell back to the prior and how many learners each used."""
+        ensemble = self._require_ensemble()
+        return ensemble.predict(prediction_inputs(data, self.dataset.specs))
+
+    def predict(self, data: Mapping[str, Any]) -> np.ndarray:
+        """Class labels (classification), a 0/1 matrix (multilabel) or values (regression)."""
+        return self.predict_details(data).predictions
+
+    def predict_proba(self, data: Mapping[str, Any]) -> np.ndarray:
+        """Class probabilities (n, C), columns in the order of ``classes_``."""
+        if self.task_type == "regression":
+            raise ConfigError("predict_proba is for classification and multilabel tasks; use predict")
+        return self.predict_details(data).output
+
+    @property
+    def classes_(self) -> np.ndarray | None:
+        return None if self.task is None else self.task.classes
+
+    def evaluate(self, data: Mapping[str, Any], labels: Any) -> dict[str, float]:
+        """Task metrics of the ensemble on ``(data, labels)``, plus how many samples used the prior."""
+        ensemble = self._require_ensemble()
+        assert self.task is not None and self.training_config is not None
+        details = self.predict_details(data)
+        y = np.asarray(labels)
+        if self.task_type == "classification":
+            known = {c: i for i, c in enumerate(self.task.classes.tolist())}
+            try:
+                y = np.array([known[v] for v in y.tolist()])
+            except KeyError as exc:
+                raise DataError(f"label {exc.args[0]!r} was not seen in training; classes: {list(known)}") from exc
+        else:
+            y, _ = encode_labels(y, self.task_type, self.training_config.num_classes)
+        if len(y) != len(details.output):
+            raise DataError(f"labels have {len(y)} rows but the data has {len(details.output)} samples")
+        metrics = task_metrics(self.task_type, y, details.output)
+        metrics["n_samples"] = len(y)
+        metrics["n_fallback"] = int(details.fallback.sum())
+        del ensemble
+        return metrics
+
+    # -- reports ----------------------------------------------------------------------------------
+
+    def get_training_summary(self) -> dict[str, Any]:
+        """Measured results of the last ``train_ensemble``: performance, times, status, errors."""
+        if not self.learners:
+            raise NotFittedError("nothing trained yet: call train_ensemble() first")
+        trained = [r for r in self.learners.values() if r.ok]
+        keys = ("accuracy", "f1") if self.task_type != "regression" else ("mse", "r2")
+        average = {}
+        for key in keys:
+            values = [r.validation[key] for r in trained if key in r.validation]
+            average[key] = float(np.mean(values)) if values else None
+        return {
+            "run_id": self.run_id,
+            "task_type": self.task_type,
+            "total_learners": len(self.learners),
+            "trained": len(trained),
+            "failed": len(self.learners) - len(trained),
+            "average_performance": average,
+            "average_performance_source": "each learner's held-out validation rows (validation_split)",
+            "training_times": {lid: r.training_time for lid, r in self.learners.items()},
+            "learner_status": {lid: r.status for lid, r in self.learners.items()},
+            "epochs_trained": {lid: len(r.records) for lid, r in self.learners.items()},
+            "learner_performance": {lid: dict(r.validation) for lid, r in self.learners.items()},
+            "modalities": {lid: list(r.spec.modalities) for lid, r in self.learners.items()},
+            "errors": {lid: r.error for lid, r in self.learners.items() if not r.ok},
+            "notes": {lid: list(r.notes) for lid, r in self.learners.items() if r.notes},
+            "selection": self._selection_summary(),
+            "combination": self._combination_summary(),
+            "active_plugins": None,
+        } | self._plugins_used()
+
+    def _selection_summary(self) -> dict[str, Any]:
+        """Per modality subset: the trainer chosen, why, and every candidate's measured score."""
+        out = {}
+        for record in self.learners.values():
+            spec = record.spec
+            key = "+".join(sorted(spec.modalities))
+            if key not in out:
+                out[key] = {"trainer": spec.trainer, "reason": spec.reason, "candidates": list(spec.candidates),
+                            "measured": {n: dict(v) for n, v in spec.measured.items()}}
+        return out
+
+    def _combination_summary(self) -> dict[str, Any]:
+        """The rule chosen for every availability pattern fitted so far (all modalities at least)."""
+        if self.ensemble is None or not self.ensemble.learners:
+            return {}
+        self.ensemble.combination_for(list(self.ensemble.learners))  # the all-modalities pattern
+        return {" & ".join(sorted({m for lid in key for m in self.ensemble.learners[lid].spec.modalities})):
+                {"rule": c.rule, "experts": list(c.experts), "cv_loss": dict(c.cv_loss), "rows": c.n_rows}
+                for key, c in self.ensemble.combinations.items()}
+
+    def _plugins_used(self) -> dict[str, Any]:
+        cfg = self.training_config
+        if cfg is None:
+            return {}
+        from modalbag.kernel.assembly import _wanted
+
+        return {"active_plugins": [f"{kind}.{name}" for _, kind, name in _wanted(cfg)]
+                + sorted({f"trainer.{r.spec.trainer}" for r in self.learners.values()})}
+
+
+def _task_info(task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> TaskInfo:
+    return TaskInfo(task_type, _n_outputs(task_type, targets, classes), classes, _prior(task_type, targets, classes))
+
+
+def _n_outputs(task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> int:
+    if task_type == "regression":
+        return targets.shape[1]
+    assert classes is not None
+    return len(classes)
+
+
+def _prior(task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
+    if task_type == "classification":
+        assert classes is not None
+        return np.bincount(targets, minlength=len(classes)) / len(targets)
+    return targets.mean(axis=0)
+
+
+# -- constructors ---------------------------------------------------------------------------------
+
+
+def create_model_from_arrays(data: Mapping[str, Any], labels: Any = None, *, task_type: str = "classification",
+                             masks: Mapping[str, Any] | None = None, **model_options: Any) -> MultiModalEnsembleModel:
+    """A model over in-memory arrays: ``{name: array}`` or ``{name: (array, modality_type)}``."""
+    dataset = MultimodalDataset.from_arrays(data, labels, masks=masks)
+    if labels is not None:
+        encode_labels(labels, task_type, None, dataset.n_samples)  # fail now, not at training
+    return MultiModalEnsembleModel(dataset, task_type=task_type, **model_options)
+
+
+def create_model_from_files(paths: Mapping[str, str | PathLike[str] | tuple[Any, str]], labels: Any = None, *,
+                            task_type: str = "classification", **model_options: Any) -> MultiModalEnsembleModel:
+    """A model over files: ``{name: path}`` or ``{name: (path, modality_type)}``; ``labels`` an
+    array or a file. Reads .npy (memory-mapped), .npz, .csv/.tsv, and .h5/.parquet when their
+    library is installed."""
+    from modalbag.io.files import load_array
+
+    data: dict[str, Any] = {}
+    for name, entry in paths.items():
+        path, kind = entry if isinstance(entry, tuple) else (entry, None)
+        array = load_array(path, name=name)
+        data[name] = (array, kind) if kind else array
+    if isinstance(labels, (str, PathLike)):
+        labels = np.asarray(load_array(labels, name="labels"))
+        if labels.ndim == 2 and labels.shape[1] == 1:
+            labels = labels[:, 0]
+    return create_model_from_arrays(data, labels, task_type=task_type, **model_options)
+
+
+def create_synthetic_model(modalities: Mapping[str, Any], n_samples: int = 1000, n_classes: int = 2, *,
+                           task_type: str = "classification", random_state: int = 0, noise: float = 0.5,
+                           **model_options: Any) -> MultiModalEnsembleModel:
+    """A model over a synthetic task: ``{name: (dim, modality_type)}`` (``((C, H, W), 'image')`` for
+    raw images, ``((T, F), 'sequence')``). ``model.synthetic_task.sample(n, seed)`` draws held-out data."""
+    task = SyntheticTask.create(modalities, n_classes=n_classes, task_type=task_type,
+                                random_state=random_state, noise=noise)
+    data, labels = task.sample(n_samples, random_state)
+    typed = {name: (array, task.maps[name].kind) for name, array in data.items()}
+    return create_model_from_arrays(typed, labels, task_type=task_type, synthetic_task=task, **model_options)
+
+
+__all__ = ["MultiModalEnsembleModel", "TrainingFailedError", "create_model_from_arrays",
+           "create_model_from_files", "create_synthetic_model"]

@@ -1,0 +1,1 @@
+"""Configuration: `TrainingConfig` with its checks, and the run files (TOML/YAML/JSON) that hold one."""

@@ -1,0 +1,1 @@
+"""Data: modalities and their masks, readers' preprocessing, the synthetic generator, and bags."""

@@ -1,0 +1,204 @@
+"""Modality-dropout bagging: each bag is a modality subset plus a bootstrap of the samples.
+
+Strategies decide which subsets the ensemble gets:
+
+- ``uniform``: each modality kept with probability ``modality_keep_prob`` (redrawn when empty).
+- ``adaptive``: the full set and every single modality first (the bags that keep an ensemble
+  accurate when modalities go missing), then subsets favouring the informative modalities, with
+  every subset size represented.
+- ``exhaustive``: every non-empty subset, smallest first, up to ``n_bags``.
+
+A subset repeats (with a fresh bootstrap) only after every candidate subset has been used, and
+never when ``allow_repeats=False``. A bag's rows are drawn among the samples that have at least
+one of its modalities; its out-of-bag rows are the others that do, and weigh the ensemble.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import attrs
+import numpy as np
+
+from modalbag.data.dataset import MultimodalDataset
+from modalbag.errors import ConfigError, DataError
+
+DROPOUT_STRATEGIES = ("uniform", "adaptive", "exhaustive")
+
+
+@attrs.frozen
+class Bag:
+    """One ensemble member's view of the data.
+
+    A bootstrap bag's ``oob_rows`` are the eligible rows its draw missed. A *fold* bag (``fold`` set:
+    `modalbag.engine.portfolio`'s k-fold bagging of a measured modality subset) holds the training folds of
+    one cross-validation split, distinct rows, and ``oob_rows`` is the held-out fold: the learner's
+    validation rows and its out-of-fold evidence.
+    """
+
+    id: int
+    modalities: tuple[str, ...]
+    rows: np.ndarray = attrs.field(eq=False, repr=lambda r: f"<{len(r)} rows>")
+    oob_rows: np.ndarray = attrs.field(eq=False, repr=lambda r: f"<{len(r)} rows>")
+    seed: int
+    fold: int | None = None
+
+    @property
+    def learner_id(self) -> str:
+        return f"bag_{self.id:03d}"
+
+
+def _at_least_one(instance: object, attribute: attrs.Attribute, value: int | None) -> None:
+    if value is not None and value < 1:
+        raise ConfigError(f"{attribute.name} must be at least 1 (or None for no cap), got {value!r}")
+
+
+@attrs.frozen
+class EnsembleConfig:
+    """How bags are drawn (``create_ensemble``'s arguments)."""
+
+    n_bags: int = attrs.field(default=20, validator=attrs.validators.ge(1))
+    dropout_strategy: str = attrs.field(default="adaptive", validator=attrs.validators.in_(DROPOUT_STRATEGIES))
+    sample_ratio: float = attrs.field(default=1.0, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
+    modality_keep_prob: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
+    max_modalities: int | None = attrs.field(default=None, validator=_at_least_one)
+    allow_repeats: bool = True
+    random_state: int = 0
+
+
+def modality_informativeness(dataset: MultimodalDataset, labels: np.ndarray, task_type: str,
+                             random_state: int = 0, max_rows: int = 2000) -> dict[str, float]:
+    """How well each modality alone predicts the labels: 3-fold CV score of a ridge model.
+
+    Cheap by design (a linear model on at most ``max_rows`` rows, raw arrays mean-pooled to
+    vectors); it only ranks modalities for the ``adaptive`` strategy. Scores are in [0, 1].
+    """
+    from sklearn.linear_model import Ridge, RidgeClassifier
+    from sklearn.model_selection import cross_val_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(random_state)
+    scores = {}
+    for name in dataset.names:
+        rows = np.flatnonzero(dataset.masks[name])
+        if len(rows) > max_rows:
+            rows = np.sort(rng.choice(rows, max_rows, replace=False))
+        x = _as_vectors(dataset.arrays[name][rows])
+        y = labels[rows]
+        if task_type == "classification":
+            counts = np.bincount(y)
+            if len(rows) < 30 or (counts[counts > 0] < 3).any():
+                scores[name] = 0.0
+                continue
+            baseline = counts.max() / counts.sum()
+            cv = cross_val_score(make_pipeline(StandardScaler(), RidgeClassifier(alpha=10.0)), x, y, cv=3)
+            scores[name] = float(max(0.0, (cv.mean() - baseline) / max(1e-9, 1 - baseline)))
+        else:
+            target = y if y.ndim == 1 else y.reshape(len(y), -1)
+            if len(rows) < 30:
+                scores[name] = 0.0
+                continue
+            cv = cross_val_score(make_pipeline(StandardScaler(), Ridge(alpha=10.0)), x, target, cv=3, scoring="r2")
+            scores[name] = float(np.clip(cv.mean(), 0.0, 1.0))
+    return scores
+
+
+def _as_vectors(array: np.ndarray) -> np.ndarray:
+    if array.ndim == 2:
+        return array
+    if array.ndim == 3:  # sequence (n, T, F): mean and std over time
+        return np.concatenate([array.mean(axis=1), array.std(axis=1)], axis=1)
+    return array.reshape(len(array), array.shape[1], -1).mean(axis=2)  # image: channel means
+
+
+def _candidate_subsets(names: Sequence[str], max_size: int) -> list[tuple[str, ...]]:
+    return [s for k in range(1, max_size + 1) for s in itertools.combinations(names, k)]
+
+
+def choose_subsets(names: Sequence[str], config: EnsembleConfig,
+                   informativeness: dict[str, float] | None, rng: np.random.Generator) -> list[tuple[str, ...]]:
+    """The modality subset of each bag, in bag order."""
+    max_size = len(names) if config.max_modalities is None else min(config.max_modalities, len(names))
+    candidates = _candidate_subsets(names, max_size)
+    if config.dropout_strategy == "exhaustive":
+        order = candidates
+    elif config.dropout_strategy == "uniform":
+        order = _uniform_order(names, candidates, config.modality_keep_prob, rng)
+    else:
+        order = _adaptive_order(names, candidates, max_size, informativeness or {}, rng)
+    if config.n_bags <= len(order) or not config.allow_repeats:
+        return order[: config.n_bags]
+    repeated = list(order)
+    while len(repeated) < config.n_bags:  # cycle in preference order: fresh bootstrap each time
+        repeated.extend(order[: config.n_bags - len(repeated)])
+    return repeated
+
+
+def _uniform_order(names: Sequence[str], candidates: list[tuple[str, ...]], keep: float,
+                   rng: np.random.Generator) -> list[tuple[str, ...]]:
+    allowed = set(candidates)
+    order: list[tuple[str, ...]] = []
+    for _ in range(200 * len(candidates)):
+        if len(order) == len(candidates):
+            break
+        subset = tuple(n for n in names if rng.random() < keep)
+        if subset in allowed and subset not in order:
+            order.append(subset)
+    order += [c for c in candidates if c not in order]  # a tiny keep probability still terminates
+    return order
+
+
+def _adaptive_order(names: Sequence[str], candidates: list[tuple[str, ...]], max_size: int,
+                    info: dict[str, float], rng: np.random.Generator) -> list[tuple[str, ...]]:
+    full = tuple(names[:max_size]) if max_size < len(names) else tuple(names)
+    if max_size < len(names):  # the largest allowed subset of the most informative modalities
+        best = sorted(names, key=lambda n: -info.get(n, 0.0))[:max_size]
+        full = tuple(n for n in names if n in best)
+    singles = sorted(((n,) for n in names), key=lambda s: -info.get(s[0], 0.0))
+    order = [full] + [s for s in singles if s != full]
+    rest = [c for c in candidates if c not in order]
+    by_size: dict[int, list[tuple[str, ...]]] = {}
+    for c in rest:
+        by_size.setdefault(len(c), []).append(c)
+    for size in by_size:  # within a size: informative modalities first, ties broken at random
+        jitter = {c: rng.random() * 1e-6 for c in by_size[size]}
+        by_size[size].sort(key=lambda c: -(np.mean([info.get(n, 0.0) for n in c]) + jitter[c]))
+    sizes = sorted(by_size, reverse=True)
+    while any(by_size.values()):  # round-robin over sizes keeps every size represented
+        for size in sizes:
+            if by_size[size]:
+                order.append(by_size[size].pop(0))
+    return order
+
+
+def draw_rows(eligible: np.ndarray, sample_ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap rows (with replacement) from ``eligible`` and the out-of-bag remainder."""
+    size = max(1, int(round(sample_ratio * len(eligible))))
+    rows = np.sort(rng.choice(eligible, size=size, replace=True))
+    oob = np.setdiff1d(eligible, rows, assume_unique=False)
+    return rows, oob
+
+
+def generate_bags(dataset: MultimodalDataset, config: EnsembleConfig,
+                  informativeness: dict[str, float] | None = None) -> list[Bag]:
+    """Draw the bags for ``dataset``: reproducible for a given ``config.random_state``."""
+    seq = np.random.SeedSequence(config.random_state)
+    subset_rng = np.random.default_rng(seq.spawn(1)[0])
+    subsets = choose_subsets(dataset.names, config, informativeness, subset_rng)
+    bag_seeds = seq.spawn(len(subsets) + 1)[1:]
+    bags = []
+    for i, (subset, bag_seq) in enumerate(zip(subsets, bag_seeds, strict=True)):
+        eligible = np.flatnonzero(np.any([dataset.masks[m] for m in subset], axis=0))
+        if len(eligible) < 2:
+            raise DataError(f"modality subset {subset} is present in {len(eligible)} samples; "
+                            f"a bag needs at least 2 (drop the modality or give more data)")
+        rng = np.random.default_rng(bag_seq)
+        rows, oob = draw_rows(eligible, config.sample_ratio, rng)
+        bags.append(Bag(i, subset, rows, oob, int(bag_seq.generate_state(1)[0])))
+    return bags
+
+
+__all__ = ["DROPOUT_STRATEGIES", "Bag", "EnsembleConfig", "choose_subsets", "generate_bags",
+           "modality_informativeness"]

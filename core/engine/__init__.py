@@ -1,0 +1,1 @@
+"""Training a run: the engine, executors, learner selection, the portfolio measurement, pipelines."""

@@ -1,0 +1,426 @@
+"""Selection by measurement: each modality subset's trainer is the portfolio candidate that scores
+best on held-out rows, and the winner's cross-fitted outputs are what the combination is fitted on.
+
+Fixed rules cannot know which learner suits a dataset (an RBF SVM beats boosted trees on small dense
+views; a fusion network wins on raw images with many rows), so the optimization strategy only sets a
+*portfolio* (`modalbag.engine.selection.PORTFOLIOS`, pruned where a candidate cannot fit the data's size), the
+trainers' own proposal scores order it, and k-fold cross-validation decides:
+
+1. per distinct modality subset S of the ensemble's bags, take the training rows that have every
+   modality of S (at most `MAX_ROWS`, taken in one run-seeded order so the subsets' samples nest);
+2. fit each candidate on k-1 folds of those rows (k = 5 up to 500 rows, else 3; folds stratified)
+   and predict the held-out fold (forward-chaining folds under ``validation_strategy='time_series'``,
+   so no row is predicted by a model that saw later rows); score the out-of-fold predictions by log loss after temperature
+   scaling (so a well-ranked but over-confident learner is not penalised for what calibration
+   fixes), squared error for regression, binary log loss for multilabel;
+3. the lowest loss wins (ties: the earlier candidate);
+4. the winner's out-of-fold predictions are the subset's *cross-fitted* outputs: predictions of
+   every row from a model that did not see it, which `modalbag.ensemble.ensemble` calibrates and combines.
+
+**k-fold bagging.** Where the measurement used every row of S (at most `MAX_ROWS`, and not under
+forward-chaining folds), S's bootstrap bags are replaced by its k *fold bags*: each holds the
+training folds of one split and is validated on its held-out fold, and its learner is the winner's
+model measured on that split, kept rather than fitted again. S's expert is then the average of k
+models that each saw (k-1)/k of the rows, the way cross-validation bagging works: no refit, no row
+lost to a bootstrap's duplicates or to a second validation split, and every row predicted by the one
+model that did not see it. (A neural winner is early-stopped on its held-out fold, so its
+out-of-fold outputs lean slightly optimistic, as in any k-fold bagging that stops early.) Beyond
+`MAX_ROWS`, the measurement sees a sample and S's bootstrap bags train the winner on all rows.
+
+**Narrowing.** Under the ``speed`` and ``balanced`` strategies the whole portfolio is measured on the
+*probe* subsets (each single modality and the largest subsets of the plan), first; the other
+subsets then fit only the candidate whose loss relative to each probe's best (``loss / best loss``)
+is lowest on average over the probes. The learner that suits the data's views alone and all
+together rarely loses by much on a pair, and the candidates that do not suit it (a boosted-tree
+model on a thousand dense rows of ten classes) then cost a handful of fits instead of k per subset.
+``accuracy`` measures the whole portfolio everywhere.
+
+A subset with a single candidate (a trainer named explicitly) is not measured; it is cross-fitted
+(and fold-bagged) only on small data (`SINGLE_CANDIDATE_MAX_ROWS`), where its bags' out-of-bag rows
+are too few.
+
+The measurement runs in the calling process, in a fixed order, with seeds derived from the run's
+``random_state`` and the subset, so the choice is the same whatever the executor. Its fits use a
+quiet copy of the run (no run directory, sinks or checkpoints). A candidate whose library is not
+installed is reported as skipped, never silently replaced by another.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+from modalbag.data.bags import Bag
+from modalbag.data.dataset import MultimodalDataset
+from modalbag.engine.engine import Engine, TaskInfo, fit_learner
+from modalbag.engine.selection import BagProfile
+from modalbag.ensemble.combination import calibrated_log_probabilities, fit_temperature, task_loss
+from modalbag.errors import PluginError
+from modalbag.kernel.records import LearnerSpec, TrainedLearner
+from modalbag.kernel.registry import Catalog
+from modalbag.logs import get_logger
+
+log = get_logger("modalbag.portfolio")
+
+MAX_ROWS = 5000
+#: A subset with a single candidate is cross-fitted only up to this many rows: beyond, its bags'
+#: out-of-bag rows are evidence enough, and k extra fits (of a fusion network, say) are not worth it.
+SINGLE_CANDIDATE_MAX_ROWS = 100
+#: Subsets up to this many rows are measured (and fold-bagged) with 5 folds, larger ones with 3.
+FIVE_FOLDS_MAX_ROWS = 500
+
+
+@attrs.frozen
+class CrossFit:
+    """One modality subset's measurement: each candidate's result and the winner's out-of-fold outputs."""
+
+    modalities: tuple[str, ...]
+    winner: str
+    rows: np.ndarray = attrs.field(eq=False, repr=False)
+    output: np.ndarray = attrs.field(eq=False, repr=False)  # (len(rows), n_outputs), out of fold
+    scores: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)  # candidate -> measured or skipped
+    folds: int = 0
+    #: True when the subset's bags are the measurement's fold bags (its learners are the winner's fold models).
+    fold_bagged: bool = False
+
+    def summary(self) -> str:
+        measured = {n: s for n, s in self.scores.items() if "loss" in s}
+        ranked = ", ".join(f"{n} {s['loss']:.4f}" for n, s in sorted(measured.items(), key=lambda kv: kv[1]["loss"]))
+        skipped = [n for n, s in self.scores.items() if "loss" not in s]
+        text = f"{self.winner}: lowest {self.folds}-fold CV loss on {len(self.rows)} rows ({ranked})"
+        return text + (f"; not measured: {', '.join(skipped)}" if skipped else "")
+
+
+def subset_seed(random_state: int, modalities: Sequence[str]) -> int:
+    return (random_state * 1_000_003 + zlib.crc32("|".join(modalities).encode())) % 2**31
+
+
+def measurement_rows(dataset: MultimodalDataset, modalities: Sequence[str], random_state: int) -> np.ndarray:
+    """The rows that have every one of ``modalities``, at most `MAX_ROWS` of them.
+
+    Beyond the cap, every subset takes its rows in the order of one permutation seeded by the run
+    alone, so subsets' samples nest: the experts a pattern combines share as many evidence rows as
+    possible (independent samples per subset would leave few rows that every expert predicted).
+    """
+    present = np.all([dataset.masks[m] for m in modalities], axis=0)
+    if present.sum() <= MAX_ROWS:
+        return np.flatnonzero(present)
+    order = np.random.default_rng(random_state).permutation(dataset.n_samples)
+    return np.sort(order[present[order]][:MAX_ROWS])
+
+
+def folds_for(y: np.ndarray, task_type: str, seed: int,
+              time_series: bool = False) -> list[tuple[np.ndarray, np.ndarray]]:
+    """k-fold positions (k = 5 up to 500 rows, else 3), stratified where every class has k rows: small
+    data needs the larger training folds and the lower variance; beyond, the cost of k fits wins.
+    ``time_series``: forward-chaining folds over the rows in order (each fold predicts later rows
+    only; the first block gets no out-of-fold prediction)."""
+    from sklearn.model_selection import KFold, StratifiedKFold, TimeSeriesSplit
+
+    k = 5 if len(y) <= FIVE_FOLDS_MAX_ROWS else 3
+    if time_series:
+        return list(TimeSeriesSplit(min(k, len(y) - 1)).split(y))
+    if task_type == "classification":
+        counts = np.bincount(y)
+        smallest = int(counts[counts > 0].min())
+        if smallest >= 2:
+            return list(StratifiedKFold(min(k, smallest), shuffle=True, random_state=seed).split(y, y))
+    return list(KFold(min(k, len(y)), shuffle=True, random_state=seed).split(y))
+
+
+def _score(task_type: str, y: np.ndarray, output: np.ndarray) -> dict[str, float]:
+    if task_type == "classification":
+        temperature = fit_temperature(output, y)
+        calibrated = np.exp(calibrated_log_probabilities(output, temperature))
+        return {"loss": float(task_loss(task_type, y, calibrated).mean()),
+                "accuracy": float(np.mean(output.argmax(axis=1) == y)), "temperature": temperature}
+    return {"loss": float(task_loss(task_type, y, output).mean())}
+
+
+def quiet_run(engine: Engine, config: Any, task: TaskInfo) -> Any:
+    """A run of the same config that writes nothing: no run directory, sinks, checkpoints or bar.
+
+    The caller's plugin instances take part (an objective or validator a user passed shapes the
+    measured models, which k-fold bagging keeps as learners); configured sinks do not.
+    """
+    quiet = attrs.evolve(config, run_dir=None, save_checkpoints=False, checkpoint_dir=None, sinks=(),
+                         progress_bar=False, executor="serial", n_jobs=1)
+    return Engine(engine.catalog, engine.plugins).prepare(quiet, task)
+
+
+@attrs.frozen
+class Plan:
+    """What the measurement decided for a run: its bags and specs (fold bags in place of a measured
+    subset's bootstrap bags, ids renumbered in plan order), each measured subset's cross-fit, and the
+    learners the measurement already fitted on their bags (to be recorded, not fitted again)."""
+
+    bags: list[Bag]
+    specs: list[LearnerSpec]
+    cross_fits: dict[tuple[str, ...], CrossFit]
+    fitted: dict[str, TrainedLearner] = attrs.field(factory=dict)
+
+
+def probe_subsets(subsets: Sequence[tuple[str, ...]]) -> set[tuple[str, ...]]:
+    """The subsets the whole portfolio is measured on: each single modality and the largest ones."""
+    if not subsets:
+        return set()
+    largest = max(len(s) for s in subsets)
+    return {s for s in subsets if len(s) == 1 or len(s) == largest}
+
+
+def relative_probe_losses(probes: Sequence[CrossFit]) -> dict[str, float]:
+    """Each candidate measured on every probe: its mean of ``loss / best loss`` over them (1 = best everywhere)."""
+    ratios: dict[str, list[float]] = {}
+    for found in probes:
+        losses = {n: s["loss"] for n, s in found.scores.items() if "loss" in s}
+        if not losses:
+            continue
+        best = min(losses.values())
+        for name, loss in losses.items():
+            ratios.setdefault(name, []).append((loss + 1e-12) / (best + 1e-12))
+    complete = len([p for p in probes if any("loss" in s for s in p.scores.values())])
+    return {n: float(np.mean(r)) for n, r in ratios.items() if len(r) == complete}
+
+
+def _narrowed_reason(name: str, kept: str, regret: Mapping[str, float]) -> str:
+    if name not in regret:
+        return f"not measured on every probe subset; {kept} was kept"
+    return (f"narrowed away: its loss averaged {regret[name]:.3f}x the best over the probe subsets (each modality "
+            f"alone and the largest subsets), {kept}'s {regret[kept]:.3f}x")
+
+
+class Measurement:
+    """Measures the portfolio of every modality subset of a run (see the module docstring)."""
+
+    def __init__(self, engine: Engine, config: Any, task: TaskInfo, dataset: MultimodalDataset,
+                 targets: np.ndarray):
+        self.engine, self.config, self.task, self.dataset, self.targets = engine, config, task, dataset, targets
+        self._run: Any = None
+
+    @property
+    def run(self) -> Any:
+        if self._run is None:
+            self._run = quiet_run(self.engine, self.config, self.task)
+        return self._run
+
+    @property
+    def _time_series(self) -> bool:
+        return self.config.validation_strategy == "time_series"
+
+    def measure_all(self, bags: Sequence[Bag], specs: Sequence[LearnerSpec], choose: bool = True) -> Plan:
+        """The run's plan: each subset's winner as trainer, fold bags where the subset is small enough.
+
+        ``choose=False`` (a resumed run) keeps the recorded bags and specs: fold-bagged subsets carry
+        their evidence in their learners, and a measured subset with bootstrap bags is cross-fitted
+        again with its recorded trainer, so the resumed ensemble combines exactly as it would have.
+        """
+        first: dict[tuple[str, ...], LearnerSpec] = {}
+        for spec in specs:
+            first.setdefault(tuple(spec.modalities), spec)
+        if not choose:
+            return self._remeasure(bags, specs, first)
+        candidates = {s: tuple(spec.candidates or (spec.trainer,)) for s, spec in first.items()}
+        fold_rows = {s: rows for s, spec in first.items()
+                     if (rows := self._fold_bag_rows(s, len(candidates[s]))) is not None}
+        plan_bags, plan_specs, slots = self._renumber(bags, specs, fold_rows)
+        probes = probe_subsets(list(first))
+        narrowing = all(spec.strategy != "accuracy" for spec in first.values()) and len(probes) < len(first)
+        order = [s for s in first if s in probes] + [s for s in first if s not in probes]
+        results: dict[tuple[str, ...], CrossFit] = {}
+        fitted: dict[str, TrainedLearner] = {}
+        regret: dict[str, float] | None = None
+        for modalities in order:
+            spec, names, narrowed = first[modalities], candidates[modalities], ()
+            if narrowing and modalities not in probes and len(names) > 1:
+                if regret is None:
+                    regret = relative_probe_losses([results[p] for p in order if p in probes and p in results])
+                best = min((n for n in names if n in regret), key=lambda n: regret[n], default=None)
+                if best is not None:
+                    names, narrowed = (best,), tuple(n for n in names if n != best)
+            if modalities in slots:
+                found, models = self._measure_fold_bags(spec, names, slots[modalities])
+                fitted |= models
+            else:
+                found = self.measure(spec, names)
+            if found is None:
+                continue
+            if narrowed:
+                assert regret is not None
+                found = attrs.evolve(found, scores={**found.scores, **{
+                    n: {"skipped": _narrowed_reason(n, names[0], regret)} for n in narrowed}})
+            results[modalities] = found
+        plan_specs = [self._with_winner(spec, results[tuple(spec.modalities)])
+                      if tuple(spec.modalities) in results else spec for spec in plan_specs]
+        by_id = {spec.learner_id: spec for spec in plan_specs}
+        for lid, learner in fitted.items():
+            learner.spec = by_id[lid]
+        return Plan(plan_bags, plan_specs, results, fitted)
+
+    def _remeasure(self, bags: Sequence[Bag], specs: Sequence[LearnerSpec],
+                   first: Mapping[tuple[str, ...], LearnerSpec]) -> Plan:
+        fold_bagged = {tuple(b.modalities) for b in bags if b.fold is not None}
+        results = {}
+        for modalities, spec in first.items():
+            if modalities in fold_bagged:
+                continue
+            found = self.measure(spec, (spec.trainer,), always=bool(spec.candidates))
+            if found is not None:
+                results[modalities] = found
+        return Plan(list(bags), list(specs), results)
+
+    def _fold_bag_rows(self, modalities: tuple[str, ...], n_candidates: int) -> np.ndarray | None:
+        """The rows of ``modalities``' fold bags, or None where its bags stay bootstrap bags."""
+        if self._time_series:
+            return None
+        present = np.all([self.dataset.masks[m] for m in modalities], axis=0)
+        n = int(present.sum())
+        if n < 4 or n > MAX_ROWS or (n_candidates == 1 and n > SINGLE_CANDIDATE_MAX_ROWS):
+            return None
+        return np.flatnonzero(present)
+
+    def _renumber(self, bags: Sequence[Bag], specs: Sequence[LearnerSpec],
+                  fold_rows: Mapping[tuple[str, ...], np.ndarray]
+                  ) -> tuple[list[Bag], list[LearnerSpec], dict[tuple[str, ...], list[tuple[Bag, LearnerSpec]]]]:
+        """The plan's bags in order, a fold-bagged subset's k fold bags where its first bag was (its
+        other bags dropped), ids renumbered from 0; and each fold-bagged subset's (bag, spec) slots."""
+        spec_of = {spec.bag_id: spec for spec in specs}
+        out_bags: list[Bag] = []
+        out_specs: list[LearnerSpec] = []
+        slots: dict[tuple[str, ...], list[tuple[Bag, LearnerSpec]]] = {}
+        for bag in bags:
+            spec = spec_of.get(bag.id)
+            if spec is None:
+                continue
+            modalities = tuple(spec.modalities)
+            if modalities not in fold_rows:
+                new = attrs.evolve(bag, id=len(out_bags))
+                out_bags.append(new)
+                out_specs.append(attrs.evolve(spec, learner_id=new.learner_id, bag_id=new.id))
+                continue
+            if modalities in slots:
+                continue
+            rows = fold_rows[modalities]
+            seed = subset_seed(self.config.random_state, modalities)
+            slots[modalities] = []
+            for i, (train, test) in enumerate(folds_for(self.targets[rows], self.task.task_type, seed)):
+                new = Bag(len(out_bags), modalities, rows[train], rows[test], seed + i, fold=i)
+                new_spec = attrs.evolve(spec, learner_id=new.learner_id, bag_id=new.id)
+                out_bags.append(new)
+                out_specs.append(new_spec)
+                slots[modalities].append((new, new_spec))
+        return out_bags, out_specs, slots
+
+    def _with_winner(self, spec: LearnerSpec, found: CrossFit) -> LearnerSpec:
+        architecture = spec.architecture
+        if found.winner != spec.trainer:
+            proposal = self._proposal(found.winner, spec)
+            architecture = dict(proposal.architecture) if proposal is not None else {}
+        return attrs.evolve(spec, trainer=found.winner, architecture=architecture, reason=found.summary(),
+                            measured={name: dict(score) for name, score in found.scores.items()})
+
+    def _proposal(self, trainer: str, spec: LearnerSpec) -> Any:
+        profile = BagProfile(tuple(spec.modalities), self.dataset.specs, self.dataset.n_samples,
+                             self.task.task_type, self.task.n_outputs)
+        strategy = spec.strategy or "balanced"
+        return self.engine.catalog.get("trainer", trainer).factory.propose(profile, strategy)
+
+    def measure(self, spec: LearnerSpec, candidates: Sequence[str], always: bool = False) -> CrossFit | None:
+        """Cross-validate ``candidates`` over ``spec``'s subset on (at most `MAX_ROWS` of) its rows,
+        the models discarded; None where there is nothing to measure (a single candidate on more
+        than `SINGLE_CANDIDATE_MAX_ROWS` rows, unless ``always``)."""
+        modalities = tuple(spec.modalities)
+        seed = subset_seed(self.config.random_state, modalities)
+        rows = measurement_rows(self.dataset, modalities, self.config.random_state)
+        if len(rows) < 4 or (len(candidates) == 1 and len(rows) > SINGLE_CANDIDATE_MAX_ROWS and not always):
+            return None
+        folds = folds_for(self.targets[rows], self.task.task_type, seed, time_series=self._time_series)
+        slots = [(Bag(spec.bag_id, modalities, rows[train], rows[test], seed + i, fold=i), spec)
+                 for i, (train, test) in enumerate(folds)]
+        found, _ = self._measure_slots(spec, candidates, slots, keep=False)
+        return found
+
+    def _measure_fold_bags(self, spec: LearnerSpec, candidates: Sequence[str],
+                           slots: Sequence[tuple[Bag, LearnerSpec]]) -> tuple[CrossFit | None, dict[str, TrainedLearner]]:
+        found, models = self._measure_slots(spec, candidates, slots, keep=True)
+        if found is not None:
+            found = attrs.evolve(found, fold_bagged=True)
+        return found, models
+
+    def _measure_slots(self, spec: LearnerSpec, candidates: Sequence[str], slots: Sequence[tuple[Bag, LearnerSpec]],
+                       keep: bool) -> tuple[CrossFit | None, dict[str, TrainedLearner]]:
+        """Fit each candidate on every (fold bag, spec) slot and score its out-of-fold outputs; with
+        ``keep``, also return the winner's fitted learners by learner id."""
+        modalities = tuple(spec.modalities)
+        rows = np.unique(np.concatenate([bag.oob_rows for bag, _ in slots]))  # every row unless forward-chaining
+        y = self.targets[rows]
+        scores: dict[str, dict[str, Any]] = {}
+        best: tuple[str, np.ndarray, dict[str, TrainedLearner]] | None = None
+        started = time.perf_counter()
+        for name in candidates:
+            reason = self._unavailable(name, spec)
+            if reason is not None:
+                scores[name] = {"skipped": reason}
+                continue
+            began = time.perf_counter()
+            try:
+                output, learners = self._out_of_fold(name, rows, slots)
+            except Exception as exc:  # noqa: BLE001 - a failing candidate is reported, the others go on
+                scores[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+                continue
+            scores[name] = {**_score(self.task.task_type, y, output), "seconds": time.perf_counter() - began}
+            if best is None or scores[name]["loss"] < scores[best[0]]["loss"]:  # ties: the earlier candidate
+                best = (name, output, learners if keep else {})
+        if best is None:
+            log.warning("selection.nothing_measured", modalities=list(modalities), scores=scores)
+            return None, {}
+        winner, output, learners = best
+        found = CrossFit(modalities, winner, rows, output, scores, len(slots))
+        log.info("selection.measured", modalities=list(modalities), winner=winner, rows=len(rows),
+                 folds=len(slots), seconds=round(time.perf_counter() - started, 3),
+                 losses={n: round(s["loss"], 4) for n, s in scores.items() if "loss" in s})
+        return found, learners
+
+    def _unavailable(self, name: str, spec: LearnerSpec) -> str | None:
+        catalog: Catalog = self.engine.catalog
+        try:
+            component = catalog.get("trainer", name)
+        except PluginError as exc:
+            return f"not installed: {exc}"
+        check = getattr(component.factory, "check_available", None)
+        try:
+            if check is not None:
+                check()
+        except PluginError as exc:
+            return str(exc)
+        if self._proposal(name, spec) is None:
+            return "cannot learn this bag's modalities"
+        return None
+
+    def _out_of_fold(self, trainer: str, rows: np.ndarray, slots: Sequence[tuple[Bag, LearnerSpec]]
+                     ) -> tuple[np.ndarray, dict[str, TrainedLearner]]:
+        """``trainer``'s outputs on ``rows``, each from the slot whose held-out fold has it; and its learners."""
+        planned = slots[0][1]  # the rule's choice keeps its (possibly user-edited) architecture
+        architecture = (dict(planned.architecture) if trainer == planned.trainer
+                        else dict(self._proposal(trainer, planned).architecture))
+        output = np.zeros((len(rows), self.task.n_outputs))
+        learners = {}
+        for bag, spec in slots:
+            fold_spec = attrs.evolve(spec, trainer=trainer, architecture=architecture, candidates=(),
+                                     measured={}, reason="")
+            result = fit_learner(fold_spec, bag, self.dataset, self.targets, self.run, self.engine.catalog,
+                                 announce=False)
+            if not result.ok:
+                raise RuntimeError(f"fold {bag.fold + 1}: {result.error}")
+            held_out = bag.oob_rows
+            output[np.searchsorted(rows, held_out)] = result.model.predict_output(
+                {m: self.dataset.arrays[m][held_out] for m in spec.modalities})
+            learners[spec.learner_id] = result
+        return output, learners
+
+
+__all__ = ["MAX_ROWS", "CrossFit", "Measurement", "Plan", "folds_for", "probe_subsets", "quiet_run", "relative_probe_losses"]

@@ -1,0 +1,1 @@
+"""Prediction: combining learners per availability pattern."""

@@ -1,0 +1,259 @@
+"""How the experts available to a sample are combined: calibration and three combination rules.
+
+An *expert* is one modality subset's learners (their outputs averaged); each has out-of-fold
+outputs on the training rows from cross-fitting (`modalbag.engine.portfolio`), so every rule below is
+fitted on predictions of rows the expert did not train on. For classification, each expert is first
+calibrated by temperature scaling (one parameter, fitted on its out-of-fold rows), then per
+availability pattern one of three rules is chosen by cross-validated log loss over those rows:
+
+- ``mean``: a weighted mean of the experts' probabilities, weights from greedy ensemble selection
+  with replacement (Caruana et al., 2004). Robust when experts see the same evidence.
+- ``product``: a weighted product of experts, ``softmax(sum_e w_e log p_e + b)``, with ``w >= 0`` and a
+  per-class bias ``b`` fitted by L-BFGS. Independent views multiply their evidence (the product rule
+  of classifier combination, Kittler et al., 1998); the weights shrink redundant or weak experts and
+  ``b`` corrects the prior counted once per expert.
+- ``stacking``: multinomial logistic regression on the experts' concatenated log-probabilities,
+  L2-regularised; tried only with at least `STACKING_ROWS_PER_FEATURE` rows per feature.
+
+Regression and multilabel use ``mean`` (with squared error or binary log loss as the loss).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+
+RULES = ("mean", "product", "stacking")
+STACKING_ROWS_PER_FEATURE = 4
+STACKING_MIN_ROWS = 100
+_EPS = 1e-6
+_ROUNDS = 40
+
+
+def task_loss(task_type: str, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Per-row loss: log loss, binary log loss averaged over labels, or squared error."""
+    if task_type == "classification":
+        return -np.log(np.clip(out[np.arange(len(y)), y], 1e-7, 1.0))
+    if task_type == "multilabel":
+        p = np.clip(out, 1e-7, 1 - 1e-7)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=1)
+    return ((out - y.reshape(len(y), -1)) ** 2).mean(axis=1)
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def log_probabilities(p: np.ndarray) -> np.ndarray:
+    """Log of probabilities clipped away from 0 (an expert's hard zero must not veto a class)."""
+    return np.log(np.clip(p, _EPS, 1.0))
+
+
+def fit_temperature(p: np.ndarray, y: np.ndarray) -> float:
+    """The temperature T minimising the log loss of ``softmax(log p / T)`` on (p, y), in [0.05, 20]."""
+    from scipy.optimize import minimize_scalar
+
+    logp = log_probabilities(p)
+    rows = np.arange(len(y))
+
+    def nll(log_t: float) -> float:
+        return float(-_log_softmax(logp / np.exp(log_t))[rows, y].mean())
+
+    found = minimize_scalar(nll, bounds=(np.log(0.05), np.log(20.0)), method="bounded", options={"xatol": 1e-3})
+    return float(np.exp(found.x)) if nll(found.x) < nll(0.0) else 1.0
+
+
+def calibrated_log_probabilities(p: np.ndarray, temperature: float) -> np.ndarray:
+    return _log_softmax(log_probabilities(p) / temperature)
+
+
+# -- the rules ------------------------------------------------------------------------------------
+
+
+def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: int = _ROUNDS) -> np.ndarray:
+    """Greedy ensemble selection with replacement over experts (E, n, k); weights sum to 1.
+
+    Starts from the best single expert and keeps the best-scoring selection seen, so on these rows
+    it never scores worse than that expert.
+    """
+    n_experts = len(outputs)
+    single = [float(task_loss(task_type, y, outputs[e]).mean()) for e in range(n_experts)]
+    first = int(np.argmin(single))
+    counts = np.zeros(n_experts)
+    counts[first] = 1
+    total = outputs[first].copy()
+    best_loss, best_counts = single[first], counts.copy()
+    for _ in range(rounds - 1):
+        trial = [float(task_loss(task_type, y, (total + outputs[e]) / (counts.sum() + 1)).mean())
+                 for e in range(n_experts)]
+        pick = int(np.argmin(trial))
+        counts[pick] += 1
+        total += outputs[pick]
+        if trial[pick] < best_loss - 1e-12:
+            best_loss, best_counts = trial[pick], counts.copy()
+    return best_counts / best_counts.sum()
+
+
+def fit_product(logp: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+    """Weights ``w >= 0`` (E,) and bias ``b`` (C,) of ``softmax(sum_e w_e logp_e + b)`` by L-BFGS-B on
+    the mean log loss plus ``l2 * |w|^2``; ``logp`` is (n, E, C). Starts from the plain product."""
+    from scipy.optimize import minimize
+
+    n, n_experts, n_classes = logp.shape
+    onehot = np.eye(n_classes)[y]
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        w, b = theta[:n_experts], theta[n_experts:]
+        z = np.tensordot(logp, w, axes=([1], [0])) + b
+        log_q = _log_softmax(z)
+        loss = float(-(log_q * onehot).sum() / n + l2 * (w @ w))
+        g = (np.exp(log_q) - onehot) / n  # dL/dz
+        grad_w = np.tensordot(logp, g, axes=([0, 2], [0, 1])) + 2 * l2 * w
+        return loss, np.concatenate([grad_w, g.sum(axis=0)])
+
+    start = np.concatenate([np.ones(n_experts), np.zeros(n_classes)])
+    bounds = [(0.0, None)] * n_experts + [(None, None)] * n_classes
+    found = minimize(objective, start, jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 200})
+    return found.x[:n_experts].copy(), found.x[n_experts:].copy()
+
+
+def fit_stacking(logp: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients (C, E*C) and intercepts (C,) of an L2 logistic regression on the flattened log-probs."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = logp.reshape(len(logp), -1)
+    present = np.unique(y)
+    coef, intercept = np.zeros((n_classes, x.shape[1])), np.full(n_classes, -30.0)
+    if len(present) == 1:
+        intercept[present[0]] = 0.0
+        return coef, intercept
+    with warnings.catch_warnings():  # an unconverged last digit of a stacker is no news for the user
+        warnings.simplefilter("ignore")
+        model = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(x, y)
+    if len(present) == 2:  # one logit: class 1 against class 0
+        coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
+        intercept[present[0]] = 0.0
+    else:
+        coef[present], intercept[present] = model.coef_, model.intercept_
+    return coef, intercept
+
+
+@attrs.frozen
+class Combination:
+    """One availability pattern's rule and fitted parameters, over its experts in a fixed order."""
+
+    experts: tuple[str, ...]
+    rule: str
+    weights: np.ndarray = attrs.field(eq=False)  # mean: (E,) summing to 1; product: (E,) >= 0
+    bias: np.ndarray = attrs.field(eq=False, factory=lambda: np.empty(0))  # product (C,)
+    stack_coef: np.ndarray = attrs.field(eq=False, factory=lambda: np.empty((0, 0)))  # stacking (C, E*C)
+    stack_intercept: np.ndarray = attrs.field(eq=False, factory=lambda: np.empty(0))
+    temperatures: np.ndarray = attrs.field(eq=False, factory=lambda: np.empty(0))  # classification (E,)
+    cv_loss: Mapping[str, float] = attrs.field(factory=dict)  # each rule tried: cross-validated loss
+    n_rows: int = 0
+
+    def predict(self, outputs: np.ndarray, task_type: str) -> np.ndarray:
+        """Combine the experts' outputs (E, n, k), in ``experts`` order."""
+        if self.rule == "mean" or task_type != "classification":
+            if task_type == "classification" and len(self.temperatures):
+                outputs = np.exp(np.stack([calibrated_log_probabilities(o, t)
+                                           for o, t in zip(outputs, self.temperatures, strict=True)]))
+            return np.tensordot(self.weights, outputs, axes=1)
+        logp = np.stack([calibrated_log_probabilities(o, t) for o, t in zip(outputs, self.temperatures, strict=True)],
+                        axis=1)  # (n, E, C)
+        if self.rule == "product":
+            z = np.tensordot(logp, self.weights, axes=([1], [0])) + self.bias
+        else:
+            z = logp.reshape(len(logp), -1) @ self.stack_coef.T + self.stack_intercept
+        return np.exp(_log_softmax(z))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"experts": list(self.experts), "rule": self.rule, "weights": self.weights.tolist(),
+                "bias": self.bias.tolist(), "stack_coef": self.stack_coef.tolist(),
+                "stack_intercept": self.stack_intercept.tolist(), "temperatures": self.temperatures.tolist(),
+                "cv_loss": dict(self.cv_loss), "n_rows": self.n_rows}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Combination:
+        def arr(key: str, ndim: int = 1) -> np.ndarray:
+            value = np.asarray(data.get(key, []), dtype=np.float64)
+            return value.reshape((0,) * ndim) if value.size == 0 else value
+
+        return cls(tuple(data["experts"]), str(data["rule"]), arr("weights"), arr("bias"), arr("stack_coef", 2),
+                   arr("stack_intercept"), arr("temperatures"),
+                   {str(k): float(v) for k, v in (data.get("cv_loss") or {}).items()}, int(data.get("n_rows", 0)))
+
+
+def _fit_rule(rule: str, outputs: np.ndarray, logp: np.ndarray | None, y: np.ndarray, task_type: str,
+              n_classes: int, seed: int) -> dict[str, np.ndarray]:
+    if rule == "mean":
+        probs = np.exp(logp).transpose(1, 0, 2) if logp is not None else outputs
+        return {"weights": greedy_weights(probs, y, task_type)}
+    if rule == "product":
+        w, b = fit_product(logp, y)
+        return {"weights": w, "bias": b}
+    coef, intercept = fit_stacking(logp, y, n_classes, seed)
+    return {"weights": np.empty(0), "stack_coef": coef, "stack_intercept": intercept}
+
+
+def _folds(y: np.ndarray, task_type: str, seed: int, k: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    if task_type == "classification":
+        counts = np.bincount(y)
+        smallest = counts[counts > 0].min()
+        if smallest >= 2:
+            splitter = StratifiedKFold(min(k, int(smallest)), shuffle=True, random_state=seed % 2**32)
+            return list(splitter.split(np.zeros(len(y)), y))
+    return list(KFold(min(k, len(y)), shuffle=True, random_state=seed % 2**32).split(np.zeros(len(y))))
+
+
+def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarray, task_type: str,
+                       temperatures: np.ndarray | None = None, seed: int = 0,
+                       rules: Sequence[str] = RULES) -> Combination:
+    """Pick and fit the rule for one pattern from its experts' out-of-fold outputs (E, n, k) on rows y.
+
+    Each candidate rule is scored by 5-fold cross-validated loss on these rows (the rule's own
+    parameters are fitted on the other folds) and the best is refitted on all of them.
+    """
+    n_experts, n = outputs.shape[:2]
+    classification = task_type == "classification"
+    if not classification:
+        rules = ("mean",)
+    n_classes = outputs.shape[2]
+    if temperatures is None:
+        temperatures = np.ones(n_experts)
+    logp = (np.stack([calibrated_log_probabilities(o, t) for o, t in zip(outputs, temperatures, strict=True)], axis=1)
+            if classification else None)
+    candidates = [r for r in rules if r != "stacking"
+                  or n >= max(STACKING_MIN_ROWS, STACKING_ROWS_PER_FEATURE * n_experts * n_classes)]
+    if n_experts == 1 or n < 10:
+        candidates = ["mean"]
+    scores: dict[str, float] = {}
+    if len(candidates) > 1:
+        folds = _folds(y, task_type, seed)
+        for rule in candidates:
+            losses = np.empty(n)
+            for train, test in folds:
+                params = _fit_rule(rule, outputs[:, train], None if logp is None else logp[train], y[train],
+                                   task_type, n_classes, seed)
+                fold = Combination(tuple(experts), rule, temperatures=np.asarray(temperatures),
+                                   **{"bias": np.empty(0), **params})
+                losses[test] = task_loss(task_type, y[test], fold.predict(outputs[:, test], task_type))
+            scores[rule] = float(losses.mean())
+        chosen = min(candidates, key=lambda r: (scores[r], candidates.index(r)))
+    else:
+        chosen = candidates[0]
+    params = _fit_rule(chosen, outputs, logp, y, task_type, n_classes, seed)
+    return Combination(tuple(experts), chosen, temperatures=np.asarray(temperatures, dtype=np.float64)
+                       if classification else np.empty(0), cv_loss=scores, n_rows=int(n),
+                       **{"bias": np.empty(0), **params})
+
+
+__all__ = ["RULES", "Combination", "calibrated_log_probabilities", "choose_combination", "fit_product",
+           "fit_stacking", "fit_temperature", "greedy_weights", "log_probabilities", "task_loss"]

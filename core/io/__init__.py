@@ -1,0 +1,1 @@
+"""Files: data readers and the atomic writers and safe readers of artifacts."""

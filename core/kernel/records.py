@@ -1,0 +1,80 @@
+"""Records of what was trained: per-epoch metrics, per-learner outcomes, learner specs.
+
+Every number in a record was measured during the run; a value that was not measured is ``None``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+
+@attrs.frozen
+class LearnerSpec:
+    """Which trainer learns a bag, and with what architecture (``select_base_learners``' output)."""
+
+    learner_id: str
+    bag_id: int
+    trainer: str
+    modalities: tuple[str, ...]
+    modality_types: Mapping[str, str]
+    architecture: Mapping[str, Any] = attrs.field(factory=dict)
+    score: float = 0.0
+    reason: str = ""
+    #: The portfolio measured for this bag's modality subset (`modalbag.engine.portfolio`), in rule order.
+    candidates: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    #: Each candidate's measured cross-validation result, or why it was skipped or failed.
+    measured: Mapping[str, Mapping[str, Any]] = attrs.field(factory=dict)
+    #: The optimization strategy the portfolio came from.
+    strategy: str = ""
+
+
+@attrs.frozen
+class EpochRecord:
+    """One epoch of one learner (the spec's ComprehensiveTrainingMetrics)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float | None = None
+    accuracy: float | None = None
+    f1_score: float | None = None
+    mse: float | None = None
+    r2: float | None = None
+    learning_rate: float | None = None
+    training_time: float = 0.0
+    samples_per_second: float | None = None
+    memory_usage_mb: float | None = None
+    loss_terms: Mapping[str, float] = attrs.field(factory=dict)
+    metrics: Mapping[str, float] = attrs.field(factory=dict)  # from modalbag_epoch_metrics (denoising, ...)
+
+    def monitored(self) -> float:
+        """The value early stopping and checkpointing watch: validation loss, else training loss."""
+        return self.train_loss if self.val_loss is None else self.val_loss
+
+
+@attrs.define
+class TrainedLearner:
+    """A learner's outcome: its model (when it trained), its records, its status and error."""
+
+    spec: LearnerSpec
+    status: str  # "trained" or "failed"
+    model: Any = None
+    records: list[EpochRecord] = attrs.field(factory=list)
+    training_time: float = 0.0
+    error: str | None = None
+    validation: Mapping[str, float] = attrs.field(factory=dict)
+    notes: list[str] = attrs.field(factory=list)
+    checkpoint: str | None = None
+
+    @property
+    def learner_id(self) -> str:
+        return self.spec.learner_id
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "trained"
+
+
+__all__ = ["EpochRecord", "LearnerSpec", "TrainedLearner"]

@@ -1,0 +1,1 @@
+"""Reports: training reports, analytics, robustness, domain reports, HTML and plots."""

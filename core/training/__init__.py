@@ -1,0 +1,1 @@
+"""The torch training toolkit trainers share: checkpoints, schedules, progressive stages, profiling, DDP."""
