@@ -32,11 +32,13 @@ from typing import Any
 import numpy as np
 
 from modalbag import Bag, Catalog, TrainingConfig
+from modalbag.data.bags import split_validation
 from modalbag.data.dataset import MultimodalDataset, encode_labels
-from modalbag.engine.engine import BagData, Engine, TaskInfo, split_validation
+from modalbag.engine.engine import Engine
 from modalbag.kernel.assembly import build_options
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import LearnerSpec
+from modalbag.kernel.run import BagData, TaskInfo
 from modalbag.plugins.trainers._tabular import library_available
 
 LIBRARIES = ("xgboost", "lightgbm", "catboost")

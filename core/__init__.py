@@ -11,6 +11,8 @@ from modalbag.api.model import (
     create_model_from_files,
     create_synthetic_model,
 )
+from modalbag.api.pipeline import EnsembleTrainingPipeline
+from modalbag.api.run_config import RunConfig, load_run_config
 from modalbag.api.workflows import (
     QualityReport,
     Recommendation,
@@ -20,11 +22,9 @@ from modalbag.api.workflows import (
     optimize_training_performance,
     quality_assured_training,
 )
-from modalbag.config.files import RunConfig, load_run_config
-from modalbag.config.training import TrainingConfig, validate_training_config
+from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig
 from modalbag.data.dataset import ModalitySpec, MultimodalDataset
-from modalbag.engine.pipeline import EnsembleTrainingPipeline
 from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.ensemble.ensemble import PredictionResult
 from modalbag.errors import (
@@ -44,6 +44,7 @@ from modalbag.errors import (
     UnknownPluginError,
     WorkerLostError,
 )
+from modalbag.kernel.assembly import validate_training_config
 from modalbag.kernel.fit import Control, FitState, StashKey
 from modalbag.kernel.markers import NAME, hookimpl, hookspec
 from modalbag.kernel.records import EpochRecord, LearnerSpec, TrainedLearner
@@ -58,8 +59,7 @@ from modalbag.kernel.registry import (
 from modalbag.reports.robustness import EnsembleScorer, modality_ablation
 from modalbag.store.persistence import load_ensemble
 from modalbag.store.runlog import read_records
-
-__version__ = "0.1.0"
+from modalbag.version import __version__
 
 __all__ = [
     "NAME",

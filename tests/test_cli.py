@@ -16,15 +16,15 @@ from click.testing import CliRunner
 
 import modalbag
 from modalbag.api.model import TrainingFailedError
-from modalbag.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, cli
-from modalbag.cli.app import exit_code
-from modalbag.cli.runs import default_run_dir, latest_run_dir
-from modalbag.config.files import (
+from modalbag.api.run_config import (
     apply_overrides,
     check_run_config,
     load_run_config,
     parse_override,
 )
+from modalbag.cli import EXIT_CONFIG, EXIT_OK, EXIT_RUNTIME, cli
+from modalbag.cli.app import exit_code
+from modalbag.cli.runs import default_run_dir, latest_run_dir
 from modalbag.errors import ConfigError, DataError, PluginLoadError
 
 ROOT = Path(__file__).resolve().parents[1]

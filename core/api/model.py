@@ -13,19 +13,20 @@ from typing import Any
 
 import numpy as np
 
+from modalbag.api.strategy import TrainingStrategyMixin
 from modalbag.config.training import TASK_TYPES, TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
 from modalbag.data.dataset import MultimodalDataset, encode_labels, prediction_inputs
 from modalbag.data.preprocessing import PreprocessingMixin
 from modalbag.data.synthetic import SyntheticTask
-from modalbag.engine.engine import Engine, TaskInfo
+from modalbag.engine.engine import Engine
 from modalbag.engine.portfolio import Measurement
 from modalbag.engine.selection import select_learners
-from modalbag.engine.strategy import TrainingStrategyMixin
 from modalbag.ensemble.ensemble import Ensemble, PredictionResult
 from modalbag.errors import ConfigError, DataError, ModalbagError, NotFittedError
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
+from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
 from modalbag.reports.domains import DomainReportsMixin
 from modalbag.reports.training import TrainingReportsMixin

@@ -17,8 +17,9 @@ from typing import Any
 import attrs
 import numpy as np
 
-from modalbag.config.training import CONFIG_KEYS, TrainingConfig, validate_training_config
+from modalbag.config.training import CONFIG_KEYS, TrainingConfig
 from modalbag.errors import ConfigError, ModalbagError
+from modalbag.kernel.assembly import validate_training_config
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.workflows")
@@ -362,7 +363,7 @@ def quality_assured_training(model: Any, training_requirements: Mapping[str, Any
 def create_training_pipeline(task_type: str = "classification", num_classes: int = 2, enable_denoising: bool = True,
                              epochs: int = 50, **kwargs: Any) -> Any:
     """An `EnsembleTrainingPipeline` over a validated `TrainingConfig` (``kwargs``: any option)."""
-    from modalbag.engine.pipeline import EnsembleTrainingPipeline
+    from modalbag.api.pipeline import EnsembleTrainingPipeline
 
     options = {"task_type": task_type, "num_classes": num_classes, "enable_denoising": enable_denoising,
                "epochs": epochs, **kwargs}

@@ -18,7 +18,7 @@ def run_quickstart(*, epochs: int = 50, n_bags: int = 20, n_samples: int = 1000,
     Returns measured values only: the training summary, and the ensemble's held-out metrics with
     every modality and with ``image_features`` missing from every sample.
     """
-    from modalbag import create_synthetic_model
+    from modalbag.api.model import create_synthetic_model
 
     model = create_synthetic_model(QUICKSTART_MODALITIES, n_samples=n_samples, n_classes=n_classes,
                                    random_state=random_state)

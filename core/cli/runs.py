@@ -54,8 +54,8 @@ def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
     Everything the run writes (its record, checkpoints, export, reports) goes under the run
     directory, which the last line of output names.
     """
+    from modalbag.api.run_config import load_run_config
     from modalbag.cli.output import format_summary
-    from modalbag.config.files import load_run_config
 
     run_config = load_run_config(config, overrides)
     configured = run_config.training.run_dir
@@ -89,7 +89,7 @@ def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
 @click.option("--no-data", is_flag=True, help="Do not read the data files (only check that they exist).")
 def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
     """Check a CONFIG file without training: every problem is reported at once."""
-    from modalbag.config.files import check_run_config
+    from modalbag.api.run_config import check_run_config
 
     name = config.stem
     run_config, issues = check_run_config(config, overrides, check_data=not no_data,

@@ -298,7 +298,7 @@ class TrainingConfig:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], *, catalog: Any = None) -> TrainingConfig:
         """Build a config from plain data; every problem is reported at once in a `ConfigError`."""
-        config, issues = _parse(cls, data, catalog)
+        config, issues = parse_config(cls, data, catalog)
         if issues:
             if len(issues) == 1 and isinstance(issues[0], UnknownConfigKeyError):
                 raise issues[0]
@@ -363,7 +363,7 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
         if not config.denoising_objectives:
             issues.append("denoising_objectives is empty while enable_denoising is true")
     if config.enable_progressive_learning:
-        from modalbag.training.progressive import parse_stages
+        from modalbag.config.stages import parse_stages
 
         stages, stage_issues = parse_stages(config.progressive_stages)
         issues.extend(stage_issues)
@@ -391,7 +391,7 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
     return issues
 
 
-def _parse(cls: type[TrainingConfig], data: Mapping[str, Any], catalog: Any) -> tuple[TrainingConfig, list[Any]]:
+def parse_config(cls: type[TrainingConfig], data: Mapping[str, Any], catalog: Any) -> tuple[TrainingConfig, list[Any]]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"a training config must be a mapping of options, got {type(data).__name__}")
     issues: list[Any] = []
@@ -432,21 +432,4 @@ def _option_owners(catalog: Any) -> dict[str, list[Any]]:
     return catalog.option_owners()
 
 
-def validate_training_config(data: Mapping[str, Any], *, catalog: Any = None) -> dict[str, Any]:
-    """Check a config dict without training: ``{"valid": bool, "issues": [str, ...]}``.
-
-    Reports every problem at once: unknown keys, bad values, inconsistent options, component names
-    that no installed plugin provides, and plugin options their plugin rejects.
-    """
-    from modalbag.kernel.assembly import component_issues  # assembly needs the config module
-
-    try:
-        config, issues = _parse(TrainingConfig, data, catalog)
-    except ConfigError as exc:
-        return {"valid": False, "issues": exc.issues}
-    messages = [str(i) for i in issues]
-    messages.extend(component_issues(config, catalog))
-    return {"valid": not messages, "issues": messages}
-
-
-__all__ = ["CONFIG_KEYS", "TASK_TYPES", "TrainingConfig", "close_matches", "validate_training_config"]
+__all__ = ["CONFIG_KEYS", "TASK_TYPES", "TrainingConfig", "close_matches", "parse_config"]

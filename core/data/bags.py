@@ -200,5 +200,46 @@ def generate_bags(dataset: MultimodalDataset, config: EnsembleConfig,
     return bags
 
 
-__all__ = ["DROPOUT_STRATEGIES", "Bag", "EnsembleConfig", "choose_subsets", "generate_bags",
+def split_validation(bag: Bag, fraction: float, seed: int, strategy: str = "random",
+                     targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out ``fraction`` of the bag's *distinct* rows, with every bootstrap copy of them.
+
+    Holding out distinct rows keeps a duplicated sample from sitting on both sides of the split.
+    ``strategy`` picks which rows: ``"random"`` (seeded), ``"stratified"`` (seeded, the same share of
+    each class of ``targets``; random when a class has a single row) or ``"time_series"`` (the latest
+    rows, row order being time order, so no validation row precedes a training row).
+
+    A fold bag (`Bag.fold` set) is not split: its held-out fold is its validation set, so the learner
+    trains on every row of its training folds and is validated on the rows it is the out-of-fold
+    predictor of.
+    """
+    if bag.fold is not None:
+        return bag.rows, bag.oob_rows
+    distinct = np.unique(bag.rows)
+    n_val = int(round(fraction * len(distinct)))
+    if fraction <= 0 or n_val < 1 or len(distinct) - n_val < 2:
+        return bag.rows, np.empty(0, dtype=np.int64)
+    if strategy == "time_series":
+        val = distinct[len(distinct) - n_val:]
+    elif strategy == "stratified" and targets is not None and _stratifiable(targets[distinct], n_val):
+        from sklearn.model_selection import train_test_split
+
+        _, val = train_test_split(distinct, test_size=n_val, stratify=targets[distinct], random_state=seed % 2**32)
+        val = np.sort(val)
+    else:
+        rng = np.random.default_rng(seed)
+        val = np.sort(rng.choice(distinct, n_val, replace=False))
+    return bag.rows[~np.isin(bag.rows, val)], val
+
+
+def _stratifiable(labels: np.ndarray, n_val: int) -> bool:
+    """Class labels with at least two rows per class and room for every class on both sides."""
+    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        return False
+    counts = np.bincount(labels)
+    counts = counts[counts > 0]
+    return counts.min() >= 2 and len(counts) <= min(n_val, len(labels) - n_val)
+
+
+__all__ = ["DROPOUT_STRATEGIES", "Bag", "split_validation", "EnsembleConfig", "choose_subsets", "generate_bags",
            "modality_informativeness"]

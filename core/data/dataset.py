@@ -9,7 +9,7 @@ on invented values.
 from __future__ import annotations
 
 import mmap
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -267,4 +267,13 @@ def prediction_inputs(data: Mapping[str, Any], specs: Mapping[str, ModalitySpec]
     return ds
 
 
-__all__ = ["MODALITY_TYPES", "ModalitySpec", "MultimodalDataset", "encode_labels", "prediction_inputs"]
+def complete_rows(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities: Sequence[str]) -> np.ndarray:
+    """The rows among ``rows`` that have every one of ``modalities``."""
+    if len(rows) == 0:
+        return rows
+    keep = np.all([masks[m][rows] for m in modalities], axis=0)
+    return rows[keep]
+
+
+
+__all__ = ["complete_rows", "MODALITY_TYPES", "ModalitySpec", "MultimodalDataset", "encode_labels", "prediction_inputs"]

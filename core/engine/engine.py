@@ -1,19 +1,15 @@
 """The engine: one run trains every learner of an ensemble with the run's active plugin set.
 
 A learner that raises (or whose loss diverges) is recorded as failed with its error; the others
-still train and are kept. The engine owns the validation split so that every trainer holds out the
-same rows, and builds optimizers and schedules for neural trainers from the configured plugins.
+still train and are kept (`modalbag.engine.fitting`). The run's executor decides where each learner
+fits; the run directory records each one as it ends.
 """
 
 from __future__ import annotations
 
-import contextlib
-import time
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import attrs
 import numpy as np
 
 from modalbag.config.training import TrainingConfig
@@ -30,176 +26,13 @@ from modalbag.engine.executors import (
     replay_events,
     threads_for,
 )
-from modalbag.kernel.assembly import ActiveSet, assemble, build_options
-from modalbag.kernel.fit import FitState, Stash
+from modalbag.kernel.assembly import assemble
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
+from modalbag.kernel.run import Run, TaskInfo
 from modalbag.logs import get_logger
-from modalbag.training.checkpoints import flush as flush_checkpoints
-from modalbag.training.metrics import task_metrics
-from modalbag.training.schedules import ConstantSchedule, LinearWarmup, Schedule
 
 log = get_logger("modalbag.engine")
-
-
-@attrs.frozen
-class TaskInfo:
-    """What the learners predict: task type, output width, class values and the class prior."""
-
-    task_type: str
-    n_outputs: int
-    classes: np.ndarray | None = attrs.field(eq=False)
-    prior: np.ndarray = attrs.field(eq=False)
-
-
-@attrs.frozen
-class BagData:
-    """A learner's training data: full arrays (no copies) plus the rows it may use."""
-
-    arrays: Mapping[str, np.ndarray]
-    masks: Mapping[str, np.ndarray]
-    specs: Mapping[str, Any]
-    targets: np.ndarray
-    train_rows: np.ndarray
-    val_rows: np.ndarray
-
-
-@attrs.define(eq=False)
-class Run:
-    """One training run: its config, its own plugin manager's hooks, and shared context."""
-
-    config: TrainingConfig
-    active: ActiveSet
-    task: TaskInfo
-    run_id: str = attrs.field(factory=lambda: uuid.uuid4().hex[:12])
-    stash: Stash = attrs.field(factory=Stash)
-    #: The executor plugin's instance that runs the learners (built by `Engine.prepare`).
-    executor: Any = attrs.field(default=None, repr=False)
-    #: This process's DDP rank (`modalbag.training.distributed.DistributedContext`), or None outside DDP.
-    distributed: Any = None
-
-    @property
-    def hook(self) -> Any:
-        return self.active.plugin_manager.hook
-
-    def build_optimizer(self, params: Any) -> Any:
-        sel = self.active.optimizer
-        return sel.component.factory(params, self.config, sel.options)
-
-    def build_schedule(self, optimizer: Any, steps_per_epoch: int) -> Schedule:
-        """The configured scheduler, behind a linear warmup unless it warms up by itself."""
-        sel = self.active.scheduler
-        inner: Schedule = (ConstantSchedule() if sel is None
-                           else sel.component.factory(optimizer, self.config, sel.options, steps_per_epoch))
-        handles_warmup = sel is not None and getattr(sel.component.factory, "handles_warmup", False)
-        if self.config.warmup_epochs and not handles_warmup:
-            return LinearWarmup(optimizer, inner, self.config.warmup_epochs * steps_per_epoch)
-        return inner
-
-
-def split_validation(bag: Bag, fraction: float, seed: int, strategy: str = "random",
-                     targets: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Hold out ``fraction`` of the bag's *distinct* rows, with every bootstrap copy of them.
-
-    Holding out distinct rows keeps a duplicated sample from sitting on both sides of the split.
-    ``strategy`` picks which rows: ``"random"`` (seeded), ``"stratified"`` (seeded, the same share of
-    each class of ``targets``; random when a class has a single row) or ``"time_series"`` (the latest
-    rows, row order being time order, so no validation row precedes a training row).
-
-    A fold bag (`Bag.fold` set) is not split: its held-out fold is its validation set, so the learner
-    trains on every row of its training folds and is validated on the rows it is the out-of-fold
-    predictor of.
-    """
-    if bag.fold is not None:
-        return bag.rows, bag.oob_rows
-    distinct = np.unique(bag.rows)
-    n_val = int(round(fraction * len(distinct)))
-    if fraction <= 0 or n_val < 1 or len(distinct) - n_val < 2:
-        return bag.rows, np.empty(0, dtype=np.int64)
-    if strategy == "time_series":
-        val = distinct[len(distinct) - n_val:]
-    elif strategy == "stratified" and targets is not None and _stratifiable(targets[distinct], n_val):
-        from sklearn.model_selection import train_test_split
-
-        _, val = train_test_split(distinct, test_size=n_val, stratify=targets[distinct], random_state=seed % 2**32)
-        val = np.sort(val)
-    else:
-        rng = np.random.default_rng(seed)
-        val = np.sort(rng.choice(distinct, n_val, replace=False))
-    return bag.rows[~np.isin(bag.rows, val)], val
-
-
-def _stratifiable(labels: np.ndarray, n_val: int) -> bool:
-    """Class labels with at least two rows per class and room for every class on both sides."""
-    if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
-        return False
-    counts = np.bincount(labels)
-    counts = counts[counts > 0]
-    return counts.min() >= 2 and len(counts) <= min(n_val, len(labels) - n_val)
-
-
-def complete_rows(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities: Sequence[str]) -> np.ndarray:
-    """The rows among ``rows`` that have every one of ``modalities``."""
-    if len(rows) == 0:
-        return rows
-    keep = np.all([masks[m][rows] for m in modalities], axis=0)
-    return rows[keep]
-
-
-def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets: np.ndarray,
-                run: Run, catalog: Catalog, learner: Any = None, announce: bool = True) -> TrainedLearner:
-    """Fit one learner; never raises for the learner's own failures (the record says failed).
-
-    ``learner``: an unfitted learner object to fit (`EnsembleTrainingPipeline` passes the ones
-    its caller built); by default the spec's trainer plugin builds one. ``announce=False`` logs
-    nothing (the fits that measure a candidate are not learners of the run).
-    """
-    started = time.perf_counter()
-    fit = FitState(spec=spec, bag=bag, gradient_clipping=run.config.gradient_clipping)
-    bound = log.bind(run=run.run_id, learner=spec.learner_id, bag=bag.id, trainer=spec.trainer)
-    try:
-        if learner is None:
-            component = catalog.get("trainer", spec.trainer)
-            learner = component.factory(spec, run.config, build_options(component, run.config))
-        train_rows, val_rows = split_validation(bag, run.config.validation_split, bag.seed,
-                                                run.config.validation_strategy, targets)
-        data = BagData(
-            arrays={m: dataset.arrays[m] for m in spec.modalities},
-            masks={m: dataset.masks[m] for m in spec.modalities},
-            specs={m: dataset.specs[m] for m in spec.modalities},
-            targets=targets, train_rows=train_rows, val_rows=val_rows,
-        )
-        run.hook.modalbag_fit_start(run=run, fit=fit)
-        learner.fit(data, run, fit)
-        flush_checkpoints()  # its checkpoint files are on disk before its record says trained
-        run.hook.modalbag_fit_end(run=run, fit=fit)
-        validation = _validate(learner, data, run.task, spec.modalities)
-        cv = getattr(learner, "cross_validation", None)  # tabular trainers' k-fold scores on training rows
-        if cv:
-            validation |= {f"cv_{k}_mean": v for k, v in cv["mean"].items()}
-            validation |= {f"cv_{k}_std": v for k, v in cv["std"].items()}
-    except Exception as exc:  # noqa: BLE001 - a failing learner must not take the others down
-        with contextlib.suppress(Exception):  # what was queued is written; the learner's error is the story
-            flush_checkpoints()
-        elapsed = time.perf_counter() - started
-        if announce:
-            bound.warning("learner.failed", error=f"{type(exc).__name__}: {exc}", seconds=round(elapsed, 3))
-        run.hook.modalbag_fit_error(run=run, learner_id=spec.learner_id, error=exc)
-        return TrainedLearner(spec, "failed", records=fit.records, training_time=elapsed,
-                              error=f"{type(exc).__name__}: {exc}", notes=fit.notes)
-    elapsed = time.perf_counter() - started
-    if announce:
-        bound.info("learner.trained", seconds=round(elapsed, 3), epochs=len(fit.records), **validation)
-    return TrainedLearner(spec, "trained", model=learner, records=fit.records, training_time=elapsed,
-                          validation=validation, notes=fit.notes, checkpoint=fit.checkpoint)
-
-
-def _validate(learner: Any, data: BagData, task: TaskInfo, modalities: Sequence[str]) -> dict[str, float]:
-    rows = complete_rows(data.val_rows, data.masks, modalities)
-    if len(rows) == 0:
-        return {}
-    output = learner.predict_output({m: data.arrays[m][rows] for m in modalities})
-    return task_metrics(task.task_type, data.targets[rows], output)
 
 
 class Engine:
@@ -315,4 +148,4 @@ class _InThisProcess:
             yield work.fit_here(job)
 
 
-__all__ = ["BagData", "Engine", "Run", "TaskInfo", "complete_rows", "fit_learner", "split_validation"]
+__all__ = ["Engine"]

@@ -30,24 +30,24 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import attrs
 import numpy as np
 import structlog
 
+from modalbag.config.training import TrainingConfig
+from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset
+from modalbag.engine.fitting import fit_learner
 from modalbag.errors import NotPicklableError, UnknownPluginError, WorkerLostError
+from modalbag.kernel.assembly import ActiveSet, Selected
 from modalbag.kernel.markers import hookimpl
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
+from modalbag.kernel.registry import Catalog, Component, _new_plugin_manager
+from modalbag.kernel.run import Run, TaskInfo
 from modalbag.logs import get_logger
-
-if TYPE_CHECKING:
-    from modalbag.config.training import TrainingConfig
-    from modalbag.data.bags import Bag
-    from modalbag.engine.engine import Run, TaskInfo
-    from modalbag.kernel.assembly import Selected
-    from modalbag.kernel.registry import Catalog, Component
+from modalbag.training.profiling import peak_rss
 
 log = get_logger("modalbag.executors")
 
@@ -175,25 +175,6 @@ def memory_budget(config: TrainingConfig) -> int | None:
         return int(config.memory_limit_mb * MIB)
     free = available_memory()
     return None if free is None else int(0.9 * free)
-
-
-def current_rss() -> int | None:
-    """This process's resident memory now, in bytes."""
-    try:
-        with open("/proc/self/statm", encoding="ascii") as fh:
-            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def peak_rss() -> int | None:
-    """This process's peak resident memory so far, in bytes (None where the platform cannot say)."""
-    try:
-        import resource
-    except ImportError:  # Windows
-        return None
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024
 
 
 def estimate_footprint(spec: LearnerSpec, bag: Bag, specs: Mapping[str, Any], config: TrainingConfig,
@@ -396,10 +377,6 @@ class WorkerContext:
 
     def build_run(self, *, distributed: Any = None, extra: Sequence[object] = ()) -> Run:
         """A `Run` over these instances (plus ``extra`` ones, called last) with its own plugin manager."""
-        from modalbag.engine.engine import Run
-        from modalbag.kernel.assembly import ActiveSet
-        from modalbag.kernel.registry import _new_plugin_manager
-
         instances = (*self.instances, *extra)
         pm = _new_plugin_manager()
         for i, instance in reversed(list(enumerate(instances))):  # same order as the parent's
@@ -409,8 +386,6 @@ class WorkerContext:
 
     def fit(self, job: LearnerJob, run: Run | None = None, dataset: MultimodalDataset | None = None) -> JobResult:
         """Fit one job here, capturing its log events: what a worker process or task runs."""
-        from modalbag.engine.engine import fit_learner
-
         started = time.time()
         run = run if run is not None else self.build_run()
         dataset = dataset if dataset is not None else self.data.open()
@@ -468,8 +443,6 @@ class TrainingWork:
 
     def fit_here(self, job: LearnerJob) -> JobResult:
         """Fit ``job`` in this process on the parent's run (its hooks see the parent's instances)."""
-        from modalbag.engine.engine import fit_learner
-
         started = time.time()
         with limited_threads(self.threads):
             learner = fit_learner(job.spec, job.bag, self.dataset, self.targets, self.run, self.catalog)

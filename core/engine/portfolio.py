@@ -57,12 +57,14 @@ import numpy as np
 
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset
-from modalbag.engine.engine import Engine, TaskInfo, fit_learner
+from modalbag.engine.engine import Engine
+from modalbag.engine.fitting import fit_learner
 from modalbag.engine.selection import BagProfile
 from modalbag.ensemble.combination import calibrated_log_probabilities, fit_temperature, task_loss
 from modalbag.errors import PluginError
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog
+from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.portfolio")

@@ -19,10 +19,10 @@ from typing import Any
 import attrs
 import numpy as np
 
-from modalbag.data.dataset import MultimodalDataset
-from modalbag.engine.engine import TaskInfo, complete_rows
+from modalbag.data.dataset import MultimodalDataset, complete_rows
 from modalbag.ensemble.combination import Combination, choose_combination, fit_temperature, task_loss
 from modalbag.kernel.records import TrainedLearner
+from modalbag.kernel.run import TaskInfo
 
 _MAX_WEIGHTING_ROWS = 5000
 

@@ -8,12 +8,13 @@ the order users wrote (validators before sinks; within each, as listed).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
 import pluggy
 
-from modalbag.config.training import NO_SCHEDULER, TrainingConfig
+from modalbag.config.training import NO_SCHEDULER, TrainingConfig, parse_config
 from modalbag.errors import (
     ConfigError,
     DuplicatePluginError,
@@ -207,4 +208,19 @@ def assemble(config: TrainingConfig, catalog: Catalog | None = None,
     return ActiveSet(optimizer, scheduler, hooked, tuple(instances), pm, executor)
 
 
-__all__ = ["ActiveSet", "Selected", "assemble", "build_options", "component_issues"]
+def validate_training_config(data: Mapping[str, Any], *, catalog: Any = None) -> dict[str, Any]:
+    """Check a config dict without training: ``{"valid": bool, "issues": [str, ...]}``.
+
+    Reports every problem at once: unknown keys, bad values, inconsistent options, component names
+    that no installed plugin provides, and plugin options their plugin rejects.
+    """
+    try:
+        config, issues = parse_config(TrainingConfig, data, catalog)
+    except ConfigError as exc:
+        return {"valid": False, "issues": exc.issues}
+    messages = [str(i) for i in issues]
+    messages.extend(component_issues(config, catalog))
+    return {"valid": not messages, "issues": messages}
+
+
+__all__ = ["ActiveSet", "Selected", "assemble", "build_options", "component_issues", "validate_training_config"]

@@ -33,9 +33,9 @@ if TYPE_CHECKING:  # the engine's types, for documentation only
     import torch
 
     from modalbag.config.training import TrainingConfig
-    from modalbag.engine.engine import Run
     from modalbag.kernel.fit import FitState
     from modalbag.kernel.records import EpochRecord, TrainedLearner
+    from modalbag.kernel.run import Run
 
 Register = Callable[..., None]
 
@@ -72,7 +72,7 @@ def modalbag_register_optimizers(register: Register) -> None:
 def modalbag_register_schedulers(register: Register) -> None:
     """Add learning-rate schedulers, chosen by ``scheduler_type``.
 
-    ``factory(optimizer, config, options, steps_per_epoch)`` returns a `modalbag.training.schedules.Schedule`:
+    ``factory(optimizer, config, options, steps_per_epoch)`` returns a `modalbag.kernel.schedules.Schedule`:
     an object with ``after_batch()`` and ``after_epoch(val_loss)``. Set ``handles_warmup = True``
     on the factory when the schedule warms up by itself (the engine then adds no linear warmup).
     """

@@ -93,8 +93,8 @@ class PersistenceMixin:
         return self._validation_predictions
 
     def _compute_validation_predictions(self) -> dict[str, dict[str, np.ndarray]]:
-        from modalbag.data.dataset import encode_labels
-        from modalbag.engine.engine import complete_rows, split_validation
+        from modalbag.data.bags import split_validation
+        from modalbag.data.dataset import complete_rows, encode_labels
 
         cfg, dataset = self.training_config, self.dataset  # type: ignore[attr-defined]
         if cfg is None or dataset.labels is None or dataset.n_samples == 0:
@@ -115,9 +115,9 @@ class PersistenceMixin:
         return out
 
     def _write_export(self, root: Path, ensemble: Any, predictions: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-        from modalbag import __version__
         from modalbag.store.learners import spec_to_dict, write_learner
         from modalbag.store.runrecord import save_bags
+        from modalbag.version import __version__
 
         task, cfg = self.task, self.training_config  # type: ignore[attr-defined]
         learners = []
@@ -344,8 +344,8 @@ def _build_model(root: Path, manifest: Mapping[str, Any], catalog: Any) -> Any:
     from modalbag.config.training import TrainingConfig
     from modalbag.data.bags import EnsembleConfig
     from modalbag.data.dataset import ModalitySpec, MultimodalDataset
-    from modalbag.engine.engine import TaskInfo
     from modalbag.kernel.records import TrainedLearner
+    from modalbag.kernel.run import TaskInfo
     from modalbag.store.learners import load_learner, spec_from_dict
     from modalbag.store.runrecord import load_bags
 

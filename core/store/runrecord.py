@@ -192,7 +192,7 @@ class Journal:
             return cls(previous)
         used = [bags[s.bag_id] for s in specs]
         save_bags(used, run_dir / BAGS_FILE)
-        from modalbag import __version__
+        from modalbag.version import __version__
 
         task = run.task
         data = {

@@ -13,6 +13,7 @@ operator summary ``<learner_id>.ops.txt``.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,6 +28,25 @@ PROFILED_STEPS = 3
 _WAIT, _WARMUP = 1, 1
 
 
+def current_rss() -> int | None:
+    """This process's resident memory now, in bytes."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def peak_rss() -> int | None:
+    """This process's peak resident memory so far, in bytes (None where the platform cannot say)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
+
+
 def peak_memory_mb(device: Any = None) -> float | None:
     """Peak memory so far, in MiB: CUDA memory allocated on a CUDA ``device``, else this process's
     peak resident set size (what the operating system counts against it). None where unknown."""
@@ -34,8 +54,6 @@ def peak_memory_mb(device: Any = None) -> float | None:
 
     if device is not None and getattr(device, "type", str(device)) == "cuda" and torch.cuda.is_available():
         return torch.cuda.max_memory_allocated(device) / MIB
-    from modalbag.engine.executors import peak_rss
-
     peak = peak_rss()
     return None if peak is None else peak / MIB
 
@@ -131,4 +149,4 @@ class StepMonitor:
             profiler.stop()
 
 
-__all__ = ["PROFILED_STEPS", "StepMonitor", "peak_memory_mb"]
+__all__ = ["PROFILED_STEPS", "StepMonitor", "current_rss", "peak_memory_mb", "peak_rss"]

@@ -45,7 +45,6 @@ from modalbag.engine.executors import (
     NotPicklableError,
     TrainingWork,
     concurrent_learners,
-    current_rss,
     dumps,
     failed_result,
     fit_in_worker,
@@ -53,6 +52,7 @@ from modalbag.engine.executors import (
 )
 from modalbag.kernel.options import positive
 from modalbag.logs import get_logger
+from modalbag.training.profiling import current_rss
 
 log = get_logger("modalbag.engine.executors.local")
 

@@ -24,7 +24,6 @@ class AdamWOptions:
 
 def fused_supported(params: Any) -> bool:
     """Whether every parameter is a floating-point tensor on a device with fused Adam kernels."""
-    import torch
 
     tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
     return bool(tensors) and all(t.is_floating_point() and t.device.type in ("cpu", "cuda") for t in tensors)

@@ -64,8 +64,8 @@ def load(cls: type, path: str | Path) -> Any:
 
     from modalbag.config.training import TrainingConfig
     from modalbag.data.dataset import ModalitySpec
-    from modalbag.engine.engine import BagData
     from modalbag.kernel.records import LearnerSpec
+    from modalbag.kernel.run import BagData
 
     directory = Path(path)
     meta_path = directory / METADATA_FILE

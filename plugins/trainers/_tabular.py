@@ -21,7 +21,7 @@ A sample that lacks a modality gets NaN in every column of that modality: the gr
 libraries and scikit-learn's forests route NaN natively; ``sklearn_linear`` imputes it (see there), and
 so do ``logistic``, ``svm`` and ``knn``, on the same design.
 
-**Validation.** The engine holds out the validation rows (`modalbag.engine.engine.split_validation`); the
+**Validation.** The engine holds out the validation rows (`modalbag.data.bags.split_validation`); the
 GBMs stop early on them natively. With ``cross_validation_folds > 1`` (or ``walk_forward_validation``)
 the trainer also scores its parameters by K-fold cross-validation over its training rows, stratified
 for classification, forward-chaining for ``validation_strategy='time_series'``; folds split *distinct*

@@ -25,11 +25,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from modalbag import hookimpl
-from modalbag.engine.engine import BagData, Run
+from modalbag.config.stages import parse_stages
 from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.errors import TrainingDivergedError
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, LearnerSpec
+from modalbag.kernel.run import BagData, Run
 from modalbag.plugins.trainers._batches import (
     InMemory,
     Streamed,
@@ -41,7 +42,7 @@ from modalbag.plugins.trainers._mixing import choose_mix, drop_modalities, mixed
 from modalbag.training.checkpoints import restore_training_state, save_training_state
 from modalbag.training.metrics import task_metrics
 from modalbag.training.profiling import StepMonitor, peak_memory_mb
-from modalbag.training.progressive import ProgressivePlan, StageScaledSchedule, parse_stages
+from modalbag.training.progressive import ProgressivePlan, StageScaledSchedule
 
 _SIZES = {"speed": (64, 32), "balanced": (128, 64), "accuracy": (256, 128)}
 

@@ -1,5 +1,5 @@
 """modalbag.data.bags: subset strategies, bootstrap rows, reproducibility and informativeness;
-modalbag.engine.engine.split_validation: a duplicated sample never sits on both sides of the split."""
+modalbag.data.bags.split_validation: a duplicated sample never sits on both sides of the split."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ from modalbag.data.bags import (
     choose_subsets,
     generate_bags,
     modality_informativeness,
+    split_validation,
 )
-from modalbag.data.dataset import MultimodalDataset
+from modalbag.data.dataset import MultimodalDataset, complete_rows
 from modalbag.data.synthetic import SyntheticTask
-from modalbag.engine.engine import complete_rows, split_validation
 from modalbag.errors import ConfigError, DataError
 
 NAMES = ("a", "b", "c", "d")

@@ -77,11 +77,11 @@ def test_state_holds_everything_a_resume_needs(tmp_path):
 
 
 def test_capture_and_restore_continue_a_schedule_exactly():
+    from modalbag.kernel.schedules import LinearWarmup
     from modalbag.plugins.schedulers.cosine_restarts import (
         CosineRestarts,
         CosineRestartsOptions,
     )
-    from modalbag.training.schedules import LinearWarmup
 
     def build():
         optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)

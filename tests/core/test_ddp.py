@@ -17,8 +17,9 @@ import torch
 
 from modalbag import TrainingConfig, hookimpl
 from modalbag.data.bags import Bag
-from modalbag.engine.engine import Engine, TaskInfo
+from modalbag.engine.engine import Engine
 from modalbag.kernel.records import LearnerSpec
+from modalbag.kernel.run import TaskInfo
 from modalbag.training.distributed import DistributedContext, init_distributed
 from tests.conftest import make_model
 

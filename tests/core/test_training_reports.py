@@ -13,9 +13,9 @@ from modalbag import (
     TrainedLearner,
     TrainingConfig,
 )
-from modalbag.engine.engine import TaskInfo
 from modalbag.ensemble.combination import Combination
 from modalbag.ensemble.ensemble import _OOB, Ensemble
+from modalbag.kernel.run import TaskInfo
 from modalbag.reports import analytics as A
 from tests.conftest import make_model, with_missing
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from modalbag.engine.strategy import _makespan
+from modalbag.api.strategy import _makespan
 from tests.conftest import FAST, make_model
 
 

@@ -9,9 +9,9 @@ import torch
 import modalbag
 from modalbag import ConfigError
 from modalbag.data.dataset import is_memory_mapped
+from modalbag.kernel.schedules import ConstantSchedule
 from modalbag.plugins.trainers._mixing import cutmix_images, drop_modalities, mixed_loss
 from modalbag.training.progressive import StageScaledSchedule, matches
-from modalbag.training.schedules import ConstantSchedule
 from tests.conftest import FAST, make_model
 
 QUICK = {**FAST, "epochs": 3, "early_stopping_patience": 0, "threads_per_learner": 1}

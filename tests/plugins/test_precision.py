@@ -11,9 +11,11 @@ import torch
 import modalbag
 from modalbag import TrainingConfig
 from modalbag.data.bags import Bag
-from modalbag.engine.engine import Engine, TaskInfo, fit_learner
+from modalbag.engine.engine import Engine
+from modalbag.engine.fitting import fit_learner
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.registry import default_catalog
+from modalbag.kernel.run import TaskInfo
 from modalbag.plugins.precision.amp import choose, cpu_bf16_speedup, cpu_flags
 from tests.conftest import catalog_without, make_model
 

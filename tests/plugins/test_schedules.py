@@ -11,7 +11,7 @@ from modalbag import TrainingConfig
 from modalbag.errors import ConfigError
 from modalbag.kernel.assembly import build_options
 from modalbag.kernel.registry import Catalog
-from modalbag.training.schedules import ConstantSchedule, LinearWarmup
+from modalbag.kernel.schedules import ConstantSchedule, LinearWarmup
 
 BASE_LR = 0.1
 STEPS_PER_EPOCH = 10

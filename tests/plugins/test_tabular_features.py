@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from modalbag import Bag, ConfigError, TrainingConfig
+from modalbag.data.bags import split_validation
 from modalbag.data.dataset import ModalitySpec
-from modalbag.engine.engine import split_validation
 from modalbag.plugins.trainers._tabular import (
     FeatureLayout,
     cv_folds,

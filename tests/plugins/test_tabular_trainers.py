@@ -20,7 +20,7 @@ from modalbag import (
     create_synthetic_model,
     hookimpl,
 )
-from modalbag.engine.engine import split_validation
+from modalbag.data.bags import split_validation
 from modalbag.plugins.trainers import (
     _tabular,
     catboost,

@@ -289,7 +289,7 @@ def _unknown(key: str, valid: Iterable[str], what: str = "key", prefix: str = ""
 
 
 def _training(table: Mapping[str, Any], base: Path, catalog: Any) -> tuple[Any, list[str]]:
-    from modalbag.config.training import validate_training_config
+    from modalbag.kernel.assembly import validate_training_config
 
     options = dict(table)
     for key in _PATH_OPTIONS:

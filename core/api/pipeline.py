@@ -55,7 +55,9 @@ class EnsembleTrainingPipeline:
         in ``self.results[learner_id].error``). A learner that fails does not stop the others.
         """
         from modalbag.api.model import _n_outputs, _prior
-        from modalbag.engine.engine import Engine, TaskInfo, fit_learner
+        from modalbag.engine.engine import Engine
+        from modalbag.engine.fitting import fit_learner
+        from modalbag.kernel.run import TaskInfo
 
         specs = _specs_by_id(learner_configs)
         _check_inputs(learners, specs, bag_data)

@@ -25,10 +25,12 @@ import numpy as np
 from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import encode_labels
-from modalbag.engine.engine import Engine, fit_learner
-from modalbag.engine.executors import available_cores, available_memory, current_rss
+from modalbag.engine.engine import Engine
+from modalbag.engine.executors import available_cores, available_memory
+from modalbag.engine.fitting import fit_learner
 from modalbag.errors import NotFittedError
 from modalbag.kernel.records import LearnerSpec
+from modalbag.training.profiling import current_rss
 
 
 class _PeakRss:

@@ -1,0 +1,77 @@
+"""The run and what hooks receive about it: the task, a learner's data, the run itself.
+
+These are kernel types: hook specs name them, plugins receive them, and they depend on nothing above
+the kernel (config, the active plugin set, schedules).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+import numpy as np
+
+from modalbag.config.training import TrainingConfig
+from modalbag.kernel.assembly import ActiveSet
+from modalbag.kernel.fit import Stash
+from modalbag.kernel.schedules import ConstantSchedule, LinearWarmup, Schedule
+
+
+@attrs.frozen
+class TaskInfo:
+    """What the learners predict: task type, output width, class values and the class prior."""
+
+    task_type: str
+    n_outputs: int
+    classes: np.ndarray | None = attrs.field(eq=False)
+    prior: np.ndarray = attrs.field(eq=False)
+
+
+@attrs.frozen
+class BagData:
+    """A learner's training data: full arrays (no copies) plus the rows it may use."""
+
+    arrays: Mapping[str, np.ndarray]
+    masks: Mapping[str, np.ndarray]
+    specs: Mapping[str, Any]
+    targets: np.ndarray
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+
+
+@attrs.define(eq=False)
+class Run:
+    """One training run: its config, its own plugin manager's hooks, and shared context."""
+
+    config: TrainingConfig
+    active: ActiveSet
+    task: TaskInfo
+    run_id: str = attrs.field(factory=lambda: uuid.uuid4().hex[:12])
+    stash: Stash = attrs.field(factory=Stash)
+    #: The executor plugin's instance that runs the learners (built by `Engine.prepare`).
+    executor: Any = attrs.field(default=None, repr=False)
+    #: This process's DDP rank (`modalbag.training.distributed.DistributedContext`), or None outside DDP.
+    distributed: Any = None
+
+    @property
+    def hook(self) -> Any:
+        return self.active.plugin_manager.hook
+
+    def build_optimizer(self, params: Any) -> Any:
+        sel = self.active.optimizer
+        return sel.component.factory(params, self.config, sel.options)
+
+    def build_schedule(self, optimizer: Any, steps_per_epoch: int) -> Schedule:
+        """The configured scheduler, behind a linear warmup unless it warms up by itself."""
+        sel = self.active.scheduler
+        inner: Schedule = (ConstantSchedule() if sel is None
+                           else sel.component.factory(optimizer, self.config, sel.options, steps_per_epoch))
+        handles_warmup = sel is not None and getattr(sel.component.factory, "handles_warmup", False)
+        if self.config.warmup_epochs and not handles_warmup:
+            return LinearWarmup(optimizer, inner, self.config.warmup_epochs * steps_per_epoch)
+        return inner
+
+
+__all__ = ["BagData", "Run", "TaskInfo"]

@@ -1,0 +1,152 @@
+"""The core's subpackages are layers: each imports only from the layers below it.
+
+Counted with the project's import reader (`tests/import_reader.py`): imports inside functions and
+under ``TYPE_CHECKING`` count like any other, since they are dependencies all the same. The known
+exceptions are listed below with why each is there; the list may only shrink (an entry that no
+longer occurs fails the test until it is removed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.import_reader import imported_names, module_imports
+
+ROOT = Path(__file__).resolve().parents[1]
+CORE = ROOT / "core"
+
+#: Each subpackage's layer, lowest first: a module may import from its own subpackage and from lower
+#: layers only. ``modalbag/__init__.py`` (the public facade) stands above them all.
+LAYERS: dict[str, int] = {
+    "errors": 0, "logs": 0, "version": 0,
+    "io": 1,
+    "config": 2,
+    "kernel": 3,
+    "data": 4,
+    "training": 5, "denoising": 5,
+    "ensemble": 6,
+    "store": 7,
+    "engine": 8,
+    "reports": 9,
+    "api": 10,
+    "cli": 11,
+}
+
+#: Imports that still point up, and why. Each is debt: fix it and delete the line.
+KNOWN_UPWARD: dict[tuple[str, str], str] = {
+    ("modalbag.config.training", "modalbag.kernel.registry"):
+        "parsing a config without a catalog reads plugin options from the default catalog",
+    ("modalbag.kernel.assembly", "modalbag.denoising.objectives"):
+        "assembly builds the denoising hooks when denoising is on (kinds are not yet data)",
+    ("modalbag.reports.denoising_impact", "modalbag.api.model"):
+        "measures a model by training its twin: a workflow that still lives with the reports mixin",
+    ("modalbag.reports.robustness", "modalbag.api.model"):
+        "annotations of the model its mixin methods run on (composition instead of mixins is pending)",
+    ("modalbag.store.persistence", "modalbag.api.model"):
+        "load_ensemble rebuilds a model, and persistence is still a mixin of it",
+    ("modalbag.training.distributed", "modalbag.engine.executors"):
+        "the torchrun rank program runs executor jobs; it belongs in the torchrun plugin",
+}
+
+#: Import cycles that remain, as sets of modules; none may grow and no other may appear.
+KNOWN_CYCLES: list[frozenset[str]] = [
+    frozenset({"modalbag.config.training", "modalbag.kernel.registry", "modalbag.kernel.hookspecs",
+               "modalbag.kernel.assembly", "modalbag.kernel.run", "modalbag.denoising.objectives"}),
+    frozenset({"modalbag.api.model", "modalbag.api.strategy", "modalbag.reports.denoising_impact",
+               "modalbag.reports.robustness", "modalbag.reports.training", "modalbag.store.persistence"}),
+]
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else None
+
+
+def _graph() -> dict[str, set[tuple[int, str]]]:
+    return module_imports(CORE, "modalbag")
+
+
+def test_every_core_subpackage_has_a_layer():
+    found = {p.name for p in CORE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    found |= {p.stem for p in CORE.glob("*.py") if p.stem != "__init__"}
+    assert found == set(LAYERS), "give the new subpackage a layer in tests/test_layers.py and docs/architecture.md"
+
+
+def test_layers_point_one_way():
+    upward: dict[tuple[str, str], list[int]] = {}
+    for source, imports in _graph().items():
+        if _layer(source) is None:  # the facade
+            continue
+        for line, target in imports:
+            if _layer(target) is None:
+                upward.setdefault((source, target), []).append(line)  # the facade imports every layer
+            elif _layer(target) != _layer(source) and LAYERS[_layer(target)] > LAYERS[_layer(source)]:
+                upward.setdefault((source, target), []).append(line)
+    new = {f"{s} -> {t} (line {min(lines)})" for (s, t), lines in upward.items() if (s, t) not in KNOWN_UPWARD}
+    assert not new, "imports pointing up a layer:\n" + "\n".join(sorted(new))
+    stale = set(KNOWN_UPWARD) - set(upward)
+    assert not stale, f"no longer imported, remove from KNOWN_UPWARD: {sorted(stale)}"
+
+
+def _cycles(graph: dict[str, set[tuple[int, str]]]) -> list[frozenset[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    edges = {m: sorted({t for _, t in deps if t in graph}) for m, deps in graph.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, iter(edges[start]))]
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            child = next(children, None)
+            if child is None:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = set()
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.add(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(frozenset(component))
+            elif child not in index:
+                index[child] = low[child] = len(index)
+                stack.append(child)
+                on_stack.add(child)
+                work.append((child, iter(edges[child])))
+            elif child in on_stack:
+                low[node] = min(low[node], index[child])
+    return found
+
+
+def test_no_new_import_cycle():
+    cycles = _cycles(_graph())
+    unexpected = [sorted(c) for c in cycles if not any(c <= known for known in KNOWN_CYCLES)]
+    assert not unexpected, f"new import cycles: {unexpected}"
+
+
+def test_the_reader_sees_every_form_of_import(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text("import modalbag.kernel.run\nfrom modalbag.data import bags\n"
+                      "def f():\n    from modalbag.engine.engine import Engine\n"
+                      "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from modalbag.api.model import X\n"
+                      "import importlib\nimportlib.import_module('modalbag.reports.plots')\n", encoding="utf-8")
+    seen = sorted(alternatives[0] for _, alternatives in imported_names(sample))
+    assert seen == ["importlib", "modalbag.api.model.X", "modalbag.data.bags", "modalbag.engine.engine.Engine",
+                    "modalbag.kernel.run", "modalbag.reports.plots", "typing.TYPE_CHECKING"]
+
+
+def test_a_cycle_is_found():
+    graph = {"a": {(1, "b")}, "b": {(1, "c")}, "c": {(1, "a")}, "d": {(1, "a")}}
+    assert _cycles(graph) == [frozenset({"a", "b", "c"})]
