@@ -22,6 +22,7 @@ import pluggy
 from modalbag.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
 from modalbag.kernel import hookspecs
 from modalbag.kernel.markers import NAME
+from modalbag.kernel.tracing import trace_hook_calls, tracing_wanted
 
 #: Component kinds and the registration hook of each. Order is the listing order.
 KINDS: dict[str, str] = {
@@ -84,8 +85,11 @@ def _split(entry_point_name: str) -> tuple[str | None, str]:
 
 
 def _new_plugin_manager() -> pluggy.PluginManager:
+    """A plugin manager with modalbag's hook specs; with ``MODALBAG_TRACE_HOOKS=1`` it logs every call."""
     pm = pluggy.PluginManager(NAME)
     pm.add_hookspecs(hookspecs)
+    if tracing_wanted():
+        trace_hook_calls(pm)
     return pm
 
 

@@ -259,3 +259,31 @@ def test_sinks_objectives_and_strategies_register_directly_and_activate_by_name(
     assert [e for e in seen if e[0] == "sink"] == [("sink", "bag_000", e) for e in (1, 2, 3)]
     assert ("strategy", ["zero"]) in seen
     assert model.learners["bag_000"].records[-1].metrics["weight.zero"] == 0.5 * 0.1  # weight * denoising_weight
+
+
+def test_trace_switch_logs_every_hook_call_with_its_plugins_and_result(monkeypatch):
+    import structlog
+
+    class Metrics:
+        @hookimpl
+        def modalbag_epoch_metrics(self, run, fit):
+            return {"traced": 1.5}
+
+    def train():
+        model = make_model(n_samples=120, plugins=[Metrics()])
+        model.create_ensemble(n_bags=1, random_state=0)
+        model.select_base_learners(trainers=["neural"], instantiate=False)
+        with structlog.testing.capture_logs() as logs:
+            model.train_ensemble(**{**FAST_RUN, "epochs": 2})
+        return [e for e in logs if e["event"] == "hook.called"]
+
+    monkeypatch.delenv("MODALBAG_TRACE_HOOKS", raising=False)
+    assert train() == []  # off by default
+    monkeypatch.setenv("MODALBAG_TRACE_HOOKS", "1")
+    calls = train()
+    metrics = [e for e in calls if e["hook"] == "modalbag_epoch_metrics"]
+    assert len(metrics) == 2  # one per epoch
+    assert any("Metrics" in name for name in metrics[0]["plugins"])
+    assert "'traced': 1.5" in metrics[0]["result"] and metrics[0]["seconds"] >= 0
+    assert {"modalbag_run_start", "modalbag_fit_start", "modalbag_epoch_end", "modalbag_run_end"} <= {
+        e["hook"] for e in calls}
