@@ -61,6 +61,20 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Any]:
     fsync_directory(path.parent)
 
 
+def publish_file(written: str | os.PathLike[str], path: str | os.PathLike[str]) -> None:
+    """Make a file a library wrote at ``written`` (a sibling of ``path``) durable, then rename it over
+    ``path``: for writers that take a file name, not a handle (a profiler's trace export)."""
+    written, path = Path(written), Path(path)
+    try:
+        with open(written, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(written, path)
+    except BaseException:
+        written.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     with atomic_file(path) as fh:
         fh.write(data)
@@ -264,6 +278,6 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                                   f"or holds pickled objects") from exc
 
 
-__all__ = ["atomic_directory", "atomic_file", "atomic_save_npz", "atomic_torch_save", "atomic_write_bytes",
+__all__ = ["publish_file", "atomic_directory", "atomic_file", "atomic_save_npz", "atomic_torch_save", "atomic_write_bytes",
            "atomic_write_json", "check_format", "file_entries", "load_npz", "load_safetensors", "read_json",
            "safe_torch_load", "save_safetensors", "sha256_file", "to_json", "verify_files"]

@@ -18,6 +18,7 @@ import attrs
 import numpy as np
 
 from modalbag.errors import ConfigError, DataError, close_matches
+from modalbag.io.artifacts import atomic_write_bytes
 from modalbag.logs import get_logger
 
 if TYPE_CHECKING:
@@ -78,12 +79,11 @@ class DomainReportsMixin:
         run_dir = self.training_config.run_dir if self.training_config is not None else None
         if not run_dir:
             return
-        from modalbag.training.distributed import atomic_write
 
         folder = os.path.join(run_dir, "reports")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{name}.json")
-        atomic_write(path, json.dumps(result, indent=2, default=_jsonable).encode("utf-8"))
+        atomic_write_bytes(path, json.dumps(result, indent=2, default=_jsonable).encode("utf-8"))
         log.info("report.written", report=name, path=path)
 
     def get_robustness_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from datetime import timedelta
 from typing import Any
 
 import attrs
 
 from modalbag.engine.executors import JobResult, LearnerJob, WorkerContext, dumps, loads
+from modalbag.io.artifacts import atomic_write_bytes
 from modalbag.kernel.markers import hookimpl
 from modalbag.kernel.records import EpochRecord
 
@@ -133,21 +133,6 @@ def init_distributed(timeout_s: float) -> DistributedContext:
     return DistributedContext(rank, world, local_rank, device)
 
 
-def atomic_write(path: str, data: bytes) -> None:
-    """Write ``data`` to a sibling temporary file, then rename it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path) or ".")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def read_checkpoint(path: str) -> dict[str, Any] | None:
     """The resume checkpoint at ``path``: ``epoch``, ``model`` (a state dict) and ``records``."""
     import torch
@@ -181,7 +166,7 @@ class RankCheckpoint:
         records = [attrs.asdict(r) for r in self.renumbered(fit.records)]
         buffer = io.BytesIO()
         torch.save({"epoch": self.offset + record.epoch, "model": fit.model.state_dict(), "records": records}, buffer)
-        atomic_write(self.path, buffer.getvalue())
+        atomic_write_bytes(self.path, buffer.getvalue())
 
     def renumbered(self, records: list[EpochRecord]) -> list[EpochRecord]:
         """The records of every launch so far, numbered from the first."""
@@ -225,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = fit_on_rank(request, context)
         if context.is_main:
-            atomic_write(result_path, dumps(result, f"the result of {request.job.learner_id}"))
+            atomic_write_bytes(result_path, dumps(result, f"the result of {request.job.learner_id}"))
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from modalbag.io.artifacts import atomic_write_bytes, publish_file
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.profiling")
@@ -136,9 +137,9 @@ class StepMonitor:
         trace = self.profile_dir / f"{name}.trace.json"
         tmp = trace.with_name(f".{trace.name}.{os.getpid()}.tmp")
         profiler.export_chrome_trace(str(tmp))
-        os.replace(tmp, trace)
+        publish_file(tmp, trace)
         table = profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
-        (self.profile_dir / f"{name}.ops.txt").write_text(table, encoding="utf-8")
+        atomic_write_bytes(self.profile_dir / f"{name}.ops.txt", table.encode("utf-8"))
         self.fit.notes.append(f"profiled {PROFILED_STEPS} training steps: {trace}")
         log.info("profile.written", learner=name, trace=str(trace))
 

@@ -26,14 +26,23 @@ _DEFAULT_RATES = tuple(round(0.1 * i, 1) for i in range(10))
 
 @attrs.frozen(kw_only=True)
 class RobustnessOptions:
-    metric: str | None = None  # None: accuracy / micro F1 / R² by task
-    max_subsets: int = attrs.field(default=255, validator=positive)
+    metric: str | None = attrs.field(default=None, metadata={
+        "help": "Score used throughout: accuracy, f1 or log_loss (classification, multilabel); mse, mae or r2 "
+                "(regression). None: accuracy, micro F1 or R² by task."})
+    max_subsets: int = attrs.field(default=255, validator=positive, metadata={
+        "help": "Modality subsets scored when there are more: the full set, each single modality, each "
+                "leave-one-out, then random subsets up to this count."})
     missing_rates: tuple[float, ...] = attrs.field(default=_DEFAULT_RATES, converter=tuple_of_floats,
-                                                   validator=rates)
-    missing_repeats: int = attrs.field(default=3, validator=positive)
+                                                   validator=rates, metadata={
+        "help": "Probabilities of dropping each present (sample, modality) pair along the missing-share curve: "
+                "increasing numbers in [0, 1)."})
+    missing_repeats: int = attrs.field(default=3, validator=positive, metadata={
+        "help": "Random missing masks drawn per rate; the curve shows their mean score."})
     noise_levels: tuple[float, ...] = attrs.field(default=(0.1, 0.5, 1.0, 2.0), converter=tuple_of_floats,
-                                                  validator=levels)
-    random_state: int = 0
+                                                  validator=levels, metadata={
+        "help": "Gaussian noise added to one modality at a time, in standard deviations of each feature."})
+    random_state: int = attrs.field(default=0, metadata={
+        "help": "Seed of the subset sampling, the missing masks and the noise draws."})
 
 
 def choose_subsets(modalities: list[str], cap: int, rng: np.random.Generator) -> tuple[list[tuple[str, ...]], bool]:
@@ -175,7 +184,7 @@ class RobustnessReport:
             return None
         import io
 
-        from modalbag.training.distributed import atomic_write
+        from modalbag.io.artifacts import atomic_write_bytes
 
         fig = Figure(figsize=(10, 4))
         left, right = fig.subplots(1, 2)
@@ -196,7 +205,7 @@ class RobustnessReport:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100)
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        atomic_write(path, buffer.getvalue())
+        atomic_write_bytes(path, buffer.getvalue())
         return path
 
 
