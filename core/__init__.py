@@ -101,6 +101,7 @@ __all__ = [
     "UnknownConfigKeyError",
     "UnknownPluginError",
     "WorkerLostError",
+    "__version__",
     "available_plugins",
     "choose_training_strategy",
     "create_model_from_arrays",
