@@ -53,6 +53,16 @@ class EpochRecord:
         """The value early stopping and checkpointing watch: validation loss, else training loss."""
         return self.train_loss if self.val_loss is None else self.val_loss
 
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, mappings copied to dicts: what checkpoints, run logs and learner files store."""
+        return {k: dict(v) if isinstance(v, Mapping) else v for k, v in attrs.asdict(self, recurse=False).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EpochRecord:
+        """The record `to_dict` gave; keys that are not fields (a run-log line's context) are ignored."""
+        names = {f.name for f in attrs.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
 
 @attrs.define
 class TrainedLearner:

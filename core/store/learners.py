@@ -52,14 +52,10 @@ def spec_from_dict(data: Mapping[str, Any]) -> LearnerSpec:
     return LearnerSpec(**data)
 
 
-def record_to_dict(record: EpochRecord) -> dict[str, Any]:
-    return to_json(attrs.asdict(record))
-
-
 def learner_record(learner: TrainedLearner) -> dict[str, Any]:
     """Everything about a learner but its model, as plain data."""
     return {"format": FORMAT, "version": VERSION, "spec": spec_to_dict(learner.spec), "status": learner.status,
-            "records": [record_to_dict(r) for r in learner.records], "training_time": learner.training_time,
+            "records": [to_json(r.to_dict()) for r in learner.records], "training_time": learner.training_time,
             "error": learner.error, "validation": dict(learner.validation), "notes": list(learner.notes),
             "checkpoint": learner.checkpoint}
 
@@ -94,7 +90,7 @@ def load_learner(folder: str | Path, catalog: Any) -> TrainedLearner:
     data = check_format(record_path, read_json(record_path, what="learner record"), FORMAT, VERSION)
     try:
         spec = spec_from_dict(data["spec"])
-        records = [EpochRecord(**r) for r in data["records"]]
+        records = [EpochRecord.from_dict(r) for r in data["records"]]
         learner = TrainedLearner(spec, str(data["status"]), records=records,
                                  training_time=float(data["training_time"]), error=data["error"],
                                  validation=dict(data["validation"]), notes=list(data["notes"]),

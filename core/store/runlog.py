@@ -25,8 +25,6 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
-
 from modalbag.kernel.records import EpochRecord
 from modalbag.logs import get_logger
 
@@ -117,13 +115,12 @@ def iter_records(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
 def epoch_entry(run_id: str, learner_id: str, bag_id: int, trainer: str, record: EpochRecord) -> dict[str, Any]:
     """The ``epoch`` line of one learner's epoch: every field of its `EpochRecord`."""
     return {"type": "epoch", "run_id": run_id, "learner_id": learner_id, "bag_id": bag_id, "trainer": trainer,
-            "time": time.time(), **attrs.asdict(record)}
+            "time": time.time(), **record.to_dict()}
 
 
 def record_from_entry(entry: Mapping[str, Any]) -> EpochRecord:
     """Rebuild the `EpochRecord` an ``epoch`` line was written from."""
-    names = {f.name for f in attrs.fields(EpochRecord)}
-    return EpochRecord(**{k: v for k, v in entry.items() if k in names})
+    return EpochRecord.from_dict(entry)
 
 
 def record_scalars(record: EpochRecord) -> dict[str, float]:

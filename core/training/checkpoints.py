@@ -28,7 +28,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import attrs
 import numpy as np
 
 from modalbag.errors import ArtifactError
@@ -277,10 +276,6 @@ def _set_numpy_rng(state: Mapping[str, Any]) -> None:
     np.random.set_state((state["name"], keys, state["pos"], state["has_gauss"], state["cached_gaussian"]))
 
 
-def _record_dict(record: EpochRecord) -> dict[str, Any]:
-    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in attrs.asdict(record, recurse=False).items()}
-
-
 def save_training_state(run: Any, fit: Any, *, schedule: Any, generator: Any) -> Path | None:
     """Called by a neural trainer at the end of every epoch; writes when this epoch is due.
 
@@ -306,7 +301,7 @@ def save_training_state(run: Any, fit: Any, *, schedule: Any, generator: Any) ->
         "optimizer": fit.optimizer.state_dict(), "schedule": capture(schedule), "plugins": plugins,
         "generator": generator.get_state(), "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        "numpy_rng": _numpy_rng(), "records": [_record_dict(r) for r in fit.records], "notes": list(fit.notes),
+        "numpy_rng": _numpy_rng(), "records": [r.to_dict() for r in fit.records], "notes": list(fit.notes),
         "stopped": fit.control.should_stop, "stop_reason": fit.control.stop_reason,
     }
     path = store.add("state", epoch, payload, keep_previous=not config.keep_best_only)
@@ -339,7 +334,7 @@ def restore_training_state(run: Any, fit: Any, *, schedule: Any, generator: Any)
         if state.get("cuda_rng") and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         _set_numpy_rng(state["numpy_rng"])
-        fit.records[:] = [EpochRecord(**r) for r in state["records"]]
+        fit.records[:] = [EpochRecord.from_dict(r) for r in state["records"]]
         fit.notes[:] = list(state["notes"])
         fit.epoch, fit.step = int(state["epoch"]), int(state["step"])
         if state.get("stopped"):

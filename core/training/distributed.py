@@ -148,7 +148,7 @@ class RankCheckpoint:
     def __init__(self, path: str, rank: int, resume: dict[str, Any] | None):
         self.path, self.rank, self.resume = path, rank, resume
         self.offset = resume["epoch"] if resume else 0
-        self.prior = [EpochRecord(**r) for r in resume["records"]] if resume else []
+        self.prior = [EpochRecord.from_dict(r) for r in resume["records"]] if resume else []
 
     @hookimpl
     def modalbag_fit_setup(self, run: Any, fit: Any) -> None:
@@ -163,7 +163,7 @@ class RankCheckpoint:
 
         import torch
 
-        records = [attrs.asdict(r) for r in self.renumbered(fit.records)]
+        records = [r.to_dict() for r in self.renumbered(fit.records)]
         buffer = io.BytesIO()
         torch.save({"epoch": self.offset + record.epoch, "model": fit.model.state_dict(), "records": records}, buffer)
         atomic_write_bytes(self.path, buffer.getvalue())
