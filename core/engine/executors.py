@@ -41,6 +41,7 @@ from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset
 from modalbag.engine.fitting import fit_learner
 from modalbag.errors import NotPicklableError, UnknownPluginError, WorkerLostError
+from modalbag.io.artifacts import to_json
 from modalbag.kernel.assembly import ActiveSet, Selected
 from modalbag.kernel.markers import hookimpl
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
@@ -284,15 +285,11 @@ def captured_events() -> Iterator[list[dict[str, Any]]]:
 
 def _plain(value: Any) -> Any:
     """Event values as plain data, so that they pickle whatever a plugin logged."""
-    if isinstance(value, (str, int, float, bool, type(None))):
-        return value
-    if isinstance(value, BaseException):
-        return f"{type(value).__name__}: {value}"
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return repr(value)
+    return to_json(value, fallback=_describe)
+
+
+def _describe(value: Any) -> str:
+    return f"{type(value).__name__}: {value}" if isinstance(value, BaseException) else repr(value)
 
 
 _LEVELS = {"debug", "info", "warning", "error", "critical", "exception"}

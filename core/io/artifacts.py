@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,19 +81,29 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         fh.write(data)
 
 
-def to_json(value: Any) -> Any:
-    """Plain JSON data: numpy scalars and arrays, tuples and attrs-free mappings converted."""
+def to_json(value: Any, *, finite: bool = False, fallback: Callable[[Any], Any] | None = None) -> Any:
+    """Plain data for JSON (or pickling): mappings with string keys, lists for tuples and arrays,
+    Python numbers for numpy and torch scalars, strings for paths.
+
+    ``finite``: non-finite floats become None (strict JSON has no NaN; a run log read by other tools).
+    ``fallback``: applied to any other value (``str``, ``repr``); without it the value is kept as it
+    is, so ``json.dumps`` names the type it cannot write.
+    """
+    if isinstance(value, bool) or value is None or isinstance(value, (str, int)):
+        return value
+    if isinstance(value, float):
+        return None if finite and not math.isfinite(value) else value
     if isinstance(value, Mapping):
-        return {str(k): to_json(v) for k, v in value.items()}
+        return {str(k): to_json(v, finite=finite, fallback=fallback) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_json(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_json(value.tolist())
+        return [to_json(v, finite=finite, fallback=fallback) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
+        return to_json(value.item(), finite=finite, fallback=fallback)
+    if hasattr(value, "tolist") and hasattr(value, "ndim"):  # numpy arrays, torch tensors (0-d: a number)
+        return to_json(value.tolist(), finite=finite, fallback=fallback)
     if isinstance(value, Path):
         return str(value)
-    return value
+    return value if fallback is None else fallback(value)
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:

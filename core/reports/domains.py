@@ -15,10 +15,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
-import numpy as np
 
 from modalbag.errors import ConfigError, DataError, close_matches
-from modalbag.io.artifacts import atomic_write_bytes
+from modalbag.io.artifacts import atomic_write_bytes, to_json
 from modalbag.logs import get_logger
 
 if TYPE_CHECKING:
@@ -26,14 +25,6 @@ if TYPE_CHECKING:
     from modalbag.kernel.registry import Catalog
 
 log = get_logger("modalbag.domain_reports")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"a report value of type {type(value).__name__} cannot be written as JSON")
 
 
 class DomainReportsMixin:
@@ -83,7 +74,7 @@ class DomainReportsMixin:
         folder = os.path.join(run_dir, "reports")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{name}.json")
-        atomic_write_bytes(path, json.dumps(result, indent=2, default=_jsonable).encode("utf-8"))
+        atomic_write_bytes(path, json.dumps(to_json(result), indent=2).encode("utf-8"))
         log.info("report.written", report=name, path=path)
 
     def get_robustness_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,

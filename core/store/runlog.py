@@ -25,6 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from modalbag.io.artifacts import to_json
 from modalbag.kernel.records import EpochRecord
 from modalbag.logs import get_logger
 
@@ -34,18 +35,8 @@ RECORDS_FILE = "records.jsonl"
 
 
 def _plain(value: Any) -> Any:
-    """JSON-safe values: non-finite floats become None (JSON has no NaN), tuples become lists."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, (str, int, bool, type(None))):
-        return value
-    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalars
-        return _plain(value.item())
-    return str(value)
+    """JSON-safe values: non-finite floats become None (JSON has no NaN), anything else unknown a string."""
+    return to_json(value, finite=True, fallback=str)
 
 
 def encode_line(record: Mapping[str, Any]) -> bytes:

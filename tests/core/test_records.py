@@ -25,3 +25,21 @@ def test_from_dict_ignores_a_run_log_lines_context_and_keeps_defaults():
     record = EpochRecord.from_dict(line)
     assert record == EpochRecord(epoch=1, train_loss=0.25)
     assert record.val_loss is None and record.loss_terms == {}
+
+
+def test_to_json_is_the_one_conversion_to_plain_data():
+    import math
+    from pathlib import Path
+
+    import torch
+
+    from modalbag.io.artifacts import to_json
+
+    value = {"a": np.float32(1.5), 1: (1, np.int64(2)), "c": np.arange(3), "d": torch.tensor(2.5),
+             "t": torch.ones(2), "e": Path("/x"), "f": float("nan")}
+    out = to_json(value)
+    assert out["a"] == 1.5 and out["1"] == [1, 2] and out["c"] == [0, 1, 2] and out["d"] == 2.5
+    assert out["t"] == [1.0, 1.0] and out["e"] == "/x" and math.isnan(out["f"])
+    strict = to_json({"f": float("inf"), "o": object()}, finite=True, fallback=lambda v: "other")
+    assert strict == {"f": None, "o": "other"}
+    assert json.loads(json.dumps(strict)) == strict
