@@ -10,6 +10,7 @@ from modalbag.api.model import (
     create_model_from_arrays,
     create_model_from_files,
     create_synthetic_model,
+    load_ensemble,
 )
 from modalbag.api.pipeline import EnsembleTrainingPipeline
 from modalbag.api.run_config import RunConfig, load_run_config
@@ -57,7 +58,6 @@ from modalbag.kernel.registry import (
     register_plugin,
 )
 from modalbag.reports.robustness import EnsembleScorer, modality_ablation
-from modalbag.store.persistence import load_ensemble
 from modalbag.store.runlog import read_records
 from modalbag.version import __version__
 

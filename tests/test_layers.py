@@ -42,8 +42,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
         "measures a model by training its twin: a workflow that still lives with the reports mixin",
     ("modalbag.reports.robustness", "modalbag.api.model"):
         "annotations of the model its mixin methods run on (composition instead of mixins is pending)",
-    ("modalbag.store.persistence", "modalbag.api.model"):
-        "load_ensemble rebuilds a model, and persistence is still a mixin of it",
     ("modalbag.training.distributed", "modalbag.engine.executors"):
         "the torchrun rank program runs executor jobs; it belongs in the torchrun plugin",
 }
@@ -53,7 +51,7 @@ KNOWN_CYCLES: list[frozenset[str]] = [
     frozenset({"modalbag.config.training", "modalbag.kernel.registry", "modalbag.kernel.hookspecs",
                "modalbag.kernel.assembly", "modalbag.kernel.run", "modalbag.denoising.objectives"}),
     frozenset({"modalbag.api.model", "modalbag.api.strategy", "modalbag.reports.denoising_impact",
-               "modalbag.reports.robustness", "modalbag.reports.training", "modalbag.store.persistence"}),
+               "modalbag.reports.robustness", "modalbag.reports.training"}),
 ]
 
 
@@ -134,6 +132,8 @@ def test_no_new_import_cycle():
     cycles = _cycles(_graph())
     unexpected = [sorted(c) for c in cycles if not any(c <= known for known in KNOWN_CYCLES)]
     assert not unexpected, f"new import cycles: {unexpected}"
+    shrunk = [sorted(known) for known in KNOWN_CYCLES if known not in cycles]
+    assert not shrunk, f"a known cycle shrank or broke: write what remains in KNOWN_CYCLES: {shrunk}"
 
 
 def test_the_reader_sees_every_form_of_import(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +31,7 @@ from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
 from modalbag.reports.domains import DomainReportsMixin
 from modalbag.reports.training import TrainingReportsMixin
-from modalbag.store.persistence import PersistenceMixin
+from modalbag.store.persistence import PersistenceMixin, read_export
 from modalbag.training.metrics import task_metrics
 
 log = get_logger("modalbag.model")
@@ -63,6 +64,21 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
         self.cross_fits: dict[tuple[str, ...], Any] = {}
         self.task: TaskInfo | None = None
         self.run_id: str | None = None
+
+    @classmethod
+    def from_export(cls, path: str | Path, *, catalog: Catalog | None = None) -> MultiModalEnsembleModel:
+        """The model an export folder (or a run directory's export) holds, ready to predict; see
+        `load_ensemble`."""
+        saved = read_export(path, catalog=catalog)
+        model = cls(saved.dataset, task_type=saved.task.task_type, catalog=saved.catalog)
+        model.training_config, model.ensemble_config, model.bags = (saved.training_config, saved.ensemble_config,
+                                                                    saved.bags)
+        model.learners, model.task, model.run_id = saved.learners, saved.task, saved.run_id
+        model.learner_specs = [r.spec for r in saved.learners.values()]
+        model.ensemble = saved.ensemble
+        model._validation_predictions = saved.validation_predictions
+        model._export_dir = saved.root
+        return model
 
     # -- bags -------------------------------------------------------------------------------------
 
@@ -334,6 +350,16 @@ def create_model_from_files(paths: Mapping[str, str | PathLike[str] | tuple[Any,
     return create_model_from_arrays(data, labels, task_type=task_type, **model_options)
 
 
+def load_ensemble(path: str | Path, *, catalog: Catalog | None = None) -> MultiModalEnsembleModel:
+    """A `MultiModalEnsembleModel` from an export folder or a run directory, ready to predict.
+
+    Every file's checksum is verified before it is parsed; a missing, tampered, truncated or
+    other-version file is an `ArtifactError` naming it. Training reports work on the result (the
+    epoch records are part of the export); retraining needs the data, which an export does not hold.
+    """
+    return MultiModalEnsembleModel.from_export(path, catalog=catalog)
+
+
 def create_synthetic_model(modalities: Mapping[str, Any], n_samples: int = 1000, n_classes: int = 2, *,
                            task_type: str = "classification", random_state: int = 0, noise: float = 0.5,
                            **model_options: Any) -> MultiModalEnsembleModel:
@@ -346,5 +372,5 @@ def create_synthetic_model(modalities: Mapping[str, Any], n_samples: int = 1000,
     return create_model_from_arrays(typed, labels, task_type=task_type, synthetic_task=task, **model_options)
 
 
-__all__ = ["MultiModalEnsembleModel", "TrainingFailedError", "create_model_from_arrays",
+__all__ = ["MultiModalEnsembleModel", "TrainingFailedError", "create_model_from_arrays", "load_ensemble",
            "create_model_from_files", "create_synthetic_model"]

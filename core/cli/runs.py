@@ -122,7 +122,7 @@ def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
     """Print the training summary of a finished run and write its HTML report."""
-    from modalbag.store.persistence import load_ensemble
+    from modalbag.api.model import load_ensemble
 
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")

@@ -29,6 +29,11 @@ from typing import Any
 import attrs
 import numpy as np
 
+from modalbag.config.training import TrainingConfig
+from modalbag.data.bags import EnsembleConfig, split_validation
+from modalbag.data.dataset import ModalitySpec, MultimodalDataset, complete_rows, encode_labels
+from modalbag.ensemble.combination import Combination
+from modalbag.ensemble.ensemble import _OOB, Ensemble
 from modalbag.errors import ArtifactError, ConfigError, ModalbagError
 from modalbag.io.artifacts import (
     atomic_directory,
@@ -41,7 +46,13 @@ from modalbag.io.artifacts import (
     to_json,
     verify_files,
 )
+from modalbag.kernel.records import TrainedLearner
+from modalbag.kernel.registry import default_catalog
+from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
+from modalbag.store.learners import load_learner, spec_from_dict, spec_to_dict, write_learner
+from modalbag.store.runrecord import EXPORT_DIR, RUN_FILE, RunRecord, load_bags, merged_config, save_bags
+from modalbag.version import __version__
 
 log = get_logger("modalbag.persistence")
 
@@ -93,8 +104,6 @@ class PersistenceMixin:
         return self._validation_predictions
 
     def _compute_validation_predictions(self) -> dict[str, dict[str, np.ndarray]]:
-        from modalbag.data.bags import split_validation
-        from modalbag.data.dataset import complete_rows, encode_labels
 
         cfg, dataset = self.training_config, self.dataset  # type: ignore[attr-defined]
         if cfg is None or dataset.labels is None or dataset.n_samples == 0:
@@ -115,9 +124,6 @@ class PersistenceMixin:
         return out
 
     def _write_export(self, root: Path, ensemble: Any, predictions: Mapping[str, Mapping[str, np.ndarray]]) -> None:
-        from modalbag.store.learners import spec_to_dict, write_learner
-        from modalbag.store.runrecord import save_bags
-        from modalbag.version import __version__
 
         task, cfg = self.task, self.training_config  # type: ignore[attr-defined]
         learners = []
@@ -204,7 +210,7 @@ class PersistenceMixin:
             target = self.export_training_artifacts(Path(tempfile.mkdtemp(prefix="modalbag-export-")) / "export")
         notes: list[str] = []
         try:
-            reloaded = load_ensemble(target, catalog=self.catalog)  # type: ignore[attr-defined]
+            reloaded = type(self).from_export(target, catalog=self.catalog)  # type: ignore[attr-defined]
         except ModalbagError as exc:
             return {"status": "failed", "export_dir": str(target), "compatibility_check": {},
                     "performance_validation": {}, "error": str(exc), "notes": [f"the export does not load: {exc}"]}
@@ -272,7 +278,6 @@ class PersistenceMixin:
 
     def _resume_record(self, config: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """``train_ensemble(resume=True)``: the recorded run, and the configuration it continues with."""
-        from modalbag.store.runrecord import RunRecord, merged_config
 
         if not config.get("run_dir"):
             raise ConfigError("resume=True continues the run recorded in run_dir: pass run_dir=<the run directory>")
@@ -281,7 +286,6 @@ class PersistenceMixin:
 
     def _run_finished(self) -> None:
         """After training with ``run_dir``: export to ``<run_dir>/export`` and mark the run complete."""
-        from modalbag.store.runrecord import EXPORT_DIR, RunRecord
 
         self._export_dir = self._validation_predictions = None  # they described the previous training
         cfg = self.training_config  # type: ignore[attr-defined]
@@ -303,8 +307,6 @@ def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def export_directory(path: str | Path) -> Path:
     """The export folder for ``path``: an export itself, or a run directory holding one."""
-    from modalbag.store.runrecord import EXPORT_DIR, RUN_FILE
-
     path = Path(path)
     if (path / MANIFEST).is_file():
         return path
@@ -316,22 +318,36 @@ def export_directory(path: str | Path) -> Path:
     raise ArtifactError(path, f"holds no {MANIFEST}: not a modalbag export or run directory")
 
 
-def load_ensemble(path: str | Path, *, catalog: Any = None) -> Any:
-    """A `MultiModalEnsembleModel` from an export folder or a run directory, ready to predict.
+@attrs.frozen
+class SavedEnsemble:
+    """What an export holds, read and verified: what `modalbag.load_ensemble` rebuilds a model from."""
+
+    root: Path
+    catalog: Any
+    dataset: Any  # a MultimodalDataset with the modalities' specs and no rows
+    task: Any
+    training_config: Any
+    ensemble_config: Any
+    bags: list[Any] | None
+    learners: dict[str, Any]
+    validation_predictions: dict[str, dict[str, np.ndarray]]
+    ensemble: Any
+    run_id: str | None
+
+
+def read_export(path: str | Path, *, catalog: Any = None) -> SavedEnsemble:
+    """Read an export folder (or a run directory's export) for `modalbag.load_ensemble`.
 
     Every file's checksum is verified before it is parsed; a missing, tampered, truncated or
-    other-version file is an `ArtifactError` naming it. Training reports work on the result (the
-    epoch records are part of the export); retraining needs the data, which an export does not hold.
+    other-version file is an `ArtifactError` naming it.
     """
-    from modalbag.kernel.registry import default_catalog
-
     root = export_directory(path)
     manifest_path = root / MANIFEST
     manifest = check_format(manifest_path, read_json(manifest_path, what="export manifest"), FORMAT, VERSION)
     verify_files(root, manifest.get("files"), manifest_path)
     catalog = catalog or default_catalog()
     try:
-        return _build_model(root, manifest, catalog)
+        return _read(root, manifest, catalog)
     except ModalbagError:
         raise
     except Exception as exc:  # noqa: BLE001 - a field of the right checksum but the wrong shape
@@ -339,16 +355,7 @@ def load_ensemble(path: str | Path, *, catalog: Any = None) -> Any:
                                            f"({type(exc).__name__}: {exc})") from exc
 
 
-def _build_model(root: Path, manifest: Mapping[str, Any], catalog: Any) -> Any:
-    from modalbag.api.model import MultiModalEnsembleModel
-    from modalbag.config.training import TrainingConfig
-    from modalbag.data.bags import EnsembleConfig
-    from modalbag.data.dataset import ModalitySpec, MultimodalDataset
-    from modalbag.kernel.records import TrainedLearner
-    from modalbag.kernel.run import TaskInfo
-    from modalbag.store.learners import load_learner, spec_from_dict
-    from modalbag.store.runrecord import load_bags
-
+def _read(root: Path, manifest: Mapping[str, Any], catalog: Any) -> SavedEnsemble:
     manifest_path = root / MANIFEST
     t = manifest["task"]
     classes = None if t["classes"] is None else np.asarray(t["classes"])
@@ -357,16 +364,13 @@ def _build_model(root: Path, manifest: Mapping[str, Any], catalog: Any) -> Any:
              for name, s in manifest["modalities"].items()}
     dataset = MultimodalDataset({n: np.zeros((0, *s.shape), np.float32) for n, s in specs.items()},
                                 {n: np.zeros(0, dtype=bool) for n in specs}, specs, None)
-    model = MultiModalEnsembleModel(dataset, task_type=task.task_type, catalog=catalog)
     try:
-        model.training_config = (None if manifest["config"] is None
-                                 else TrainingConfig.from_dict(manifest["config"], catalog=catalog))
+        training_config = (None if manifest["config"] is None
+                           else TrainingConfig.from_dict(manifest["config"], catalog=catalog))
     except ConfigError as exc:
         raise ArtifactError(manifest_path, f"its configuration is not valid here: {exc}") from exc
-    if manifest.get("ensemble_config"):
-        model.ensemble_config = EnsembleConfig(**manifest["ensemble_config"])
-    if (root / "bags.npz").is_file():
-        model.bags = load_bags(manifest["bags"], root / "bags.npz")
+    ensemble_config = EnsembleConfig(**manifest["ensemble_config"]) if manifest.get("ensemble_config") else None
+    bags = load_bags(manifest["bags"], root / "bags.npz") if (root / "bags.npz").is_file() else None
     learners: dict[str, TrainedLearner] = {}
     predictions: dict[str, dict[str, np.ndarray]] = {}
     for entry in manifest["learners"]:
@@ -377,17 +381,11 @@ def _build_model(root: Path, manifest: Mapping[str, Any], catalog: Any) -> Any:
             learners[lid] = TrainedLearner(spec_from_dict(entry["spec"]), str(entry["status"]), error=entry["error"])
         if entry.get("validation_predictions"):
             predictions[lid] = load_npz(root / str(entry["validation_predictions"]))
-    model.learners, model.task, model.run_id = learners, task, manifest.get("run_id")
-    model.learner_specs = [r.spec for r in learners.values()]
-    model.ensemble = _load_ensemble_state(root, task, learners)
-    model._validation_predictions = predictions
-    model._export_dir = root
-    return model
+    return SavedEnsemble(root, catalog, dataset, task, training_config, ensemble_config, bags, learners, predictions,
+                         _load_ensemble_state(root, task, learners), manifest.get("run_id"))
 
 
 def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> Any:
-    from modalbag.ensemble.combination import Combination
-    from modalbag.ensemble.ensemble import _OOB, Ensemble
 
     path = root / "ensemble.json"
     state = check_format(path, read_json(path, what="ensemble state"), "modalbag.ensemble", VERSION)
@@ -404,4 +402,4 @@ def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> 
                     cross_fitted=frozenset(state.get("cross_fitted", ())))
 
 
-__all__ = ["PersistenceMixin", "export_directory", "load_ensemble"]
+__all__ = ["PersistenceMixin", "SavedEnsemble", "export_directory", "read_export"]
