@@ -3,6 +3,7 @@ and the core never imports a plugin module."""
 
 from __future__ import annotations
 
+import ast
 import inspect
 import re
 import tomllib
@@ -160,4 +161,23 @@ def test_core_never_imports_a_plugin_module():
     files = sorted((ROOT / "core").rglob("*.py"))
     assert files
     offenders = [hit for path in files for hit in _plugin_imports(path)]
+    assert offenders == []
+
+
+# --- (f) one atomic writer ----------------------------------------------------------------------------
+
+
+def test_only_the_artifacts_module_renames_files_into_place():
+    """Atomic writes have one home (`modalbag.io.artifacts`: temporary sibling, fsync, rename, directory
+    fsync); a second hand-rolled writer is how a directory fsync gets forgotten."""
+    home = ROOT / "core" / "io" / "artifacts.py"
+    offenders = []
+    for path in sorted([*(ROOT / "core").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]):
+        if path == home:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("replace", "rename") and isinstance(node.func.value, ast.Name)
+                    and node.func.value.id == "os"):
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []

@@ -68,8 +68,14 @@ def _default_start_method() -> str:
 
 @attrs.frozen(kw_only=True)
 class LocalOptions:
-    start_method: str = attrs.field(factory=_default_start_method, validator=attrs.validators.in_(START_METHODS))
-    bag_timeout: float | None = attrs.field(default=None, validator=attrs.validators.optional(positive))
+    start_method: str = attrs.field(factory=_default_start_method, validator=attrs.validators.in_(START_METHODS),
+                                    metadata={"help": "How worker processes start: 'forkserver' (forked from a "
+                                                      "server that imported torch and the plugins once; the "
+                                                      "default where the platform has it) or 'spawn' (each "
+                                                      "from scratch)."})
+    bag_timeout: float | None = attrs.field(default=None, validator=attrs.validators.optional(positive), metadata={
+        "help": "Seconds a worker may spend on one learner before it is killed and that learner fails "
+                "(None: no limit)."})
 
 
 def worker_main(conn: Connection, context_path: str, threads: int) -> None:

@@ -38,8 +38,14 @@ log = get_logger("modalbag.engine.executors.ray")
 
 @attrs.frozen(kw_only=True)
 class RayOptions:
-    ray_address: str | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str)))
-    ray_num_cpus: int | None = attrs.field(default=None, validator=attrs.validators.optional(attrs.validators.ge(1)))
+    ray_address: str | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(str)), metadata={
+            "help": "Address of the Ray cluster to connect to ('auto' finds a running one; None starts a local "
+                    "Ray instance). Unused when Ray is already initialised in this process."})
+    ray_num_cpus: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.ge(1)), metadata={
+            "help": "CPUs of the local Ray instance started when ray_address is None (None: Ray detects them); "
+                    "unused when connecting to a cluster."})
 
 
 def fit_task(context: WorkerContext, job: LearnerJob) -> JobResult:

@@ -50,7 +50,9 @@ log = get_logger("modalbag.engine.executors.torchrun")
 
 @attrs.frozen(kw_only=True)
 class TorchrunOptions:
-    distributed_max_restarts: int = attrs.field(default=1, validator=attrs.validators.ge(0))
+    distributed_max_restarts: int = attrs.field(default=1, validator=attrs.validators.ge(0), metadata={
+        "help": "Relaunches of a learner's torchrun job that ended without a result, each resuming from the "
+                "last finished epoch (0: none)."})
 
 
 def _tail(text: str, lines: int = 15) -> str:

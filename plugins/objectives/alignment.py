@@ -33,8 +33,12 @@ _EXCLUDED = 1e4  # logits of excluded samples: exp(-1e4) is 0 in every float typ
 
 @attrs.frozen(kw_only=True)
 class AlignmentOptions:
-    projection_dim: int = attrs.field(default=64, validator=positive)
-    hard_negative_beta: float = attrs.field(default=0.0, validator=non_negative)
+    projection_dim: int = attrs.field(default=64, validator=positive, metadata={
+        "help": "Output size of each modality's projection head, the space the InfoNCE similarities are "
+                "computed in."})
+    hard_negative_beta: float = attrs.field(default=0.0, validator=non_negative, metadata={
+        "help": "Hard-negative weighting: each negative is weighted by exp(beta * cosine similarity), "
+                "normalised to mean 1 (0: all negatives weigh the same)."})
 
 
 class Projections(nn.Module):

@@ -29,8 +29,12 @@ from modalbag.kernel.options import fraction
 
 @attrs.frozen(kw_only=True)
 class ConsistencyOptions:
-    consistency_drop_rate: float = attrs.field(default=0.5, validator=fraction)
-    drop_rate_curriculum: bool | None = None
+    consistency_drop_rate: float = attrs.field(default=0.5, validator=fraction, metadata={
+        "help": "Probability of dropping each present modality (of those the objectives act on) to form the "
+                "subset, strictly between 0 and 1; at least one modality is kept."})
+    drop_rate_curriculum: bool | None = attrs.field(default=None, metadata={
+        "help": "Raise the drop rate linearly from 0 over the first half of the epochs (None: only when "
+                "denoising_strategy is 'curriculum')."})
 
 
 class Consistency:

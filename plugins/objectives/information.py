@@ -32,9 +32,14 @@ from modalbag.kernel.options import non_negative, positive
 
 @attrs.frozen(kw_only=True)
 class InformationOptions:
-    ib_beta: float = attrs.field(default=1e-3, validator=non_negative)
-    bottleneck_dim: int = attrs.field(default=32, validator=positive)
-    decorrelation_weight: float = attrs.field(default=1.0, validator=non_negative)
+    ib_beta: float = attrs.field(default=1e-3, validator=non_negative, metadata={
+        "help": "Weight beta of the KL term that pulls the bottleneck q(z | fused) toward N(0, I) "
+                "(0: the task loss through z only)."})
+    bottleneck_dim: int = attrs.field(default=32, validator=positive, metadata={
+        "help": "Size of the stochastic bottleneck z."})
+    decorrelation_weight: float = attrs.field(default=1.0, validator=non_negative, metadata={
+        "help": "Weight of the cross-correlation penalty between pairs of modality embeddings (0 disables; "
+                "needs two modalities)."})
 
 
 class Bottleneck(nn.Module):

@@ -29,7 +29,9 @@ from modalbag.kernel.options import positive
 
 @attrs.frozen(kw_only=True)
 class PredictionOptions:
-    prediction_temperature: float = attrs.field(default=1.0, validator=positive)
+    prediction_temperature: float = attrs.field(default=1.0, validator=positive, metadata={
+        "help": "Temperature T of the softmax over the pairs' losses that weights them: a small T puts the "
+                "weight on the hardest pairs, a large T weighs them equally."})
 
 
 class PairHeads(nn.Module):

@@ -36,8 +36,12 @@ from modalbag.kernel.options import non_negative
 
 @attrs.frozen(kw_only=True)
 class ReconstructionOptions:
-    reconstruction_cosine_weight: float = attrs.field(default=1.0, validator=non_negative)
-    reconstruction_depths: str = attrs.field(default="both", validator=attrs.validators.in_(("embedding", "both")))
+    reconstruction_cosine_weight: float = attrs.field(default=1.0, validator=non_negative, metadata={
+        "help": "Weight of the (1 - cosine similarity) term added to the squared error of each predicted "
+                "embedding (0: squared error only)."})
+    reconstruction_depths: str = attrs.field(default="both", validator=attrs.validators.in_(("embedding", "both")),
+                                             metadata={"help": "'embedding': predict each modality's embedding; "
+                                                               "'both': also its encoder's hidden layer."})
 
 
 class HiddenDecoders(nn.Module):

@@ -12,14 +12,19 @@ from modalbag.kernel.options import beta_pair, positive
 
 @attrs.frozen(kw_only=True)
 class AdamWOptions:
-    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=tuple, validator=beta_pair)
-    eps: float = attrs.field(default=1e-8, validator=positive)
-    amsgrad: bool = False
-    #: One fused kernel for the whole update (None: wherever torch has one for the parameters'
-    #: device: CPU and CUDA). On CPU it measured 4.8x faster per step than ``foreach``, whose CPU
-    #: kernels loop over the tensors (`benchmarks/loop_overhead.py` and docs/benchmarks.md).
-    fused: bool | None = None
-    foreach: bool = True  # the multi-tensor path, when not fused
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=tuple, validator=beta_pair, metadata={
+        "help": "Decay rates of the running averages of the gradient and of its square: two numbers in [0, 1)."})
+    eps: float = attrs.field(default=1e-8, validator=positive, metadata={
+        "help": "Added to the denominator of the update for numerical stability."})
+    amsgrad: bool = attrs.field(default=False, metadata={
+        "help": "Use the AMSGrad variant (divide by the largest squared-gradient average seen so far)."})
+    # On CPU the fused kernel measured 4.8x faster per step than ``foreach``, whose CPU kernels loop
+    # over the tensors (`benchmarks/loop_overhead.py` and docs/benchmarks.md).
+    fused: bool | None = attrs.field(default=None, metadata={
+        "help": "One fused kernel for the whole update: true forces it, false never uses it, None uses it "
+                "wherever torch has one for the parameters' device (CPU and CUDA)."})
+    foreach: bool = attrs.field(default=True, metadata={
+        "help": "When not fused: one multi-tensor kernel per update instead of one per parameter."})
 
 
 def fused_supported(params: Any) -> bool:

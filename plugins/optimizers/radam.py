@@ -12,10 +12,15 @@ from modalbag.kernel.options import beta_pair, positive
 
 @attrs.frozen(kw_only=True)
 class RAdamOptions:
-    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=tuple, validator=beta_pair)
-    eps: float = attrs.field(default=1e-8, validator=positive)
-    decoupled_weight_decay: bool = True
-    foreach: bool = True  # one multi-tensor kernel per update instead of one per parameter
+    betas: tuple[float, float] = attrs.field(default=(0.9, 0.999), converter=tuple, validator=beta_pair, metadata={
+        "help": "Decay rates of the running averages of the gradient and of its square: two numbers in [0, 1)."})
+    eps: float = attrs.field(default=1e-8, validator=positive, metadata={
+        "help": "Added to the denominator of the update for numerical stability."})
+    decoupled_weight_decay: bool = attrs.field(default=True, metadata={
+        "help": "Apply weight_decay to the weights directly, as AdamW does; false adds it to the gradient "
+                "as an L2 penalty."})
+    foreach: bool = attrs.field(default=True, metadata={
+        "help": "One multi-tensor kernel per update instead of one per parameter."})
 
 
 def build(params: Any, config: Any, options: RAdamOptions) -> Any:

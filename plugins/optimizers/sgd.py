@@ -12,10 +12,14 @@ from modalbag.kernel.options import non_negative
 
 @attrs.frozen(kw_only=True)
 class SGDOptions:
-    momentum: float = attrs.field(default=0.9, validator=non_negative)
-    nesterov: bool = True
-    dampening: float = attrs.field(default=0.0, validator=non_negative)
-    foreach: bool = True  # one multi-tensor kernel per update instead of one per parameter
+    momentum: float = attrs.field(default=0.9, validator=non_negative, metadata={
+        "help": "Momentum factor (0: plain SGD)."})
+    nesterov: bool = attrs.field(default=True, metadata={
+        "help": "Nesterov momentum; needs momentum > 0 and dampening = 0."})
+    dampening: float = attrs.field(default=0.0, validator=non_negative, metadata={
+        "help": "Dampening of the momentum: each new gradient enters the momentum buffer times (1 - dampening)."})
+    foreach: bool = attrs.field(default=True, metadata={
+        "help": "One multi-tensor kernel per update instead of one per parameter."})
 
     def __attrs_post_init__(self) -> None:
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):

@@ -56,7 +56,11 @@ class AmpOptions:
     on one machine would otherwise meet only the path that machine picks. fp16 on a CPU is emulated
     on most processors (slow); it exists to exercise the loss-scaled path anywhere."""
 
-    amp_dtype: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "bf16", "fp16", "fp32")))
+    amp_dtype: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "bf16", "fp16", "fp32")),
+                                 metadata={"help": "'auto' follows the hardware (CUDA: bf16 where supported, else "
+                                                   "fp16 with loss scaling; CPU: bf16 only where native and "
+                                                   "measured faster, else fp32); 'bf16', 'fp16' (with loss "
+                                                   "scaling) or 'fp32' force one."})
 
 
 def cpu_flags() -> frozenset[str]:

@@ -38,18 +38,39 @@ RAPL_ROOT = "/sys/class/powercap"
 
 @attrs.frozen(kw_only=True)
 class SafetyOptions:
-    max_failures: int = attrs.field(default=2, validator=positive)
-    noise_levels: tuple[float, ...] = attrs.field(default=(0.5, 1.0), converter=tuple_of_floats, validator=levels)
-    redundancy_fraction: float = attrs.field(default=0.9, validator=fraction)
-    min_accuracy: float | None = attrs.field(default=None, validator=attrs.validators.optional(fraction))
-    max_scenarios: int = attrs.field(default=1024, validator=positive)
-    latency_samples: int = attrs.field(default=200, validator=positive)
-    throughput_batch: int = attrs.field(default=256, validator=positive)
-    throughput_seconds: float = attrs.field(default=1.0, validator=non_negative)
-    adversarial_epsilon: float = attrs.field(default=0.1, validator=non_negative)
-    adversarial_testing: bool | None = None  # None: the training config's value
-    worst_case_analysis: bool | None = None  # None: the training config's value
-    random_state: int = 0
+    max_failures: int = attrs.field(default=2, validator=positive, metadata={
+        "help": "With worst_case_analysis, the most sensors (modalities) missing together in a failure "
+                "scenario; without it, one at a time."})
+    noise_levels: tuple[float, ...] = attrs.field(default=(0.5, 1.0), converter=tuple_of_floats, validator=levels,
+                                                  metadata={"help": "Gaussian noise added to one sensor at a time, "
+                                                                    "in standard deviations of each feature: one "
+                                                                    "scenario per sensor and level."})
+    redundancy_fraction: float = attrs.field(default=0.9, validator=fraction, metadata={
+        "help": "Redundancy threshold as a share of the accuracy with every sensor, strictly between 0 and 1 "
+                "(used when min_accuracy is None)."})
+    min_accuracy: float | None = attrs.field(default=None, validator=attrs.validators.optional(fraction), metadata={
+        "help": "Accuracy the redundancy level must keep (None: redundancy_fraction times the accuracy with "
+                "every sensor)."})
+    max_scenarios: int = attrs.field(default=1024, validator=positive, metadata={
+        "help": "Missing-sensor combinations scored at most, for the scenarios and again for the redundancy "
+                "search (which stops at the last number of failures that fits)."})
+    latency_samples: int = attrs.field(default=200, validator=positive, metadata={
+        "help": "Held-out samples predicted one at a time to measure latency (fewer if the data has fewer)."})
+    throughput_batch: int = attrs.field(default=256, validator=positive, metadata={
+        "help": "Rows per batch when measuring throughput (fewer if the data has fewer)."})
+    throughput_seconds: float = attrs.field(default=1.0, validator=non_negative, metadata={
+        "help": "Seconds spent predicting batches to measure throughput and power (at least one batch is "
+                "predicted)."})
+    adversarial_epsilon: float = attrs.field(default=0.1, validator=non_negative, metadata={
+        "help": "FGSM step size, in standard deviations of each feature."})
+    adversarial_testing: bool | None = attrs.field(default=None, metadata={
+        "help": "Measure accuracy under an FGSM perturbation crafted on the neural learners (None: the "
+                "training config's adversarial_testing)."})
+    worst_case_analysis: bool | None = attrs.field(default=None, metadata={
+        "help": "Score every combination of up to max_failures missing sensors, not only single failures "
+                "(None: the training config's worst_case_analysis)."})
+    random_state: int = attrs.field(default=0, metadata={
+        "help": "Seed of the noise drawn for the noised-sensor scenarios."})
 
 
 # -- measurements that do not depend on the model --------------------------------------------------

@@ -25,15 +25,30 @@ from modalbag.plugins.reports._common import require_task, series, switch
 
 @attrs.frozen(kw_only=True)
 class FinanceOptions:
-    periods_per_year: float = attrs.field(default=252.0, validator=positive)
-    risk_free: float = 0.0  # per period
-    transaction_cost: float = attrs.field(default=0.0, validator=non_negative)  # per unit of position change
-    long_only: bool = False
-    position_map: Mapping[Any, float] | None = None  # classification: {class value: position}
-    walk_forward_windows: int = attrs.field(default=5, validator=positive)
-    regime_window: int = attrs.field(default=20, validator=attrs.validators.ge(2))  # a deviation needs 2
-    walk_forward_validation: bool | None = None  # None: the training config's value
-    market_regime_testing: bool | None = None  # None: the training config's value
+    periods_per_year: float = attrs.field(default=252.0, validator=positive, metadata={
+        "help": "Periods (rows) per year, used to annualise the Sharpe and information ratios (252: "
+                "trading days)."})
+    risk_free: float = attrs.field(default=0.0, metadata={
+        "help": "Risk-free return per period, subtracted from the strategy's returns in the Sharpe ratio."})
+    transaction_cost: float = attrs.field(default=0.0, validator=non_negative, metadata={
+        "help": "Cost per unit of position change, as a return: s_t = p_t * r_t - cost * |p_t - p_(t-1)| "
+                "(0: free trading)."})
+    long_only: bool = attrs.field(default=False, metadata={
+        "help": "Never go short: a predicted fall is held flat instead."})
+    position_map: Mapping[Any, float] | None = attrs.field(default=None, metadata={
+        "help": "Classification: the position (+1 long, -1 short, 0 flat) for each class value (None: classes "
+                "0 and 1 mean down and up, classes among -1, 0, 1 are positions themselves)."})
+    walk_forward_windows: int = attrs.field(default=5, validator=positive, metadata={
+        "help": "Consecutive windows of about equal length the periods are split into for the walk-forward "
+                "figures."})
+    regime_window: int = attrs.field(default=20, validator=attrs.validators.ge(2), metadata={
+        "help": "Periods in the trailing window whose benchmark standard deviation sets the volatility regime "
+                "(at least 2)."})
+    walk_forward_validation: bool | None = attrs.field(default=None, metadata={
+        "help": "Add the figures per walk-forward window (None: the training config's walk_forward_validation)."})
+    market_regime_testing: bool | None = attrs.field(default=None, metadata={
+        "help": "Add the figures per volatility regime of the benchmark, by tercile (None: the training "
+                "config's market_regime_testing)."})
 
 
 def strategy_returns(positions: np.ndarray, returns: np.ndarray, cost: float = 0.0) -> np.ndarray:

@@ -23,15 +23,28 @@ from modalbag.plugins.reports._common import require_task, switch
 
 @attrs.frozen(kw_only=True)
 class MedicalOptions:
-    positive_class: Any = None  # binary tasks: the class that is "positive"; None: the second class
-    threshold: float | None = attrs.field(default=None, validator=attrs.validators.optional(fraction))
-    n_bootstrap: int = attrs.field(default=200, validator=positive)
-    ci_level: float = attrs.field(default=0.95, validator=fraction)
-    calibration_bins: int = attrs.field(default=10, validator=positive)
-    noise_level: float = attrs.field(default=0.5, validator=non_negative)
-    interpretability_required: bool | None = None  # None: the training config's value
-    regulatory_compliance: bool | None = None  # None: the training config's value
-    random_state: int = 0
+    positive_class: Any = attrs.field(default=None, metadata={
+        "help": "Binary tasks: the class value that counts as positive (None: the second class)."})
+    threshold: float | None = attrs.field(default=None, validator=attrs.validators.optional(fraction), metadata={
+        "help": "Binary tasks: predict positive where its probability is at least this, strictly between 0 "
+                "and 1 (None: the more probable class)."})
+    n_bootstrap: int = attrs.field(default=200, validator=positive, metadata={
+        "help": "Bootstrap resamples of the held-out samples behind each confidence interval."})
+    ci_level: float = attrs.field(default=0.95, validator=fraction, metadata={
+        "help": "Confidence level of the percentile-bootstrap intervals, strictly between 0 and 1."})
+    calibration_bins: int = attrs.field(default=10, validator=positive, metadata={
+        "help": "Equal-width confidence bins of the expected calibration error."})
+    noise_level: float = attrs.field(default=0.5, validator=non_negative, metadata={
+        "help": "Gaussian noise added to one modality at a time for the robustness figures, in standard "
+                "deviations of each feature."})
+    interpretability_required: bool | None = attrs.field(default=None, metadata={
+        "help": "Add per-modality clinical importance: the accuracy lost without each modality (None: the "
+                "training config's interpretability_required)."})
+    regulatory_compliance: bool | None = attrs.field(default=None, metadata={
+        "help": "Add the checklist of clinical reporting items this run documents, not a compliance claim "
+                "(None: the training config's regulatory_compliance)."})
+    random_state: int = attrs.field(default=0, metadata={
+        "help": "Seed of the bootstrap resamples and of the noise draws."})
 
 
 def _row_keys(arrays: dict[str, np.ndarray], masks: dict[str, np.ndarray], block: int = 4096) -> list[bytes]:

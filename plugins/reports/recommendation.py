@@ -23,8 +23,12 @@ from modalbag.plugins.reports._common import boolean_rows, modality_name, requir
 
 @attrs.frozen(kw_only=True)
 class RecommendationOptions:
-    k: int = attrs.field(default=10, validator=positive)
-    behavioral_modality: str | None = None
+    k: int = attrs.field(default=10, validator=positive, metadata={
+        "help": "Length of each user's recommendation list: the k of precision, recall and NDCG@k, coverage "
+                "and diversity."})
+    behavioral_modality: str | None = attrs.field(default=None, metadata={
+        "help": "The modality of user behaviour: rows missing it are the cold-start users unless cold_start= "
+                "is passed, and the ranking is also scored without it (None: neither)."})
 
 
 def _group(experiment: Mapping[str, Any], name: str) -> dict[str, Any]:

@@ -30,8 +30,8 @@ class RobustnessOptions:
         "help": "Score used throughout: accuracy, f1 or log_loss (classification, multilabel); mse, mae or r2 "
                 "(regression). None: accuracy, micro F1 or R² by task."})
     max_subsets: int = attrs.field(default=255, validator=positive, metadata={
-        "help": "Modality subsets scored when there are more: the full set, each single modality, each "
-                "leave-one-out, then random subsets up to this count."})
+        "help": "Modality subsets scored at most: with more subsets than this, the full set, each single "
+                "modality and each leave-one-out are scored, then random subsets up to this count."})
     missing_rates: tuple[float, ...] = attrs.field(default=_DEFAULT_RATES, converter=tuple_of_floats,
                                                    validator=rates, metadata={
         "help": "Probabilities of dropping each present (sample, modality) pair along the missing-share curve: "

@@ -22,10 +22,15 @@ def _period(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @attrs.frozen(kw_only=True)
 class CosineRestartsOptions:
-    T_max: int | None = attrs.field(default=None, validator=_period)
-    T_0: int | None = attrs.field(default=None, validator=_period)
-    T_mult: int = attrs.field(default=2, validator=_period)
-    eta_min: float = attrs.field(default=1e-6, validator=non_negative)
+    T_max: int | None = attrs.field(default=None, validator=_period, metadata={
+        "help": "Length of the first cosine period, in epochs (None: a third of the epochs after warmup, "
+                "at least 1)."})
+    T_0: int | None = attrs.field(default=None, validator=_period, metadata={
+        "help": "Alias of T_max (give one of the two)."})
+    T_mult: int = attrs.field(default=2, validator=_period, metadata={
+        "help": "Each period after a restart is this many times as long as the previous one (1: equal periods)."})
+    eta_min: float = attrs.field(default=1e-6, validator=non_negative, metadata={
+        "help": "Learning rate at the bottom of each cosine period."})
 
     def __attrs_post_init__(self) -> None:
         if self.T_max is not None and self.T_0 is not None and self.T_max != self.T_0:

@@ -21,11 +21,16 @@ def _optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) ->
 
 @attrs.frozen(kw_only=True)
 class OneCycleOptions:
-    max_lr: float | None = attrs.field(default=None, validator=_optional_positive)
-    pct_start: float = attrs.field(default=0.3, validator=fraction)
-    anneal_strategy: str = attrs.field(default="cos", validator=attrs.validators.in_(("cos", "linear")))
-    div_factor: float = attrs.field(default=25.0, validator=positive)
-    final_div_factor: float = attrs.field(default=1e4, validator=positive)
+    max_lr: float | None = attrs.field(default=None, validator=_optional_positive, metadata={
+        "help": "Peak learning rate of the cycle (None: learning_rate)."})
+    pct_start: float = attrs.field(default=0.3, validator=fraction, metadata={
+        "help": "Share of all training steps spent rising to max_lr, strictly between 0 and 1."})
+    anneal_strategy: str = attrs.field(default="cos", validator=attrs.validators.in_(("cos", "linear")), metadata={
+        "help": "Shape of the rise and the fall: 'cos' or 'linear'."})
+    div_factor: float = attrs.field(default=25.0, validator=positive, metadata={
+        "help": "The cycle starts at max_lr / div_factor."})
+    final_div_factor: float = attrs.field(default=1e4, validator=positive, metadata={
+        "help": "The cycle ends at its starting rate / final_div_factor."})
 
 
 class OneCycle:

@@ -17,12 +17,19 @@ def _patience(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 
 @attrs.frozen(kw_only=True)
 class PlateauOptions:
-    mode: str = attrs.field(default="min", validator=attrs.validators.in_(("min",)))
-    factor: float = attrs.field(default=0.5, validator=fraction)
-    patience: int = attrs.field(default=5, validator=_patience)
-    threshold: float = attrs.field(default=1e-4, validator=non_negative)
-    min_lr: float = attrs.field(default=0.0, validator=non_negative)
-    cooldown: int = attrs.field(default=0, validator=_patience)
+    mode: str = attrs.field(default="min", validator=attrs.validators.in_(("min",)), metadata={
+        "help": "'min' (the only value): a lower monitored loss is an improvement."})
+    factor: float = attrs.field(default=0.5, validator=fraction, metadata={
+        "help": "The learning rate is multiplied by this at each cut, strictly between 0 and 1."})
+    patience: int = attrs.field(default=5, validator=_patience, metadata={
+        "help": "Epochs without improvement of the monitored loss (validation loss, else training loss) "
+                "tolerated before the rate is cut."})
+    threshold: float = attrs.field(default=1e-4, validator=non_negative, metadata={
+        "help": "Relative improvement that counts: the loss must fall below best * (1 - threshold)."})
+    min_lr: float = attrs.field(default=0.0, validator=non_negative, metadata={
+        "help": "The rate is never cut below this."})
+    cooldown: int = attrs.field(default=0, validator=_patience, metadata={
+        "help": "Epochs after a cut before epochs without improvement are counted again (0: none)."})
 
 
 class Plateau:

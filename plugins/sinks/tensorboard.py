@@ -25,8 +25,8 @@ from modalbag.store.runlog import record_scalars
 
 @attrs.frozen(kw_only=True)
 class TensorBoardOptions:
-    #: Seconds between TensorBoard's background flushes (each epoch is flushed anyway).
-    tensorboard_flush_secs: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    tensorboard_flush_secs: float = attrs.field(default=30.0, validator=attrs.validators.gt(0), metadata={
+        "help": "Seconds between TensorBoard's background flushes (each epoch is flushed anyway)."})
 
 
 class TensorBoardSink:

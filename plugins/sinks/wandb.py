@@ -24,6 +24,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.io.artifacts import atomic_write_bytes
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 from modalbag.logs import get_logger
@@ -36,14 +37,18 @@ _optional_str = attrs.validators.optional(attrs.validators.instance_of(str))
 
 @attrs.frozen(kw_only=True)
 class WandbOptions:
-    wandb_project: str = attrs.field(default="modalbag", validator=attrs.validators.instance_of(str))
-    wandb_entity: str | None = attrs.field(default=None, validator=_optional_str)
-    #: "online", "offline" or "disabled"; None leaves it to W&B (the WANDB_MODE variable, ``wandb offline``).
+    wandb_project: str = attrs.field(default="modalbag", validator=attrs.validators.instance_of(str), metadata={
+        "help": "W&B project the run is logged to."})
+    wandb_entity: str | None = attrs.field(default=None, validator=_optional_str, metadata={
+        "help": "W&B entity (user or team) that owns the project (None: W&B's default entity)."})
     wandb_mode: str | None = attrs.field(default=None, validator=attrs.validators.optional(
-        attrs.validators.in_(("online", "offline", "disabled"))))
-    wandb_tags: tuple[str, ...] = attrs.field(default=(), converter=tuple)
-    #: W&B's own sampling of CPU / GPU / memory use while the run lasts.
-    wandb_system_metrics: bool = True
+        attrs.validators.in_(("online", "offline", "disabled"))), metadata={
+        "help": "'online', 'offline' (written locally; wandb sync uploads it later) or 'disabled'; None "
+                "leaves it to W&B (the WANDB_MODE variable, wandb offline)."})
+    wandb_tags: tuple[str, ...] = attrs.field(default=(), converter=tuple, metadata={
+        "help": "Tags attached to the W&B run."})
+    wandb_system_metrics: bool = attrs.field(default=True, metadata={
+        "help": "Let W&B sample CPU, GPU and memory use while the run lasts."})
 
 
 class WandbSink:
@@ -87,9 +92,7 @@ class WandbSink:
                                settings=settings, reinit="create_new")
         self._owner = os.getpid()
         if run_id is None:
-            tmp = id_file.with_name(".run-id.tmp")
-            tmp.write_text(self._run.id, encoding="utf-8")
-            os.replace(tmp, id_file)
+            atomic_write_bytes(id_file, self._run.id.encode("utf-8"))
         log.info("wandb.started", run=run.run_id, wandb_id=self._run.id, mode=opts.wandb_mode)
 
     def _define(self, wb: Any, learner_id: str) -> None:

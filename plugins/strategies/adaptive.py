@@ -32,9 +32,13 @@ from modalbag.kernel.options import fraction, positive
 
 @attrs.frozen(kw_only=True)
 class AdaptiveOptions:
-    adaptive_momentum: float = attrs.field(default=0.9, validator=fraction)
-    adaptive_min_weight: float = attrs.field(default=0.01, validator=positive)
-    adaptive_max_weight: float = attrs.field(default=10.0, validator=positive)
+    adaptive_momentum: float = attrs.field(default=0.9, validator=fraction, metadata={
+        "help": "Momentum of the moving averages of the task loss and of each objective's loss, strictly "
+                "between 0 and 1 (higher: smoother, slower to follow)."})
+    adaptive_min_weight: float = attrs.field(default=0.01, validator=positive, metadata={
+        "help": "Lower bound of each objective's weight."})
+    adaptive_max_weight: float = attrs.field(default=10.0, validator=positive, metadata={
+        "help": "Upper bound of each objective's weight: how far a vanishing loss can be amplified."})
 
     def __attrs_post_init__(self) -> None:
         if self.adaptive_min_weight > self.adaptive_max_weight:

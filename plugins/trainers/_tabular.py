@@ -56,6 +56,7 @@ import numpy as np
 
 from modalbag.config.training import TrainingConfig
 from modalbag.errors import ConfigError, MissingExtraError
+from modalbag.io.artifacts import to_json
 from modalbag.kernel.records import EpochRecord, LearnerSpec
 from modalbag.training.metrics import primary_loss, task_metrics
 
@@ -647,7 +648,7 @@ class TabularLearner(abc.ABC):
             study.optimize(objective, n_trials=config.hpo_trials or None, timeout=config.hpo_time_budget,
                            n_jobs=1, catch=())
         best = study.best_trial
-        self.search = _jsonable({"library": "optuna", "sampler": "TPESampler", "seed": seed,
+        self.search = to_json({"library": "optuna", "sampler": "TPESampler", "seed": seed,
                                  "trials": len(study.trials), "seconds": time.perf_counter() - started,
                                  "best_params": dict(best.params), "best_cv_loss": float(best.value),
                                  "space": {name: attrs.asdict(dim) | {"kind": type(dim).__name__}
@@ -687,7 +688,7 @@ class TabularLearner(abc.ABC):
         if self.layout is None:
             return out
         out |= {"n_features": self.layout.n_features, "features": self.layout.describe(),
-                "params": _jsonable(self.params), **_jsonable(self.info)}
+                "params": to_json(self.params), **to_json(self.info)}
         if self.model is not None:
             out["feature_importance"] = feature_importance(self.layout, self._raw_importance(),
                                                            self.importance_type, self.options.top_features)
@@ -710,10 +711,10 @@ class TabularLearner(abc.ABC):
         lib = self._lib()
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "trainer": self.trainer, "library": self.library,
                 "library_version": getattr(lib, "__version__", None), "model_files": files,
-                "spec": _jsonable(attrs.asdict(self.spec)), "task_type": self.task_type,
+                "spec": to_json(attrs.asdict(self.spec)), "task_type": self.task_type,
                 "n_outputs": self.n_outputs, "layout": self.layout.to_dict(),
-                "options": _jsonable(attrs.asdict(self.options)), "params": _jsonable(self.params),
-                "info": _jsonable(self.info), "cross_validation": self.cross_validation, "search": self.search}
+                "options": to_json(attrs.asdict(self.options)), "params": to_json(self.params),
+                "info": to_json(self.info), "cross_validation": self.cross_validation, "search": self.search}
         (directory / METADATA_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
         return directory
 
@@ -774,18 +775,6 @@ def _cv_note(cv: Mapping[str, Any], task_type: str) -> str:
     key = "r2" if task_type == "regression" else "accuracy"
     return (f"{cv['folds']}-fold cross-validation ({cv['splitter']}): loss {cv['mean']['loss']:.4f} "
             f"± {cv['std']['loss']:.4f}, {key} {cv['mean'][key]:.4f} ± {cv['std'][key]:.4f}")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return value
 
 
 __all__ = ["Block", "FeatureLayout", "Folds", "MissingExtraError", "RoundRecorder", "TabularLearner",

@@ -51,11 +51,18 @@ ARCHITECTURES = {
 
 @attrs.frozen(kw_only=True)
 class CatBoostOptions(TabularOptions):
-    n_estimators: int | None = attrs.field(default=None, validator=optional_positive)
-    depth: int | None = attrs.field(default=None, validator=optional_positive)
-    gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive)
-    l2_leaf_reg: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0))
-    catboost_params: dict[str, Any] = attrs.field(factory=dict, converter=dict)
+    n_estimators: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Boosting rounds at most (CatBoost's iterations; early stopping may use fewer). "
+                "None: 200, 500 or 1500 for the speed, balanced or accuracy strategy."})
+    depth: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Depth of each (oblivious) tree. None: 4, 6 or 6 for the speed, balanced or accuracy strategy."})
+    gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Shrinkage of each round's tree. None: 0.2, 0.1 or 0.03 for the speed, balanced or "
+                "accuracy strategy."})
+    l2_leaf_reg: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0), metadata={
+        "help": "L2 penalty on leaf values (CatBoost's l2_leaf_reg)."})
+    catboost_params: dict[str, Any] = attrs.field(factory=dict, converter=dict, metadata={
+        "help": "Native CatBoost parameters, passed as they are after the options above, so they override them."})
 
 
 class CatBoostLearner(TabularLearner):

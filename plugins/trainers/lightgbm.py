@@ -49,14 +49,24 @@ ARCHITECTURES = {
 
 @attrs.frozen(kw_only=True)
 class LightGBMOptions(TabularOptions):
-    n_estimators: int | None = attrs.field(default=None, validator=optional_positive)
-    num_leaves: int | None = attrs.field(default=None, validator=optional_positive)
-    gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive)
-    min_child_samples: int = attrs.field(default=20, validator=attrs.validators.ge(1))
-    subsample: float = attrs.field(default=1.0, validator=unit_interval)
-    colsample_bytree: float = attrs.field(default=1.0, validator=unit_interval)
-    reg_lambda: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0))
-    lightgbm_params: dict[str, Any] = attrs.field(factory=dict, converter=dict)
+    n_estimators: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Boosting rounds at most (early stopping may use fewer). None: 200, 500 or 1500 for the "
+                "speed, balanced or accuracy strategy."})
+    num_leaves: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Leaves per tree at most. None: 15, 31 or 31 for the speed, balanced or accuracy strategy."})
+    gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Shrinkage of each round's tree. None: 0.2, 0.1 or 0.03 for the speed, balanced or "
+                "accuracy strategy."})
+    min_child_samples: int = attrs.field(default=20, validator=attrs.validators.ge(1), metadata={
+        "help": "Training rows a leaf must hold at least."})
+    subsample: float = attrs.field(default=1.0, validator=unit_interval, metadata={
+        "help": "Share of the training rows drawn afresh for each round's tree, in (0, 1] (1: every row)."})
+    colsample_bytree: float = attrs.field(default=1.0, validator=unit_interval, metadata={
+        "help": "Share of the feature columns each tree may use, in (0, 1] (1: every column)."})
+    reg_lambda: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0), metadata={
+        "help": "L2 penalty on leaf values (0: none)."})
+    lightgbm_params: dict[str, Any] = attrs.field(factory=dict, converter=dict, metadata={
+        "help": "Native LightGBM parameters, passed as they are after the options above, so they override them."})
 
 
 class LightGBMLearner(TabularLearner):

@@ -52,11 +52,18 @@ def _max_features(instance: Any, attribute: attrs.Attribute, value: Any) -> None
 
 @attrs.frozen(kw_only=True)
 class RandomForestOptions(TabularOptions):
-    n_estimators: int | None = attrs.field(default=None, validator=optional_positive)
-    max_depth: int | None = attrs.field(default=None, validator=optional_positive)
-    max_features: str | float | int | None = attrs.field(default=None, validator=_max_features)
-    min_samples_leaf: int = attrs.field(default=1, validator=attrs.validators.ge(1))
-    extra_trees: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    n_estimators: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Trees in the forest. None: 100, 200 or 500 for the speed, balanced or accuracy strategy."})
+    max_depth: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Depth of each tree at most (None: no limit; nodes split until their leaves are pure)."})
+    max_features: str | float | int | None = attrs.field(default=None, validator=_max_features, metadata={
+        "help": "Features considered at each split: 'sqrt', 'log2', a fraction in (0, 1] or a count "
+                "(None: scikit-learn's default, 'sqrt' for classification and every feature for regression)."})
+    min_samples_leaf: int = attrs.field(default=1, validator=attrs.validators.ge(1), metadata={
+        "help": "Training rows a leaf must hold at least."})
+    extra_trees: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool), metadata={
+        "help": "Grow extremely randomised trees (scikit-learn's ExtraTrees: random split thresholds) "
+                "instead of a random forest."})
 
 
 class RandomForestLearner(TabularLearner):

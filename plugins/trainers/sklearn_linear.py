@@ -40,8 +40,10 @@ from modalbag.plugins.trainers._tabular import (
 
 @attrs.frozen(kw_only=True)
 class LinearOptions(TabularOptions):
-    linear_alpha: float = attrs.field(default=1.0, validator=positive)
-    max_iter: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+    linear_alpha: float = attrs.field(default=1.0, validator=positive, metadata={
+        "help": "L2 regularisation strength: ridge's alpha, logistic regression's 1 / C (larger: stronger)."})
+    max_iter: int = attrs.field(default=1000, validator=attrs.validators.ge(1), metadata={
+        "help": "Solver iterations at most per logistic regression fit (ridge does not use it)."})
 
 
 @attrs.frozen

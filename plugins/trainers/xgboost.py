@@ -48,14 +48,24 @@ ARCHITECTURES = {
 
 @attrs.frozen(kw_only=True)
 class XGBoostOptions(TabularOptions):
-    n_estimators: int | None = attrs.field(default=None, validator=optional_positive)
-    max_depth: int | None = attrs.field(default=None, validator=optional_positive)
-    gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive)
-    subsample: float = attrs.field(default=1.0, validator=unit_interval)
-    colsample_bytree: float = attrs.field(default=1.0, validator=unit_interval)
-    min_child_weight: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
-    reg_lambda: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0))
-    xgboost_params: dict[str, Any] = attrs.field(factory=dict, converter=dict)
+    n_estimators: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Boosting rounds at most (early stopping may use fewer). None: 200, 500 or 1500 for the "
+                "speed, balanced or accuracy strategy."})
+    max_depth: int | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Depth of each tree at most. None: 4, 6 or 6 for the speed, balanced or accuracy strategy."})
+    gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
+        "help": "Shrinkage of each round's tree (XGBoost's eta). None: 0.2, 0.1 or 0.03 for the speed, "
+                "balanced or accuracy strategy."})
+    subsample: float = attrs.field(default=1.0, validator=unit_interval, metadata={
+        "help": "Share of the training rows sampled for each tree, in (0, 1] (1: every row)."})
+    colsample_bytree: float = attrs.field(default=1.0, validator=unit_interval, metadata={
+        "help": "Share of the feature columns sampled for each tree, in (0, 1] (1: every column)."})
+    min_child_weight: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0), metadata={
+        "help": "Smallest sum of instance weights (hessian) a child node must have for a split to be kept."})
+    reg_lambda: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0), metadata={
+        "help": "L2 penalty on leaf weights (0: none)."})
+    xgboost_params: dict[str, Any] = attrs.field(factory=dict, converter=dict, metadata={
+        "help": "Native XGBoost parameters, passed as they are after the options above, so they override them."})
 
 
 class XGBoostLearner(TabularLearner):

@@ -19,8 +19,12 @@ from modalbag.kernel.records import EpochRecord
 
 @attrs.frozen(kw_only=True)
 class EarlyStoppingOptions:
-    min_delta: float = attrs.field(default=0.0, validator=non_negative)
-    restore_best_weights: bool = True
+    min_delta: float = attrs.field(default=0.0, validator=non_negative, metadata={
+        "help": "Decrease of the monitored loss (validation loss, else training loss) needed to count as an "
+                "improvement (0: any decrease)."})
+    restore_best_weights: bool = attrs.field(default=True, metadata={
+        "help": "At the end of the fit, restore the weights of the epoch with the best monitored loss "
+                "(false keeps the last epoch's)."})
 
 
 @attrs.define
