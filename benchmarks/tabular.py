@@ -70,7 +70,7 @@ def fit_plugin(name: str, catalog: Catalog, config: TrainingConfig, dataset: Mul
 
 
 def _profile(dataset: MultimodalDataset, bag: Bag, task: TaskInfo) -> Any:
-    from modalbag.engine.selection import BagProfile
+    from modalbag.kernel.proposals import BagProfile
 
     return BagProfile(bag.modalities, dataset.specs, len(bag.rows), task.task_type, task.n_outputs)
 

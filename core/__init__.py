@@ -25,8 +25,7 @@ from modalbag.api.workflows import (
 )
 from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig
-from modalbag.data.dataset import ModalitySpec, MultimodalDataset
-from modalbag.engine.selection import BagProfile, LearnerProposal
+from modalbag.data.dataset import MultimodalDataset
 from modalbag.ensemble.ensemble import PredictionResult
 from modalbag.errors import (
     ArtifactError,
@@ -48,6 +47,8 @@ from modalbag.errors import (
 from modalbag.kernel.assembly import validate_training_config
 from modalbag.kernel.fit import Control, FitState, StashKey
 from modalbag.kernel.markers import NAME, hookimpl, hookspec
+from modalbag.kernel.modalities import ModalitySpec
+from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.kernel.records import EpochRecord, LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import (
     Catalog,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.import_reader import imported_names, module_imports
+from tests.import_reader import imported_names, module_imports, module_name
 
 ROOT = Path(__file__).resolve().parents[1]
 CORE = ROOT / "core"
@@ -150,3 +150,62 @@ def test_the_reader_sees_every_form_of_import(tmp_path):
 def test_a_cycle_is_found():
     graph = {"a": {(1, "b")}, "b": {(1, "c")}, "c": {(1, "a")}, "d": {(1, "a")}}
     assert _cycles(graph) == [frozenset({"a", "b", "c"})]
+
+
+# -- what plugins may import ----------------------------------------------------------------------------
+
+#: The parts of the core a plugin is written against: the kernel, the toolkits, and the foundation.
+PLUGIN_API = ("kernel", "training", "denoising", "reports", "data", "io", "config", "errors", "logs", "version")
+
+#: Plugins that still reach past the plugin API, and why. Each is debt: fix it and delete the line.
+KNOWN_PLUGIN_REACH: dict[tuple[str, str], str] = {
+    ("modalbag.plugins.executors.local", "modalbag.engine.executors"):
+        "executors implement the contract (TrainingWork, JobResult) that still lives with the engine",
+    ("modalbag.plugins.executors.ray_executor", "modalbag.engine.executors"):
+        "executors implement the contract (TrainingWork, JobResult) that still lives with the engine",
+    ("modalbag.plugins.executors.serial", "modalbag.engine.executors"):
+        "executors implement the contract (TrainingWork, JobResult) that still lives with the engine",
+    ("modalbag.plugins.executors.torchrun", "modalbag.engine.executors"):
+        "executors implement the contract (TrainingWork, JobResult) that still lives with the engine",
+    ("modalbag.plugins.sinks.jsonl", "modalbag.store.runlog"):
+        "the jsonl sink writes the run log whose format the store owns",
+}
+
+
+def _plugin_reach() -> dict[tuple[str, str], int]:
+    core = set(_graph())
+    found: dict[tuple[str, str], int] = {}
+    for path in sorted((ROOT / "plugins").rglob("*.py")):
+        name = module_name(path, ROOT / "plugins", "modalbag.plugins")
+        for line, alternatives in imported_names(path, "modalbag.plugins"):
+            target = next((a for a in alternatives if a in core), None)
+            if target is None:
+                target = next((a.rpartition(".")[0] for a in alternatives if a.rpartition(".")[0] in core), None)
+            if target is None or target == "modalbag":
+                continue
+            if target.split(".")[1] not in PLUGIN_API:
+                found.setdefault((name, target), line)
+    return found
+
+
+def test_plugins_import_only_the_plugin_api():
+    reach = _plugin_reach()
+    new = {f"{s} -> {t} (line {line})" for (s, t), line in reach.items() if (s, t) not in KNOWN_PLUGIN_REACH}
+    assert not new, "plugins importing past modalbag's plugin API:\n" + "\n".join(sorted(new))
+    stale = set(KNOWN_PLUGIN_REACH) - set(reach)
+    assert not stale, f"no longer imported, remove from KNOWN_PLUGIN_REACH: {sorted(stale)}"
+
+
+def test_the_kernel_names_resolve_to_their_homes():
+    import modalbag.kernel as kernel
+
+    for name in kernel.__all__:
+        value = getattr(kernel, name)
+        assert value is not None
+    assert kernel.Run is __import__("modalbag.kernel.run", fromlist=["Run"]).Run
+    try:
+        kernel.no_such_name  # noqa: B018 - the attribute access is the test
+    except AttributeError as exc:
+        assert "no_such_name" in str(exc)
+    else:
+        raise AssertionError("an unknown kernel name must raise AttributeError")

@@ -400,7 +400,7 @@ def _data(table: Mapping[str, Any], base: Path, seed: int,
 
 def _file_entry(where: str, name: str, entry: Any, base: Path, issues: list[str],
                 typed: bool = True) -> ModalityFile | None:
-    from modalbag.data.dataset import MODALITY_TYPES
+    from modalbag.kernel.modalities import MODALITY_TYPES
 
     if not isinstance(entry, Mapping):
         issues.append(f"{where}: must be a file path or a table {{path = ...}}, got {entry!r}")
@@ -431,7 +431,7 @@ def _file_entry(where: str, name: str, entry: Any, base: Path, issues: list[str]
 
 
 def _synthetic(table: Any, seed: int, issues: list[str]) -> SyntheticData | None:
-    from modalbag.data.dataset import MODALITY_TYPES
+    from modalbag.kernel.modalities import MODALITY_TYPES
 
     if not isinstance(table, Mapping):
         issues.append(f"data.synthetic: must be a table, got {table!r}")

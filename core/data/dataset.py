@@ -16,25 +16,7 @@ import attrs
 import numpy as np
 
 from modalbag.errors import DataError, close_matches
-
-MODALITY_TYPES = ("tabular", "text", "image", "sequence")
-
-
-@attrs.frozen
-class ModalitySpec:
-    """One modality: its name, type and per-sample shape (``(768,)``, ``(3, 32, 32)``, ``(T, F)``)."""
-
-    name: str
-    type: str = attrs.field(validator=attrs.validators.in_(MODALITY_TYPES))
-    shape: tuple[int, ...] = attrs.field(converter=tuple)
-
-    @property
-    def is_vector(self) -> bool:
-        return len(self.shape) == 1
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
+from modalbag.kernel.modalities import MODALITY_TYPES, ModalitySpec
 
 
 def _infer_type(array: np.ndarray) -> str:
@@ -276,4 +258,4 @@ def complete_rows(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities:
 
 
 
-__all__ = ["complete_rows", "MODALITY_TYPES", "ModalitySpec", "MultimodalDataset", "encode_labels", "prediction_inputs"]
+__all__ = ["MultimodalDataset", "complete_rows", "encode_labels", "prediction_inputs"]

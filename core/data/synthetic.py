@@ -16,8 +16,8 @@ from typing import Any
 import attrs
 import numpy as np
 
-from modalbag.data.dataset import MODALITY_TYPES
 from modalbag.errors import DataError
+from modalbag.kernel.modalities import MODALITY_TYPES
 
 
 def _parse_shape(name: str, spec: Any) -> tuple[tuple[int, ...], str]:

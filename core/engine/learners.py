@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 if TYPE_CHECKING:
-    from modalbag.engine.selection import BagProfile, LearnerProposal
     from modalbag.kernel.fit import FitState
+    from modalbag.kernel.proposals import BagProfile, LearnerProposal
     from modalbag.kernel.records import LearnerSpec
     from modalbag.kernel.run import BagData, Run
 

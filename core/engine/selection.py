@@ -15,13 +15,11 @@ candidate that is not installed is kept in the list and reported as skipped when
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
-
-import attrs
 
 from modalbag.data.bags import Bag
-from modalbag.data.dataset import ModalitySpec
 from modalbag.errors import ConfigError, PluginError
+from modalbag.kernel.modalities import ModalitySpec
+from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.registry import Catalog
 
@@ -62,34 +60,6 @@ def prune(candidates: Sequence[str], strategy: str, n_rows: int, n_features: int
     return out
 
 
-
-
-@attrs.frozen
-class BagProfile:
-    """What a trainer needs to know about a bag to propose for it."""
-
-    modalities: tuple[str, ...]
-    specs: Mapping[str, ModalitySpec]
-    n_rows: int
-    task_type: str
-    num_classes: int
-
-    @property
-    def types(self) -> dict[str, str]:
-        return {m: self.specs[m].type for m in self.modalities}
-
-    @property
-    def n_features(self) -> int:
-        return sum(self.specs[m].size for m in self.modalities)
-
-
-@attrs.frozen
-class LearnerProposal:
-    """A trainer's offer for a bag: a score (higher wins), an architecture and why."""
-
-    score: float
-    architecture: Mapping[str, Any] = attrs.field(factory=dict)
-    reason: str = ""
 
 
 def select_learners(bags: Sequence[Bag], specs: Mapping[str, ModalitySpec], *, task_type: str,
@@ -139,4 +109,4 @@ def select_learners(bags: Sequence[Bag], specs: Mapping[str, ModalitySpec], *, t
     return out
 
 
-__all__ = ["OPTIMIZATION_STRATEGIES", "PORTFOLIOS", "BagProfile", "LearnerProposal", "prune", "select_learners"]
+__all__ = ["OPTIMIZATION_STRATEGIES", "PORTFOLIOS", "prune", "select_learners"]

@@ -5,6 +5,7 @@ Every number in a record was measured during the run; a value that was not measu
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,6 +53,25 @@ class EpochRecord:
     def monitored(self) -> float:
         """The value early stopping and checkpointing watch: validation loss, else training loss."""
         return self.train_loss if self.val_loss is None else self.val_loss
+
+    def scalars(self) -> dict[str, float]:
+        """An epoch's measured numbers under the names every sink uses (unmeasured ones left out).
+
+        ``loss/train``, ``loss/val``, ``metrics/<accuracy|f1|mse|r2>``, ``optim/learning_rate``,
+        ``perf/epoch_seconds``, ``perf/samples_per_second``, ``perf/memory_mb``, ``loss_terms/<term>``
+        (each weighted denoising term) and ``extra/<name>`` (`EpochRecord.metrics`: gradient norm,
+        each objective's own loss, ...).
+        """
+        out: dict[str, float | None] = {
+            "loss/train": self.train_loss, "loss/val": self.val_loss,
+            "metrics/accuracy": self.accuracy, "metrics/f1": self.f1_score,
+            "metrics/mse": self.mse, "metrics/r2": self.r2,
+            "optim/learning_rate": self.learning_rate, "perf/epoch_seconds": self.training_time,
+            "perf/samples_per_second": self.samples_per_second, "perf/memory_mb": self.memory_usage_mb,
+        }
+        out.update({f"loss_terms/{k}": v for k, v in self.loss_terms.items()})
+        out.update({f"extra/{k}": v for k, v in self.metrics.items()})
+        return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data, mappings copied to dicts: what checkpoints, run logs and learner files store."""

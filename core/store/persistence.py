@@ -31,7 +31,7 @@ import numpy as np
 
 from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import EnsembleConfig, split_validation
-from modalbag.data.dataset import ModalitySpec, MultimodalDataset, complete_rows, encode_labels
+from modalbag.data.dataset import MultimodalDataset, complete_rows, encode_labels
 from modalbag.ensemble.combination import Combination
 from modalbag.ensemble.ensemble import _OOB, Ensemble
 from modalbag.errors import ArtifactError, ConfigError, ModalbagError
@@ -46,6 +46,7 @@ from modalbag.io.artifacts import (
     to_json,
     verify_files,
 )
+from modalbag.kernel.modalities import ModalitySpec
 from modalbag.kernel.records import TrainedLearner
 from modalbag.kernel.registry import default_catalog
 from modalbag.kernel.run import TaskInfo

@@ -18,7 +18,6 @@ to the file (`end_torn_line` first ends the cut line), one in the middle. Record
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Iterator, Mapping
@@ -114,25 +113,5 @@ def record_from_entry(entry: Mapping[str, Any]) -> EpochRecord:
     return EpochRecord.from_dict(entry)
 
 
-def record_scalars(record: EpochRecord) -> dict[str, float]:
-    """An epoch's measured numbers under the names every sink uses (unmeasured ones left out).
-
-    ``loss/train``, ``loss/val``, ``metrics/<accuracy|f1|mse|r2>``, ``optim/learning_rate``,
-    ``perf/epoch_seconds``, ``perf/samples_per_second``, ``perf/memory_mb``, ``loss_terms/<term>``
-    (each weighted denoising term) and ``extra/<name>`` (`EpochRecord.metrics`: gradient norm,
-    each objective's own loss, ...).
-    """
-    out: dict[str, float | None] = {
-        "loss/train": record.train_loss, "loss/val": record.val_loss,
-        "metrics/accuracy": record.accuracy, "metrics/f1": record.f1_score,
-        "metrics/mse": record.mse, "metrics/r2": record.r2,
-        "optim/learning_rate": record.learning_rate, "perf/epoch_seconds": record.training_time,
-        "perf/samples_per_second": record.samples_per_second, "perf/memory_mb": record.memory_usage_mb,
-    }
-    out.update({f"loss_terms/{k}": v for k, v in record.loss_terms.items()})
-    out.update({f"extra/{k}": v for k, v in record.metrics.items()})
-    return {k: float(v) for k, v in out.items() if v is not None and math.isfinite(float(v))}
-
-
 __all__ = ["RECORDS_FILE", "append_line", "encode_line", "end_torn_line", "epoch_entry", "iter_records",
-           "read_records", "record_from_entry", "record_scalars"]
+           "read_records", "record_from_entry"]

@@ -2,7 +2,7 @@
 
 One event directory per learner, ``<run_dir>/tensorboard/<learner_id>/``, so TensorBoard draws each
 learner as its own run; epoch scalars use the epoch as their step (names from
-`modalbag.store.runlog.record_scalars`), ``log_interval`` scalars (``step/<name>``) the optimizer step.
+`modalbag.kernel.records.EpochRecord.scalars`), ``log_interval`` scalars (``step/<name>``) the optimizer step.
 A learner trains in one process, so its writer lives where it trains (worker processes included)
 and is closed when it ends. At the run's end ``<run_dir>/tensorboard/run/`` gets each learner's
 validation metrics and a text summary. Needs the ``tensorboard`` package (``modalbag[tensorboard]``).
@@ -20,7 +20,6 @@ import attrs
 from modalbag import hookimpl
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
-from modalbag.store.runlog import record_scalars
 
 
 @attrs.frozen(kw_only=True)
@@ -68,7 +67,7 @@ class TensorBoardSink:
     @hookimpl
     def modalbag_epoch_end(self, run: Any, fit: FitState, record: EpochRecord) -> None:
         writer = self._writer(fit.spec.learner_id)
-        for tag, value in record_scalars(record).items():
+        for tag, value in record.scalars().items():
             writer.add_scalar(tag, value, global_step=record.epoch)
         writer.flush()
 

@@ -2,7 +2,7 @@
 
 One W&B run per modalbag run, started in the calling process with the config, its files under
 ``<run_dir>/wandb``. Each learner's epoch metrics are logged as ``<learner_id>/<name>`` (names from
-`modalbag.store.runlog.record_scalars`) against its own step metric ``<learner_id>/epoch``, so learners
+`modalbag.kernel.records.EpochRecord.scalars`) against its own step metric ``<learner_id>/epoch``, so learners
 that train side by side do not fight over W&B's single step counter; ``log_interval`` values go to
 ``steps/<learner_id>/<name>`` against ``steps/<learner_id>/step``.
 
@@ -28,7 +28,6 @@ from modalbag.io.artifacts import atomic_write_bytes
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 from modalbag.logs import get_logger
-from modalbag.store.runlog import record_scalars
 
 log = get_logger("modalbag.plugins.sinks.wandb")
 
@@ -105,7 +104,7 @@ class WandbSink:
 
     def _log_epoch(self, wb: Any, learner_id: str, record: EpochRecord) -> None:
         self._define(wb, learner_id)
-        values = {f"{learner_id}/{tag}": value for tag, value in record_scalars(record).items()}
+        values = {f"{learner_id}/{tag}": value for tag, value in record.scalars().items()}
         wb.log({f"{learner_id}/epoch": record.epoch, **values})
 
     @hookimpl

@@ -63,7 +63,7 @@ def load(cls: type, path: str | Path) -> Any:
     import torch
 
     from modalbag.config.training import TrainingConfig
-    from modalbag.data.dataset import ModalitySpec
+    from modalbag.kernel.modalities import ModalitySpec
     from modalbag.kernel.records import LearnerSpec
     from modalbag.kernel.run import BagData
 

@@ -457,7 +457,7 @@ def library_proposal(library: str, profile: Any, strategy: str, scores: tuple[fl
                      architectures: Mapping[str, Mapping[str, Any]], reason: str) -> Any:
     """A trainer's proposal for a bag, or None when its optional library is not installed (such a
     trainer is listed but never selected automatically)."""
-    from modalbag.engine.selection import LearnerProposal
+    from modalbag.kernel.proposals import LearnerProposal
 
     if not library_available(library):
         return None

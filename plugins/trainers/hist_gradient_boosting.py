@@ -42,7 +42,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.engine.selection import BagProfile, LearnerProposal
+from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import ArraysFile, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
     FloatRange,

@@ -38,8 +38,8 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.kernel.options import positive
+from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import ArraysFile, PermutationImportance, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
     Choice,

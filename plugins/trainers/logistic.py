@@ -30,7 +30,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.engine.selection import BagProfile, LearnerProposal
+from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import fit_threads, inner_folds, limited_threads
 from modalbag.plugins.trainers._tabular import Matrix, RoundRecorder, TabularOptions, tabular_score
 from modalbag.plugins.trainers.sklearn_linear import LinearLearner, LinearModel

@@ -26,9 +26,9 @@ from torch.nn import functional as F
 
 from modalbag import hookimpl
 from modalbag.config.stages import parse_stages
-from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.errors import TrainingDivergedError
 from modalbag.kernel.fit import FitState
+from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.kernel.records import EpochRecord, LearnerSpec
 from modalbag.kernel.run import BagData, Run
 from modalbag.plugins.trainers._batches import (

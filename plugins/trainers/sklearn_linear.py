@@ -26,8 +26,8 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.kernel.options import positive
+from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
     Matrix,

@@ -50,8 +50,8 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.engine.selection import BagProfile, LearnerProposal
 from modalbag.kernel.options import non_negative, positive
+from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import (
     ArraysFile,
     PermutationImportance,

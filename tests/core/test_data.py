@@ -97,7 +97,7 @@ def test_partly_nan_rows_name_first_bad_row_and_fix(build):
 def test_unknown_modality_type_suggests_close_match(build):
     with pytest.raises(DataError, match=r"modality 'words' has unknown type 'txt'; did you mean 'text'\?") as info:
         build({"words": (_vectors(), "txt")})
-    for kind in modalbag.data.dataset.MODALITY_TYPES:
+    for kind in modalbag.kernel.modalities.MODALITY_TYPES:
         assert kind in str(info.value)  # lists the valid types
 
 

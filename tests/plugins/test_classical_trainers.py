@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from modalbag import ConfigError, create_model_from_arrays, create_synthetic_model
-from modalbag.data.dataset import ModalitySpec
-from modalbag.engine.selection import BagProfile
+from modalbag.kernel.modalities import ModalitySpec
+from modalbag.kernel.proposals import BagProfile
 from modalbag.plugins.trainers import (
     catboost,
     hist_gradient_boosting,

@@ -266,7 +266,7 @@ def test_memory_gate_admits_within_budget_and_always_one():
 
 def test_footprint_grows_with_rows_modalities_and_width():
     from modalbag.data.bags import Bag
-    from modalbag.data.dataset import ModalitySpec
+    from modalbag.kernel.modalities import ModalitySpec
 
     specs = {"a": ModalitySpec("a", "tabular", (100,)), "img": ModalitySpec("img", "image", (3, 16, 16))}
     config = TrainingConfig()

@@ -21,7 +21,6 @@ from modalbag.store.runlog import (
     end_torn_line,
     read_records,
     record_from_entry,
-    record_scalars,
 )
 from tests.conftest import FAST, make_model
 
@@ -194,11 +193,11 @@ def test_tensorboard_event_files_hold_the_records(sink_run):
         events = EventAccumulator(str(run_dir / "tensorboard" / lid))
         events.Reload()
         tags = set(events.Tags()["scalars"])
-        expected = record_scalars(learner.records[0])
+        expected = learner.records[0].scalars()
         assert set(expected) <= tags
         for tag in ("loss/train", "loss/val", "metrics/accuracy", "perf/memory_mb"):
             logged = [(e.step, e.value) for e in events.Scalars(tag)]
-            wanted = [(r.epoch, record_scalars(r)[tag]) for r in learner.records]
+            wanted = [(r.epoch, r.scalars()[tag]) for r in learner.records]
             assert [s for s, _ in logged] == [s for s, _ in wanted]
             assert [v for _, v in logged] == pytest.approx([v for _, v in wanted], rel=1e-6)
         if learner.spec.trainer == "neural":

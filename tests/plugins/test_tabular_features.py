@@ -8,7 +8,7 @@ import pytest
 
 from modalbag import Bag, ConfigError, TrainingConfig
 from modalbag.data.bags import split_validation
-from modalbag.data.dataset import ModalitySpec
+from modalbag.kernel.modalities import ModalitySpec
 from modalbag.plugins.trainers._tabular import (
     FeatureLayout,
     cv_folds,

@@ -325,8 +325,8 @@ def test_each_module_registers_one_trainer_through_modalbag_register_trainers(na
 
 
 def test_listing_and_proposing_import_no_library():
-    code = ("import sys\nfrom modalbag import Catalog\nfrom modalbag.data.dataset import ModalitySpec\n"
-            "from modalbag.engine.selection import BagProfile\nc = Catalog()\n"
+    code = ("import sys\nfrom modalbag import Catalog\nfrom modalbag.kernel.modalities import ModalitySpec\n"
+            "from modalbag.kernel.proposals import BagProfile\nc = Catalog()\n"
             "names = [r.name for r in c.available('trainer')]\n"
             "profile = BagProfile(('t',), {'t': ModalitySpec('t', 'tabular', (3,))}, 10, 'classification', 2)\n"
             f"for n in {list(TRAINERS)}:\n    c.get('trainer', n).factory.propose(profile, 'speed')\n"
