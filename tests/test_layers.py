@@ -38,10 +38,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
         "parsing a config without a catalog reads plugin options from the default catalog",
     ("modalbag.kernel.assembly", "modalbag.denoising.objectives"):
         "assembly builds the denoising hooks when denoising is on (kinds are not yet data)",
-    ("modalbag.reports.denoising_impact", "modalbag.api.model"):
-        "measures a model by training its twin: a workflow that still lives with the reports mixin",
-    ("modalbag.reports.robustness", "modalbag.api.model"):
-        "annotations of the model its mixin methods run on (composition instead of mixins is pending)",
     ("modalbag.training.distributed", "modalbag.engine.executors"):
         "the torchrun rank program runs executor jobs; it belongs in the torchrun plugin",
 }
@@ -50,8 +46,6 @@ KNOWN_UPWARD: dict[tuple[str, str], str] = {
 KNOWN_CYCLES: list[frozenset[str]] = [
     frozenset({"modalbag.config.training", "modalbag.kernel.registry", "modalbag.kernel.hookspecs",
                "modalbag.kernel.assembly", "modalbag.kernel.run", "modalbag.denoising.objectives"}),
-    frozenset({"modalbag.api.model", "modalbag.api.strategy", "modalbag.reports.denoising_impact",
-               "modalbag.reports.robustness", "modalbag.reports.training"}),
 ]
 
 

@@ -162,7 +162,7 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
         task_type = self._task_type(config.get("task_type"))
         cfg = TrainingConfig.from_dict({**config, "task_type": task_type}, catalog=self.catalog)
         targets, classes = encode_labels(self.dataset.labels, task_type, cfg.num_classes, self.dataset.n_samples)
-        task = _task_info(task_type, targets, classes)
+        task = TaskInfo.from_targets(task_type, targets, classes)
         engine = Engine(self.catalog, self.plugins)
         run = engine.prepare(cfg, task)  # config and plugin errors surface here, before any training
         if previous is not None:  # the interrupted run's id, bags and specs: its checkpoints apply
@@ -299,24 +299,6 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
 
         return {"active_plugins": [f"{kind}.{name}" for _, kind, name in _wanted(cfg)]
                 + sorted({f"trainer.{r.spec.trainer}" for r in self.learners.values()})}
-
-
-def _task_info(task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> TaskInfo:
-    return TaskInfo(task_type, _n_outputs(task_type, targets, classes), classes, _prior(task_type, targets, classes))
-
-
-def _n_outputs(task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> int:
-    if task_type == "regression":
-        return targets.shape[1]
-    assert classes is not None
-    return len(classes)
-
-
-def _prior(task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> np.ndarray:
-    if task_type == "classification":
-        assert classes is not None
-        return np.bincount(targets, minlength=len(classes)) / len(targets)
-    return targets.mean(axis=0)
 
 
 # -- constructors ---------------------------------------------------------------------------------

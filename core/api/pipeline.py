@@ -27,6 +27,7 @@ from modalbag.data.dataset import MultimodalDataset, encode_labels
 from modalbag.errors import DataError
 from modalbag.kernel.records import EpochRecord, LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
+from modalbag.kernel.run import TaskInfo
 
 LABELS = "labels"
 
@@ -54,10 +55,8 @@ class EnsembleTrainingPipeline:
         every learner's epoch records (a failed learner keeps the epochs it finished; its error is
         in ``self.results[learner_id].error``). A learner that fails does not stop the others.
         """
-        from modalbag.api.model import _n_outputs, _prior
         from modalbag.engine.engine import Engine
         from modalbag.engine.fitting import fit_learner
-        from modalbag.kernel.run import TaskInfo
 
         specs = _specs_by_id(learner_configs)
         _check_inputs(learners, specs, bag_data)
@@ -65,8 +64,7 @@ class EnsembleTrainingPipeline:
         labels = [np.asarray(bag_data[lid][LABELS]) for lid in order]
         cfg = self.config
         targets, classes = encode_labels(np.concatenate(labels), cfg.task_type, cfg.num_classes)
-        task = TaskInfo(cfg.task_type, _n_outputs(cfg.task_type, targets, classes), classes,
-                        _prior(cfg.task_type, targets, classes))
+        task = TaskInfo.from_targets(cfg.task_type, targets, classes)
         engine = Engine(self.catalog, self.plugins)
         run = engine.prepare(cfg, task)
         run.hook.modalbag_run_start(run=run)

@@ -30,6 +30,7 @@ from modalbag.engine.executors import available_cores, available_memory
 from modalbag.engine.fitting import fit_learner
 from modalbag.errors import NotFittedError
 from modalbag.kernel.records import LearnerSpec
+from modalbag.kernel.run import TaskInfo
 from modalbag.training.profiling import current_rss
 
 
@@ -81,9 +82,7 @@ class TrainingStrategyMixin:
         probe = base.replace(epochs=1, save_checkpoints=False, early_stopping_patience=0, run_dir=None,
                              validation_split=0.0, n_jobs=1, executor="serial", threads_per_learner=1)
         targets, classes = encode_labels(self.dataset.labels, self.task_type, base.num_classes, self.dataset.n_samples)
-        from modalbag.api.model import _task_info  # the model module imports this one
-
-        task = _task_info(self.task_type, targets, classes)
+        task = TaskInfo.from_targets(self.task_type, targets, classes)
         engine = Engine(self.catalog, self.plugins)
         run = engine.prepare(probe, task)
         bags = {b.id: b for b in self.bags}

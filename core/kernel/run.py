@@ -28,6 +28,17 @@ class TaskInfo:
     classes: np.ndarray | None = attrs.field(eq=False)
     prior: np.ndarray = attrs.field(eq=False)
 
+    @classmethod
+    def from_targets(cls, task_type: str, targets: np.ndarray, classes: np.ndarray | None) -> TaskInfo:
+        """The task of encoded ``targets``: one output per class (classification, multilabel) or per
+        target column (regression); the prior is the class frequencies, else the targets' mean."""
+        if task_type == "regression":
+            return cls(task_type, targets.shape[1], classes, targets.mean(axis=0))
+        assert classes is not None
+        prior = (np.bincount(targets, minlength=len(classes)) / len(targets) if task_type == "classification"
+                 else targets.mean(axis=0))
+        return cls(task_type, len(classes), classes, prior)
+
 
 @attrs.frozen
 class BagData:

@@ -50,15 +50,12 @@ def conditions(data: Mapping[str, np.ndarray], noise: float, seed: int) -> dict[
 def measure_denoising_impact(model: Any, data: Mapping[str, np.ndarray], labels: Any, *, noise: float = 1.0,
                              seed: int = 0) -> dict[str, Any]:
     """Train ``model``'s twin with denoising flipped and compare both on ``(data, labels)``."""
-    from modalbag.api.model import MultiModalEnsembleModel
-
     if model.ensemble is None or model.training_config is None:
         raise NotFittedError("measure_denoising_impact compares two trained ensembles: call train_ensemble() first")
     if not data:
         raise DataError("measure_denoising_impact needs held-out data: {modality: array} and labels")
     config = model.training_config
-    twin = MultiModalEnsembleModel(model.dataset, task_type=model.task_type, catalog=model.catalog,
-                                   plugins=model.plugins)
+    twin = type(model)(model.dataset, task_type=model.task_type, catalog=model.catalog, plugins=model.plugins)
     twin.ensemble_config, twin.bags, twin.learner_specs = model.ensemble_config, model.bags, model.learner_specs
     with_denoising = config.enable_denoising
     twin.train_ensemble(**{**config.to_dict(), "enable_denoising": not with_denoising, "run_dir": None,

@@ -12,17 +12,27 @@ prediction pass, not one per subset. Changed *inputs* (noise) need a real predic
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from modalbag.config.training import TrainingConfig
 from modalbag.data.dataset import MultimodalDataset, encode_labels, prediction_inputs
+from modalbag.ensemble.ensemble import Ensemble
 from modalbag.errors import ConfigError, DataError, NotFittedError
+from modalbag.kernel.run import TaskInfo
 from modalbag.training.metrics import task_metrics
 
-if TYPE_CHECKING:
-    from modalbag.api.model import MultiModalEnsembleModel
-    from modalbag.ensemble.ensemble import Ensemble
+
+class TrainedModel(Protocol):
+    """What the robustness tools read from a trained `modalbag.MultiModalEnsembleModel`."""
+
+    task_type: str
+    task: TaskInfo | None
+    training_config: TrainingConfig | None
+    ensemble: Ensemble | None
+    dataset: MultimodalDataset
+
 
 #: Default score per task, each higher-is-better.
 DEFAULT_METRIC = {"classification": "accuracy", "multilabel": "f1", "regression": "r2"}
@@ -42,7 +52,7 @@ def resolve_metric(task_type: str, metric: str | None) -> str:
     return metric
 
 
-def encode_targets(model: MultiModalEnsembleModel, labels: Any, n_samples: int) -> np.ndarray:
+def encode_targets(model: TrainedModel, labels: Any, n_samples: int) -> np.ndarray:
     """Held-out labels in the encoding the ensemble predicts (class indices, 0/1 matrix, values)."""
     if model.task is None or model.training_config is None:
         raise NotFittedError("the ensemble is not trained yet: call train_ensemble() first")
@@ -73,7 +83,7 @@ class EnsembleScorer:
     higher-is-better and lower-is-better metrics read the same way.
     """
 
-    def __init__(self, model: MultiModalEnsembleModel, data: Mapping[str, Any], labels: Any,
+    def __init__(self, model: TrainedModel, data: Mapping[str, Any], labels: Any,
                  metric: str | None = None):
         if model.ensemble is None:
             raise NotFittedError("the ensemble is not trained yet: call train_ensemble() first")
@@ -223,7 +233,7 @@ class EnsembleScorer:
         return a < b if self.higher_is_better else a > b
 
 
-def modality_ablation(model: MultiModalEnsembleModel, data: Mapping[str, Any], labels: Any, *,
+def modality_ablation(model: TrainedModel, data: Mapping[str, Any], labels: Any, *,
                       metric: str | None = None) -> dict[str, dict[str, float]]:
     """Per modality: the ensemble's score with every modality, without that one, and the drop.
 
