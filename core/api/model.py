@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from modalbag.api.strategy import TrainingStrategyMixin
+from modalbag.api.strategy import configure_training_strategy
 from modalbag.config.training import TASK_TYPES, TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
 from modalbag.data.dataset import MultimodalDataset, encode_labels, prediction_inputs
-from modalbag.data.preprocessing import PreprocessingMixin
+from modalbag.data.preprocessing import Preprocessing
 from modalbag.data.synthetic import SyntheticTask
 from modalbag.engine.engine import Engine
 from modalbag.engine.portfolio import Measurement
@@ -29,9 +29,9 @@ from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
-from modalbag.reports.domains import DomainReportsMixin
+from modalbag.reports.domains import ReportRunner
 from modalbag.reports.training import TrainingReportsMixin
-from modalbag.store.persistence import PersistenceMixin, read_export
+from modalbag.store.persistence import ModelStore, read_export
 from modalbag.training.metrics import task_metrics
 
 log = get_logger("modalbag.model")
@@ -41,8 +41,7 @@ class TrainingFailedError(ModalbagError, RuntimeError):
     """Every learner failed: nothing to predict with. The message lists each learner's error."""
 
 
-class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, PersistenceMixin, PreprocessingMixin,
-                              TrainingStrategyMixin):
+class MultiModalEnsembleModel(TrainingReportsMixin):
     """An ensemble of learners over modality subsets of one multimodal dataset."""
 
     def __init__(self, dataset: MultimodalDataset, *, task_type: str = "classification",
@@ -64,6 +63,9 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
         self.cross_fits: dict[tuple[str, ...], Any] = {}
         self.task: TaskInfo | None = None
         self.run_id: str | None = None
+        self.preprocessing: Preprocessing | None = None
+        self._export_dir: Path | None = None  # the last export written or loaded
+        self._validation_predictions: dict[str, dict[str, np.ndarray]] | None = None
 
     @classmethod
     def from_export(cls, path: str | Path, *, catalog: Catalog | None = None) -> MultiModalEnsembleModel:
@@ -146,6 +148,21 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
         _, classes = encode_labels(self.dataset.labels, task_type)
         return len(classes) if classes is not None else 1
 
+    # -- preparing training -------------------------------------------------------------------------
+
+    def apply_multimodal_preprocessing(self, text_normalization: bool = False, image_augmentation: bool = False,
+                                       feature_scaling: bool = True, modality_dropout: float = 0.0) -> Preprocessing:
+        """Choose the preprocessing the next ``train_ensemble`` uses; returns the stored choice."""
+        self.preprocessing = Preprocessing.choose(text_normalization, image_augmentation, feature_scaling,
+                                                  modality_dropout)
+        return self.preprocessing
+
+    def configure_training_strategy(self, learners: Mapping[str, Any] | None = None, *, epochs: int | None = None,
+                                    probe_batches: int = 4, **config: Any) -> dict[str, Any]:
+        """Recommend how to train ``learners`` on this machine from timed probe steps (see
+        `modalbag.api.strategy.configure_training_strategy`)."""
+        return configure_training_strategy(self, learners, epochs=epochs, probe_batches=probe_batches, **config)
+
     # -- training ---------------------------------------------------------------------------------
 
     def train_ensemble(self, resume: bool = False, **config: Any) -> dict[str, TrainedLearner]:
@@ -157,8 +174,9 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
         """
         if self.dataset.labels is None:
             raise DataError("this model has no labels: pass labels= when creating it")
-        previous, config = self._resume_record(config) if resume else (None, config)
-        config = {**self._preprocessing_options(), **config}  # explicit options win
+        previous, config = ModelStore(self).resume_record(config) if resume else (None, config)
+        preprocessing = {} if self.preprocessing is None else self.preprocessing.training_options()
+        config = {**preprocessing, **config}  # explicit options win
         task_type = self._task_type(config.get("task_type"))
         cfg = TrainingConfig.from_dict({**config, "task_type": task_type}, catalog=self.catalog)
         targets, classes = encode_labels(self.dataset.labels, task_type, cfg.num_classes, self.dataset.n_samples)
@@ -188,7 +206,7 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
             errors = "\n".join(f"  {lid}: {r.error}" for lid, r in self.learners.items())
             raise TrainingFailedError(f"every learner failed:\n{errors}")
         self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state, self.cross_fits)
-        self._run_finished()
+        ModelStore(self).run_finished()
         return trained
 
     # -- prediction -------------------------------------------------------------------------------
@@ -238,6 +256,56 @@ class MultiModalEnsembleModel(TrainingReportsMixin, DomainReportsMixin, Persiste
         metrics["n_fallback"] = int(details.fallback.sum())
         del ensemble
         return metrics
+
+    # -- export ------------------------------------------------------------------------------------
+
+    def export_training_artifacts(self, directory: str | Path) -> Path:
+        """Write everything ensemble integration needs to ``directory`` (replaced atomically); see
+        `ModelStore.export_training_artifacts` and docs/export.md."""
+        return ModelStore(self).export_training_artifacts(directory)
+
+    def validation_predictions(self) -> dict[str, dict[str, np.ndarray]]:
+        """Each trained learner's output on its own validation rows: ``{id: {rows, output, targets}}``."""
+        return ModelStore(self).validation_predictions()
+
+    def prepare_for_integration(self, directory: str | Path | None = None, *,
+                                tolerance: float = 1e-6) -> dict[str, Any]:
+        """Export, reload the export and check it against this model; see `ModelStore.prepare_for_integration`."""
+        return ModelStore(self).prepare_for_integration(directory, tolerance=tolerance)
+
+    # -- reports on held-out data (report plugins) --------------------------------------------------
+
+    def report(self, name: str, data: Mapping[str, Any] | None = None, labels: Any = None,
+               **inputs: Any) -> dict[str, Any]:
+        """Run the report plugin ``name`` on held-out ``(data, labels)`` (see `ReportRunner.run`); with a
+        ``run_dir`` it is also written to ``<run_dir>/reports/<name>.json``."""
+        run_dir = self.training_config.run_dir if self.training_config is not None else None
+        return ReportRunner(self.catalog, run_dir).run(name, self, data, labels, **inputs)
+
+    def get_robustness_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
+                              **inputs: Any) -> dict[str, Any]:
+        """Scores over modality subsets, missing shares and noise; MultiBench robustness (``robustness``)."""
+        return self.report("robustness", data, labels, **inputs)
+
+    def get_medical_validation_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
+                                      **inputs: Any) -> dict[str, Any]:
+        """Clinical rates, AUROC, calibration, intervals, robustness, importance (``medical``)."""
+        return self.report("medical", data, labels, **inputs)
+
+    def get_safety_validation_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
+                                     **inputs: Any) -> dict[str, Any]:
+        """Sensor-failure scenarios, redundancy, latency, throughput, memory, power (``autonomous_vehicle``)."""
+        return self.report("autonomous_vehicle", data, labels, **inputs)
+
+    def get_financial_performance_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
+                                         **inputs: Any) -> dict[str, Any]:
+        """Predictions as trading signals on the user's returns (``finance``)."""
+        return self.report("finance", data, labels, **inputs)
+
+    def get_recommendation_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
+                                  **inputs: Any) -> dict[str, Any]:
+        """Ranking metrics, coverage, diversity, cold start and modality contributions (``recommendation``)."""
+        return self.report("recommendation", data, labels, **inputs)
 
     # -- reports ----------------------------------------------------------------------------------
 

@@ -60,78 +60,75 @@ def _row_bytes(spec: LearnerSpec, specs: Mapping[str, Any]) -> int:
     return sum(4 * int(np.prod(specs[m].shape)) for m in spec.modalities)
 
 
-class TrainingStrategyMixin:
-    """Methods of `modalbag.MultiModalEnsembleModel`; kept here so model.py stays one workflow."""
+def configure_training_strategy(model: Any, learners: Mapping[str, Any] | None = None, *, epochs: int | None = None,
+                                probe_batches: int = 4, **config: Any) -> dict[str, Any]:
+    """Recommend how to train ``learners`` (the output of ``select_base_learners``) on this machine.
 
-    def configure_training_strategy(self, learners: Mapping[str, Any] | None = None, *, epochs: int | None = None,
-                                    probe_batches: int = 4, **config: Any) -> dict[str, Any]:
-        """Recommend how to train ``learners`` (the output of ``select_base_learners``) on this machine.
-
-        Returns ``name``, ``estimated_time`` (seconds), ``memory_mb``, ``config`` (options for
-        ``train_ensemble``) and ``per_learner`` measurements. ``config`` overrides the defaults the
-        probes train with; ``epochs`` the number the estimate assumes.
-        """
-        if self.dataset.labels is None:
-            raise NotFittedError("configure_training_strategy times real training steps: the model needs labels")
-        if self.learner_specs is None:
-            self.select_base_learners(instantiate=False)
-        specs = {s.learner_id: s for s in self.learner_specs}
-        chosen = [specs[lid] for lid in (learners or specs) if lid in specs]
-        base = TrainingConfig.from_dict({**config, "task_type": self.task_type}, catalog=self.catalog)
-        epochs = epochs or base.epochs
-        probe = base.replace(epochs=1, save_checkpoints=False, early_stopping_patience=0, run_dir=None,
-                             validation_split=0.0, n_jobs=1, executor="serial", threads_per_learner=1)
-        targets, classes = encode_labels(self.dataset.labels, self.task_type, base.num_classes, self.dataset.n_samples)
-        task = TaskInfo.from_targets(self.task_type, targets, classes)
-        engine = Engine(self.catalog, self.plugins)
-        run = engine.prepare(probe, task)
-        bags = {b.id: b for b in self.bags}
-        per_learner: dict[str, dict[str, Any]] = {}
-        for spec in chosen:
-            bag = bags[spec.bag_id]
-            n_probe = min(len(bag.rows), probe_batches * base.batch_size)
-            sub = Bag(bag.id, bag.modalities, bag.rows[:n_probe], bag.oob_rows, bag.seed)
-            with _PeakRss() as rss:
-                started = time.perf_counter()
-                result = fit_learner(spec, sub, self.dataset, targets, run, engine.catalog)
-                seconds = time.perf_counter() - started
-            if not result.ok:
-                per_learner[spec.learner_id] = {"trainer": spec.trainer, "error": result.error}
-                continue
-            train_rows = len(bag.rows) * (1 - base.validation_split)
-            rest = max(0, len(bag.rows) - n_probe) * _row_bytes(spec, self.dataset.specs)
-            per_epoch = seconds / n_probe * train_rows
-            neural = spec.trainer == "neural"
-            per_learner[spec.learner_id] = {
-                "trainer": spec.trainer, "probe_rows": n_probe, "probe_seconds": seconds,
-                "seconds_per_sample": seconds / n_probe,
-                "estimated_time": per_epoch * (epochs if neural else 1),
-                "memory_mb": (rss.peak - rss.start + rest) / 2**20,
-            }
-        measured = [m for m in per_learner.values() if "error" not in m]
-        cores = available_cores()
-        free = available_memory()
-        peak_one = max((m["memory_mb"] for m in measured), default=0.0)
-        fit_jobs = cores if free is None or peak_one == 0 else max(1, min(cores, int(free / 2**20 * 0.8 // peak_one)))
-        n_jobs = max(1, min(fit_jobs, len(measured)))
-        total = sum(m["estimated_time"] for m in measured)
-        if n_jobs > 1:
-            name = "parallel_bags"
-            recommended = {"n_jobs": n_jobs, "threads_per_learner": max(1, cores // n_jobs)}
-            estimated = _makespan([m["estimated_time"] for m in measured], n_jobs)
-        else:
-            name = "sequential"
-            recommended = {"n_jobs": 1}
-            estimated = total
-        return {
-            "name": name,
-            "estimated_time": estimated,
-            "memory_mb": sum(sorted((m["memory_mb"] for m in measured), reverse=True)[:n_jobs]),
-            "config": {**config, "epochs": epochs, **recommended},
-            "per_learner": per_learner,
-            "basis": f"one probe epoch of up to {probe_batches} batches per learner on this machine "
-                     f"({cores} cores, {'unknown' if free is None else round(free / 2**20)} MB available)",
+    Returns ``name``, ``estimated_time`` (seconds), ``memory_mb``, ``config`` (options for
+    ``train_ensemble``) and ``per_learner`` measurements. ``config`` overrides the defaults the
+    probes train with; ``epochs`` the number the estimate assumes.
+    """
+    if model.dataset.labels is None:
+        raise NotFittedError("configure_training_strategy times real training steps: the model needs labels")
+    if model.learner_specs is None:
+        model.select_base_learners(instantiate=False)
+    specs = {s.learner_id: s for s in model.learner_specs}
+    chosen = [specs[lid] for lid in (learners or specs) if lid in specs]
+    base = TrainingConfig.from_dict({**config, "task_type": model.task_type}, catalog=model.catalog)
+    epochs = epochs or base.epochs
+    probe = base.replace(epochs=1, save_checkpoints=False, early_stopping_patience=0, run_dir=None,
+                         validation_split=0.0, n_jobs=1, executor="serial", threads_per_learner=1)
+    targets, classes = encode_labels(model.dataset.labels, model.task_type, base.num_classes, model.dataset.n_samples)
+    task = TaskInfo.from_targets(model.task_type, targets, classes)
+    engine = Engine(model.catalog, model.plugins)
+    run = engine.prepare(probe, task)
+    bags = {b.id: b for b in model.bags}
+    per_learner: dict[str, dict[str, Any]] = {}
+    for spec in chosen:
+        bag = bags[spec.bag_id]
+        n_probe = min(len(bag.rows), probe_batches * base.batch_size)
+        sub = Bag(bag.id, bag.modalities, bag.rows[:n_probe], bag.oob_rows, bag.seed)
+        with _PeakRss() as rss:
+            started = time.perf_counter()
+            result = fit_learner(spec, sub, model.dataset, targets, run, engine.catalog)
+            seconds = time.perf_counter() - started
+        if not result.ok:
+            per_learner[spec.learner_id] = {"trainer": spec.trainer, "error": result.error}
+            continue
+        train_rows = len(bag.rows) * (1 - base.validation_split)
+        rest = max(0, len(bag.rows) - n_probe) * _row_bytes(spec, model.dataset.specs)
+        per_epoch = seconds / n_probe * train_rows
+        neural = spec.trainer == "neural"
+        per_learner[spec.learner_id] = {
+            "trainer": spec.trainer, "probe_rows": n_probe, "probe_seconds": seconds,
+            "seconds_per_sample": seconds / n_probe,
+            "estimated_time": per_epoch * (epochs if neural else 1),
+            "memory_mb": (rss.peak - rss.start + rest) / 2**20,
         }
+    measured = [m for m in per_learner.values() if "error" not in m]
+    cores = available_cores()
+    free = available_memory()
+    peak_one = max((m["memory_mb"] for m in measured), default=0.0)
+    fit_jobs = cores if free is None or peak_one == 0 else max(1, min(cores, int(free / 2**20 * 0.8 // peak_one)))
+    n_jobs = max(1, min(fit_jobs, len(measured)))
+    total = sum(m["estimated_time"] for m in measured)
+    if n_jobs > 1:
+        name = "parallel_bags"
+        recommended = {"n_jobs": n_jobs, "threads_per_learner": max(1, cores // n_jobs)}
+        estimated = _makespan([m["estimated_time"] for m in measured], n_jobs)
+    else:
+        name = "sequential"
+        recommended = {"n_jobs": 1}
+        estimated = total
+    return {
+        "name": name,
+        "estimated_time": estimated,
+        "memory_mb": sum(sorted((m["memory_mb"] for m in measured), reverse=True)[:n_jobs]),
+        "config": {**config, "epochs": epochs, **recommended},
+        "per_learner": per_learner,
+        "basis": f"one probe epoch of up to {probe_batches} batches per learner on this machine "
+                 f"({cores} cores, {'unknown' if free is None else round(free / 2**20)} MB available)",
+    }
 
 
 def _makespan(times: list[float], workers: int) -> float:
@@ -142,4 +139,4 @@ def _makespan(times: list[float], workers: int) -> float:
     return max(loads) if loads else 0.0
 
 
-__all__ = ["TrainingStrategyMixin"]
+__all__ = ["configure_training_strategy"]

@@ -27,29 +27,21 @@ class Preprocessing:
     feature_scaling: bool = True
     modality_dropout: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)])
 
+    @classmethod
+    def choose(cls, text_normalization: bool = False, image_augmentation: bool = False, feature_scaling: bool = True,
+               modality_dropout: float = 0.0) -> Preprocessing:
+        """The choices as given to ``model.apply_multimodal_preprocessing``, checked."""
+        try:
+            return cls(text_normalization=bool(text_normalization), image_augmentation=bool(image_augmentation),
+                       feature_scaling=bool(feature_scaling), modality_dropout=float(modality_dropout))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"apply_multimodal_preprocessing: {exc} (modality_dropout is a probability in "
+                              f"[0, 1))") from exc
+
     def training_options(self) -> dict[str, Any]:
         """The trainer options these choices stand for."""
         return {"text_normalization": self.text_normalization, "image_augmentation": self.image_augmentation,
                 "standardize": self.feature_scaling, "modality_dropout": self.modality_dropout}
 
 
-class PreprocessingMixin:
-    """Methods of `modalbag.MultiModalEnsembleModel`; kept here so model.py stays one workflow."""
-
-    preprocessing: Preprocessing | None = None
-
-    def apply_multimodal_preprocessing(self, text_normalization: bool = False, image_augmentation: bool = False,
-                                       feature_scaling: bool = True, modality_dropout: float = 0.0) -> Preprocessing:
-        """Choose the preprocessing the next ``train_ensemble`` uses; returns the stored choice."""
-        try:
-            self.preprocessing = Preprocessing(text_normalization=bool(text_normalization),
-                                               image_augmentation=bool(image_augmentation),
-                                               feature_scaling=bool(feature_scaling),
-                                               modality_dropout=float(modality_dropout))
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"apply_multimodal_preprocessing: {exc} (modality_dropout is a probability in "
-                              f"[0, 1))") from exc
-        return self.preprocessing
-
-    def _preprocessing_options(self) -> dict[str, Any]:
-        return {} if self.preprocessing is None else self.preprocessing.training_options()
+__all__ = ["Preprocessing"]

@@ -21,21 +21,21 @@ from modalbag.io.artifacts import atomic_write_bytes, to_json
 from modalbag.logs import get_logger
 
 if TYPE_CHECKING:
-    from modalbag.config.training import TrainingConfig
     from modalbag.kernel.registry import Catalog
 
 log = get_logger("modalbag.domain_reports")
 
 
-class DomainReportsMixin:
-    """Methods of `modalbag.MultiModalEnsembleModel`; kept here so model.py stays one workflow."""
+class ReportRunner:
+    """Runs report plugins by name: looks the report up in ``catalog``, builds it with its options, runs
+    it on a trained model and held-out data, and (with a ``run_dir``) writes ``reports/<name>.json``."""
 
-    catalog: Catalog
-    training_config: TrainingConfig | None
+    def __init__(self, catalog: Catalog, run_dir: str | os.PathLike[str] | None = None):
+        self.catalog, self.run_dir = catalog, run_dir
 
-    def report(self, name: str, data: Mapping[str, Any] | None = None, labels: Any = None,
-               **inputs: Any) -> dict[str, Any]:
-        """Run the report plugin ``name`` on held-out ``(data, labels)``.
+    def run(self, name: str, model: Any, data: Mapping[str, Any] | None = None, labels: Any = None,
+            **inputs: Any) -> dict[str, Any]:
+        """Run the report plugin ``name`` on ``model`` and held-out ``(data, labels)``.
 
         Keyword arguments that name a field of the report's options class configure it; the others
         are the report's own inputs (``returns=``, ``cold_start=`` ...). Unknown names fail with the
@@ -62,42 +62,20 @@ class DomainReportsMixin:
                 raise ConfigError(f"report {name!r} has no option or input {key!r}"
                                   + (f"; did you mean {hint[0]!r}?" if hint else "")
                                   + f" It accepts: {', '.join(sorted(accepted | fields))}")
-        result = reporter.generate(self, data, labels, **rest)
-        self._write_report(name, result)
+        result = reporter.generate(model, data, labels, **rest)
+        self._write(name, result)
         return result
 
-    def _write_report(self, name: str, result: Mapping[str, Any]) -> None:
-        run_dir = self.training_config.run_dir if self.training_config is not None else None
-        if not run_dir:
+    def _write(self, name: str, result: Mapping[str, Any]) -> None:
+        if not self.run_dir:
             return
-
-        folder = os.path.join(run_dir, "reports")
+        folder = os.path.join(self.run_dir, "reports")
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{name}.json")
         atomic_write_bytes(path, json.dumps(to_json(result), indent=2).encode("utf-8"))
         log.info("report.written", report=name, path=path)
 
-    def get_robustness_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
-                              **inputs: Any) -> dict[str, Any]:
-        """Scores over modality subsets, missing shares and noise; MultiBench robustness (``robustness``)."""
-        return self.report("robustness", data, labels, **inputs)
 
-    def get_medical_validation_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
-                                      **inputs: Any) -> dict[str, Any]:
-        """Clinical rates, AUROC, calibration, intervals, robustness, importance (``medical``)."""
-        return self.report("medical", data, labels, **inputs)
 
-    def get_safety_validation_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
-                                     **inputs: Any) -> dict[str, Any]:
-        """Sensor-failure scenarios, redundancy, latency, throughput, memory, power (``autonomous_vehicle``)."""
-        return self.report("autonomous_vehicle", data, labels, **inputs)
 
-    def get_financial_performance_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
-                                         **inputs: Any) -> dict[str, Any]:
-        """Predictions as trading signals on the user's returns (``finance``)."""
-        return self.report("finance", data, labels, **inputs)
-
-    def get_recommendation_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
-                                  **inputs: Any) -> dict[str, Any]:
-        """Ranking metrics, coverage, diversity, cold start and modality contributions (``recommendation``)."""
-        return self.report("recommendation", data, labels, **inputs)
+__all__ = ["ReportRunner"]

@@ -71,11 +71,15 @@ def _version(distribution: str) -> str | None:
         return None
 
 
-class PersistenceMixin:
-    """Methods of `modalbag.MultiModalEnsembleModel`; kept here so model.py stays one workflow."""
+class ModelStore:
+    """A trained model's export, its reload check and its run-directory bookkeeping.
 
-    _export_dir: Path | None = None
-    _validation_predictions: dict[str, dict[str, np.ndarray]] | None = None
+    Built over any object with the attributes these methods read (`modalbag.MultiModalEnsembleModel`
+    delegates to it); it keeps no state of its own.
+    """
+
+    def __init__(self, model: Any):
+        self.model = model
 
     # -- export -----------------------------------------------------------------------------------
 
@@ -85,12 +89,12 @@ class PersistenceMixin:
         Returns the directory. `modalbag.load_ensemble` reads it back into a model that predicts
         the same outputs; docs/export.md describes every file.
         """
-        ensemble = self._require_ensemble()  # type: ignore[attr-defined]
+        ensemble = self.model._require_ensemble()
         target = Path(directory)
         predictions = self.validation_predictions()
         with atomic_directory(target) as tmp:
             self._write_export(tmp, ensemble, predictions)
-        self._export_dir = target
+        self.model._export_dir = target
         log.info("model.exported", directory=str(target), learners=len(ensemble.learners))
         return target
 
@@ -100,19 +104,19 @@ class PersistenceMixin:
         Computed once from the training data (the same rows `get_training_summary` scores), or taken
         from the export a loaded model came from.
         """
-        if self._validation_predictions is None:
-            self._validation_predictions = self._compute_validation_predictions()
-        return self._validation_predictions
+        if self.model._validation_predictions is None:
+            self.model._validation_predictions = self._compute_validation_predictions()
+        return self.model._validation_predictions
 
     def _compute_validation_predictions(self) -> dict[str, dict[str, np.ndarray]]:
 
-        cfg, dataset = self.training_config, self.dataset  # type: ignore[attr-defined]
+        cfg, dataset = self.model.training_config, self.model.dataset
         if cfg is None or dataset.labels is None or dataset.n_samples == 0:
             return {}
-        targets, _ = encode_labels(dataset.labels, self.task_type, cfg.num_classes)  # type: ignore[attr-defined]
-        bags = {b.id: b for b in self.bags or []}  # type: ignore[attr-defined]
+        targets, _ = encode_labels(dataset.labels, self.model.task_type, cfg.num_classes)
+        bags = {b.id: b for b in self.model.bags or []}
         out = {}
-        for lid, learner in self.learners.items():  # type: ignore[attr-defined]
+        for lid, learner in self.model.learners.items():
             if not learner.ok or learner.spec.bag_id not in bags:
                 continue
             bag = bags[learner.spec.bag_id]
@@ -120,16 +124,16 @@ class PersistenceMixin:
             rows = complete_rows(val_rows, dataset.masks, learner.spec.modalities)
             inputs = {m: dataset.arrays[m][rows] for m in learner.spec.modalities}
             output = (np.asarray(learner.model.predict_output(inputs)) if len(rows)
-                      else np.zeros((0, self.task.n_outputs)))  # type: ignore[attr-defined]
+                      else np.zeros((0, self.model.task.n_outputs)))
             out[lid] = {"rows": rows.astype(np.int64), "output": output, "targets": targets[rows]}
         return out
 
     def _write_export(self, root: Path, ensemble: Any, predictions: Mapping[str, Mapping[str, np.ndarray]]) -> None:
 
-        task, cfg = self.task, self.training_config  # type: ignore[attr-defined]
+        task, cfg = self.model.task, self.model.training_config
         learners = []
         libraries = {name: _version(name) for name in _CORE_LIBRARIES}
-        for lid, learner in self.learners.items():  # type: ignore[attr-defined]
+        for lid, learner in self.model.learners.items():
             entry: dict[str, Any] = {"learner_id": lid, "trainer": learner.spec.trainer, "status": learner.status,
                                      "modalities": list(learner.spec.modalities), "spec": spec_to_dict(learner.spec),
                                      "error": learner.error, "folder": None, "validation_predictions": None}
@@ -148,23 +152,23 @@ class PersistenceMixin:
                 atomic_save_npz(root / "predictions" / f"{lid}.npz", predictions[lid])
                 entry["validation_predictions"] = f"predictions/{lid}.npz"
             learners.append(entry)
-        if self.bags:  # type: ignore[attr-defined]
-            save_bags(self.bags, root / "bags.npz")  # type: ignore[attr-defined]
+        if self.model.bags:
+            save_bags(self.model.bags, root / "bags.npz")
         self._write_ensemble(root, ensemble)
-        dataset = self.dataset  # type: ignore[attr-defined]
+        dataset = self.model.dataset
         manifest = {
             "format": FORMAT, "version": VERSION, "modalbag_version": __version__,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "run_id": self.run_id,  # type: ignore[attr-defined]
+            "run_id": self.model.run_id,
             "task": {"task_type": task.task_type, "n_outputs": task.n_outputs,
                      "classes": None if task.classes is None else to_json(task.classes), "prior": to_json(task.prior)},
             "config": cfg.to_dict() if cfg is not None else None,
-            "ensemble_config": (None if self.ensemble_config is None  # type: ignore[attr-defined]
-                                else attrs.asdict(self.ensemble_config)),  # type: ignore[attr-defined]
+            "ensemble_config": (None if self.model.ensemble_config is None
+                                else attrs.asdict(self.model.ensemble_config)),
             "modalities": {name: {"type": spec.type, "shape": list(spec.shape), "dtype": "float32"}
                            for name, spec in dataset.specs.items()},
             "bags": [{"id": b.id, "modalities": list(b.modalities), "seed": int(b.seed), "n_rows": int(len(b.rows)),
-                      "n_oob_rows": int(len(b.oob_rows))} for b in self.bags or []],  # type: ignore[attr-defined]
+                      "n_oob_rows": int(len(b.oob_rows))} for b in self.model.bags or []],
             "learners": learners,
             "metrics": self._export_metrics(predictions),
             "libraries": {"python": platform.python_version(), **libraries},
@@ -173,10 +177,10 @@ class PersistenceMixin:
         atomic_write_json(root / MANIFEST, to_json(manifest))
 
     def _export_metrics(self, predictions: Mapping[str, Mapping[str, np.ndarray]]) -> dict[str, Any]:
-        summary = self.get_training_summary()  # type: ignore[attr-defined]
+        summary = self.model.get_training_summary()
         return {"average_performance": summary["average_performance"],
                 "average_performance_source": summary["average_performance_source"],
-                "learners": {lid: dict(r.validation) for lid, r in self.learners.items()},  # type: ignore[attr-defined]
+                "learners": {lid: dict(r.validation) for lid, r in self.model.learners.items()},
                 "validation_rows": {lid: int(len(p["rows"])) for lid, p in predictions.items()}}
 
     @staticmethod
@@ -202,20 +206,20 @@ class PersistenceMixin:
         ``performance_validation`` (reloaded predictions against this model's, on the learners'
         validation rows). ``status`` is "ready" when every learner loads with the same inputs and
         every prediction differs by at most ``tolerance``."""
-        self._require_ensemble()  # type: ignore[attr-defined]
+        self.model._require_ensemble()
         if directory is not None:
             target = self.export_training_artifacts(directory)
-        elif self._export_dir is not None and (self._export_dir / MANIFEST).is_file():
-            target = self._export_dir
+        elif self.model._export_dir is not None and (self.model._export_dir / MANIFEST).is_file():
+            target = self.model._export_dir
         else:
             target = self.export_training_artifacts(Path(tempfile.mkdtemp(prefix="modalbag-export-")) / "export")
         notes: list[str] = []
         try:
-            reloaded = type(self).from_export(target, catalog=self.catalog)  # type: ignore[attr-defined]
+            reloaded = type(self.model).from_export(target, catalog=self.model.catalog)
         except ModalbagError as exc:
             return {"status": "failed", "export_dir": str(target), "compatibility_check": {},
                     "performance_validation": {}, "error": str(exc), "notes": [f"the export does not load: {exc}"]}
-        compatibility = {lid: self._compatibility(lid, reloaded) for lid in self.learners}  # type: ignore[attr-defined]
+        compatibility = {lid: self._compatibility(lid, reloaded) for lid in self.model.learners}
         performance = self._performance(reloaded, notes)
         diffs = [v["max_abs_difference"] for v in performance["learners"].values()
                  if v["max_abs_difference"] is not None]
@@ -231,7 +235,7 @@ class PersistenceMixin:
                 "tolerance": tolerance, "notes": notes}
 
     def _compatibility(self, lid: str, reloaded: Any) -> dict[str, Any]:
-        mine = self.learners[lid]  # type: ignore[attr-defined]
+        mine = self.model.learners[lid]
         theirs = reloaded.learners.get(lid)
         problems = []
         if theirs is None:
@@ -241,14 +245,14 @@ class PersistenceMixin:
         elif mine.ok and type(theirs.model) is not type(mine.model):
             problems.append(f"reloaded as {type(theirs.model).__name__}, not {type(mine.model).__name__}")
         for m in mine.spec.modalities:
-            here, there = self.dataset.specs.get(m), reloaded.dataset.specs.get(m)  # type: ignore[attr-defined]
+            here, there = self.model.dataset.specs.get(m), reloaded.dataset.specs.get(m)
             if there is None or (here.shape, here.type) != (there.shape, there.type):
                 problems.append(f"modality {m!r}: {here} here, {there} in the export")
         return {"compatible": not problems, "trainer": mine.spec.trainer, "status": mine.status,
                 "modalities": list(mine.spec.modalities), "problems": problems}
 
     def _performance(self, reloaded: Any, notes: list[str]) -> dict[str, Any]:
-        dataset = self.dataset  # type: ignore[attr-defined]
+        dataset = self.model.dataset
         predictions = self.validation_predictions()
         learners: dict[str, Any] = {}
         for lid, stored in predictions.items():
@@ -265,7 +269,7 @@ class PersistenceMixin:
         if dataset.n_samples and len(rows):
             data = {m: np.where(dataset.masks[m][rows].reshape(-1, *[1] * (dataset.arrays[m].ndim - 1)),
                                 dataset.arrays[m][rows], np.nan) for m in dataset.arrays}
-            here, there = self.predict_details(data), reloaded.predict_details(data)  # type: ignore[attr-defined]
+            here, there = self.model.predict_details(data), reloaded.predict_details(data)
             ensemble = {"n_rows": int(len(rows)),
                         "max_abs_difference": float(np.max(np.abs(here.output - there.output))),
                         "prediction_agreement": float(np.mean(_same(here.predictions, there.predictions)))}
@@ -277,19 +281,17 @@ class PersistenceMixin:
 
     # -- the run directory ------------------------------------------------------------------------
 
-    def _resume_record(self, config: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    def resume_record(self, config: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
         """``train_ensemble(resume=True)``: the recorded run, and the configuration it continues with."""
-
         if not config.get("run_dir"):
             raise ConfigError("resume=True continues the run recorded in run_dir: pass run_dir=<the run directory>")
         record = RunRecord.read(config["run_dir"])
         return record, merged_config(record, config)
 
-    def _run_finished(self) -> None:
+    def run_finished(self) -> None:
         """After training with ``run_dir``: export to ``<run_dir>/export`` and mark the run complete."""
-
-        self._export_dir = self._validation_predictions = None  # they described the previous training
-        cfg = self.training_config  # type: ignore[attr-defined]
+        self.model._export_dir = self.model._validation_predictions = None  # they described the previous training
+        cfg = self.model.training_config
         if cfg is None or not cfg.run_dir:
             return
         self.export_training_artifacts(Path(cfg.run_dir) / EXPORT_DIR)
@@ -403,4 +405,4 @@ def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> 
                     cross_fitted=frozenset(state.get("cross_fitted", ())))
 
 
-__all__ = ["PersistenceMixin", "SavedEnsemble", "export_directory", "read_export"]
+__all__ = ["ModelStore", "SavedEnsemble", "export_directory", "read_export"]

@@ -104,13 +104,13 @@ def test_a_failed_export_leaves_the_previous_export_intact(mixed, tmp_path, monk
     target = tmp_path / "export"
     model.export_training_artifacts(target)
     before = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
-    from modalbag.store.persistence import PersistenceMixin
+    from modalbag.store.persistence import ModelStore
 
     def fail(root, ensemble):
         (root / "half-written").write_bytes(b"x")
         raise OSError("disk full")
 
-    monkeypatch.setattr(PersistenceMixin, "_write_ensemble", staticmethod(fail))
+    monkeypatch.setattr(ModelStore, "_write_ensemble", staticmethod(fail))
     with pytest.raises(OSError, match="disk full"):
         model.export_training_artifacts(target)
     after = {p.relative_to(target): p.read_bytes() for p in target.rglob("*") if p.is_file()}
