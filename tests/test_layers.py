@@ -203,3 +203,10 @@ def test_the_kernel_names_resolve_to_their_homes():
         assert "no_such_name" in str(exc)
     else:
         raise AssertionError("an unknown kernel name must raise AttributeError")
+
+
+def test_the_model_delegates_instead_of_inheriting():
+    """Its concerns are objects it delegates to (buildable over any object with its attributes), not mixins."""
+    from modalbag import MultiModalEnsembleModel
+
+    assert MultiModalEnsembleModel.__bases__ == (object,)

@@ -30,7 +30,7 @@ from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
 from modalbag.reports.domains import ReportRunner
-from modalbag.reports.training import TrainingReportsMixin
+from modalbag.reports.training import TrainingReports
 from modalbag.store.persistence import ModelStore, read_export
 from modalbag.training.metrics import task_metrics
 
@@ -41,7 +41,7 @@ class TrainingFailedError(ModalbagError, RuntimeError):
     """Every learner failed: nothing to predict with. The message lists each learner's error."""
 
 
-class MultiModalEnsembleModel(TrainingReportsMixin):
+class MultiModalEnsembleModel:
     """An ensemble of learners over modality subsets of one multimodal dataset."""
 
     def __init__(self, dataset: MultimodalDataset, *, task_type: str = "classification",
@@ -272,6 +272,90 @@ class MultiModalEnsembleModel(TrainingReportsMixin):
                                 tolerance: float = 1e-6) -> dict[str, Any]:
         """Export, reload the export and check it against this model; see `ModelStore.prepare_for_integration`."""
         return ModelStore(self).prepare_for_integration(directory, tolerance=tolerance)
+
+    # -- training reports (from the run's records) ---------------------------------------------------
+
+    def get_detailed_training_report(self) -> dict[str, Any]:
+        """Times, memory, accuracy, convergence, overfitting, denoising, throughput and stability of the
+        run. See `TrainingReports.get_detailed_training_report`."""
+        return TrainingReports(self).get_detailed_training_report()
+
+    def measure_denoising_impact(self, data: Mapping[str, Any], labels: Any, *, noise: float = 1.0,
+                                 seed: int = 0) -> dict[str, Any]:
+        """Train a twin with ``enable_denoising`` flipped and score both on ``(data, labels)`` with all
+        modalities, each missing, each alone and noised (see `modalbag.reports.denoising_impact`). See
+        `TrainingReports.measure_denoising_impact`."""
+        return TrainingReports(self).measure_denoising_impact(data, labels, noise=noise, seed=seed)
+
+    def get_learner_training_analysis(self) -> dict[str, dict[str, Any]]:
+        """Per learner: trainer and architecture, status, time, and the per-learner formulas. See
+        `TrainingReports.get_learner_training_analysis`."""
+        return TrainingReports(self).get_learner_training_analysis()
+
+    def get_training_diagnostics(self) -> dict[str, Any]:
+        """Problems found in the records: denoising that dominates or does not learn, diverged or failed
+        learners, validation loss climbing; each with the measured numbers. See
+        `TrainingReports.get_training_diagnostics`."""
+        return TrainingReports(self).get_training_diagnostics()
+
+    def get_training_stability_report(self) -> dict[str, Any]:
+        """Stability per learner and its issues; ``unstable_training`` when any issue is high-severity or
+        the mean stability score is below `modalbag.reports.analytics.STABLE_SCORE`. See
+        `TrainingReports.get_training_stability_report`."""
+        return TrainingReports(self).get_training_stability_report()
+
+    def assess_training_stability(self) -> float | None:
+        """The run's stability score (mean over trained learners of ``D / (D + U)``), None when no learner
+        trained for two epochs or more. See `TrainingReports.assess_training_stability`."""
+        return TrainingReports(self).assess_training_stability()
+
+    def check_resource_constraints(self) -> dict[str, Any]:
+        """Memory against its limit and slow learners, from the recorded peaks and throughputs. See
+        `TrainingReports.check_resource_constraints`."""
+        return TrainingReports(self).check_resource_constraints()
+
+    def get_multimodal_learning_analysis(self) -> dict[str, Any]:
+        """Do learners that fuse modalities beat single-modality ones (on their validation rows)?. See
+        `TrainingReports.get_multimodal_learning_analysis`."""
+        return TrainingReports(self).get_multimodal_learning_analysis()
+
+    def analyze_modality_importance(self, data: Mapping[str, Any] | None = None, labels: Any = None, *,
+                                    metric: str | None = None) -> dict[str, Any]:
+        """The drop in the ensemble's validation score when each modality is removed. See
+        `TrainingReports.analyze_modality_importance`."""
+        return TrainingReports(self).analyze_modality_importance(data, labels, metric=metric)
+
+    def get_validation_report(self) -> dict[str, Any]:
+        """Overfitting (validation loss rising from its minimum) and generalization gaps per learner. See
+        `TrainingReports.get_validation_report`."""
+        return TrainingReports(self).get_validation_report()
+
+    def validate_training_results(self, trained_learners: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Check trained learners: each has validation metrics, beats chance, and recorded finite losses.
+        See `TrainingReports.validate_training_results`."""
+        return TrainingReports(self).validate_training_results(trained_learners)
+
+    def validate_cross_modal_learning(self) -> dict[str, Any]:
+        """How much each denoising objective learned: ``effectiveness`` is the mean over objectives of
+        ``(L_first - L_last) / L_first``; None (with a note) when no objective ran. See
+        `TrainingReports.validate_cross_modal_learning`."""
+        return TrainingReports(self).validate_cross_modal_learning()
+
+    def get_pipeline_status(self) -> dict[str, Any]:
+        """Which workflow steps have run (data, ensemble config, bags, learners, training, ensemble). See
+        `TrainingReports.get_pipeline_status`."""
+        return TrainingReports(self).get_pipeline_status()
+
+    def save_training_plots(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
+        """Write the run's PNG plots to ``directory``: training curves, learner comparison, and (when
+        measurable) modality importance. See `TrainingReports.save_training_plots`."""
+        return TrainingReports(self).save_training_plots(directory)
+
+    def write_html_report(self, path: str | os.PathLike[str] | None = None, data: Mapping[str, Any] | None = None,
+                          labels: Any = None) -> Path:
+        """One self-contained HTML file: the reports' numbers and the plots inline (PNG data URIs). See
+        `TrainingReports.write_html_report`."""
+        return TrainingReports(self).write_html_report(path, data, labels)
 
     # -- reports on held-out data (report plugins) --------------------------------------------------
 

@@ -25,18 +25,20 @@ def _physical_memory_mb() -> float | None:
         return None
 
 
-class TrainingReportsMixin:
-    """Methods of `modalbag.MultiModalEnsembleModel`; kept here so model.py stays one workflow."""
+class TrainingReports:
+    """A trained model's training reports, every number from its learners' records, its ensemble and its
+    summary. Built over any object with the model's attributes (`modalbag.MultiModalEnsembleModel`
+    delegates to it); it keeps no state of its own."""
 
-    learners: dict[str, TrainedLearner]
-    task_type: str
+    def __init__(self, model: Any):
+        self.model = model
 
     # -- helpers ----------------------------------------------------------------------------------
 
     def _trained_learners(self) -> dict[str, TrainedLearner]:
-        if not getattr(self, "learners", None):
+        if not getattr(self.model, "learners", None):
             raise NotFittedError("nothing trained yet: call train_ensemble() first")
-        return self.learners
+        return self.model.learners
 
     def _all_records(self) -> list[Any]:
         return [r for learner in self._trained_learners().values() for r in learner.records]
@@ -65,12 +67,12 @@ class TrainingReportsMixin:
         accuracies = [r.accuracy for r in records if r.accuracy is not None]
         if not accuracies:
             notes.append("best_accuracy: no epoch recorded a validation accuracy "
-                         f"({'regression task' if self.task_type == 'regression' else 'no validation rows'})")
+                         f"({'regression task' if self.model.task_type == 'regression' else 'no validation rows'})")
         denoising = A.denoising_analysis(trained)
         if not denoising:
             notes.append("denoising_analysis: no denoising objective losses were recorded (enable_denoising off, "
                          "or no learner had two modalities)")
-        impact = getattr(self, "denoising_impact", None)
+        impact = getattr(self.model, "denoising_impact", None)
         if impact is None:
             notes.append("denoising_impact: not measured; model.measure_denoising_impact(data, labels) trains a "
                          "twin with denoising flipped and scores both on your held-out data")
@@ -81,15 +83,15 @@ class TrainingReportsMixin:
         stability = A.mean_or_none(s["stability_score"] for s in summaries.values())
         if stability is None:
             notes.append("stability_score: needs learners with at least two epochs")
-        best = A.best_learner(learners, self.task_type)
+        best = A.best_learner(learners, self.model.task_type)
         return {
             "total_learners": len(learners),
             "trained": len(trained),
             "failed": len(learners) - len(trained),
             "success_rate": len(trained) / len(learners),
             "best_learner_id": best,
-            "best_validation_score": A.primary_score(learners[best], self.task_type) if best else None,
-            "validation_metric": A.PRIMARY_METRIC[self.task_type],
+            "best_validation_score": A.primary_score(learners[best], self.model.task_type) if best else None,
+            "validation_metric": A.PRIMARY_METRIC[self.model.task_type],
             "total_time": float(sum(r.training_time for r in learners.values())),
             "total_epochs": len(records),
             "avg_epoch_time": float(np.mean([r.training_time for r in records])) if records else None,
@@ -117,7 +119,7 @@ class TrainingReportsMixin:
         feeds ``denoising_impact`` / ``robustness_impact`` of `get_detailed_training_report`."""
         from modalbag.reports.denoising_impact import measure_denoising_impact
 
-        return measure_denoising_impact(self, data, labels, noise=noise, seed=seed)
+        return measure_denoising_impact(self.model, data, labels, noise=noise, seed=seed)
 
     def get_learner_training_analysis(self) -> dict[str, dict[str, Any]]:
         """Per learner: trainer and architecture, status, time, and the per-learner formulas."""
@@ -195,7 +197,7 @@ class TrainingReportsMixin:
     def check_resource_constraints(self) -> dict[str, Any]:
         """Memory against its limit and slow learners, from the recorded peaks and throughputs."""
         learners = self._trained_learners()
-        config = getattr(self, "training_config", None)
+        config = getattr(self.model, "training_config", None)
         records = self._all_records()
         peak = max((r.memory_usage_mb for r in records if r.memory_usage_mb is not None), default=None)
         limit = config.memory_limit_mb if config is not None and config.memory_limit_mb else _physical_memory_mb()
@@ -232,8 +234,8 @@ class TrainingReportsMixin:
         rows.
         """
         learners = {lid: r for lid, r in self._trained_learners().items() if r.ok}
-        metric = A.PRIMARY_METRIC[self.task_type]
-        scores = {lid: A.primary_score(r, self.task_type) for lid, r in learners.items()}
+        metric = A.PRIMARY_METRIC[self.model.task_type]
+        scores = {lid: A.primary_score(r, self.model.task_type) for lid, r in learners.items()}
         uni = [s for lid, s in scores.items() if s is not None and len(learners[lid].spec.modalities) == 1]
         multi = [s for lid, s in scores.items() if s is not None and len(learners[lid].spec.modalities) > 1]
         notes = []
@@ -277,14 +279,14 @@ class TrainingReportsMixin:
         )
         from modalbag.training.metrics import task_metrics
 
-        ensemble = getattr(self, "ensemble", None)
+        ensemble = getattr(self.model, "ensemble", None)
         if ensemble is None:
             raise NotFittedError("the ensemble is not trained yet: call train_ensemble() first")
-        name = resolve_metric(self.task_type, metric)
+        name = resolve_metric(self.model.task_type, metric)
         if data is not None:
             if labels is None:
                 raise ConfigError("analyze_modality_importance(data, labels): labels are needed with data")
-            found = modality_ablation(self, data, labels, metric=name)
+            found = modality_ablation(self.model, data, labels, metric=name)
             return {"metric": name, "source": "held-out data", "n_rows": len(np.asarray(labels)),
                     "baseline_score": next(iter(found.values()))["score_all"] if found else None,
                     "score_all": {m: v["score_all"] for m, v in found.items()},
@@ -303,13 +305,13 @@ class TrainingReportsMixin:
                              f"pass held-out data to measure it")
                 continue
             y = ensemble.targets[common]
-            full = task_metrics(self.task_type, y, out_all[np.searchsorted(rows_all, common)])[name]
-            less = task_metrics(self.task_type, y, out_m[np.searchsorted(rows_m, common)])[name]
+            full = task_metrics(self.model.task_type, y, out_all[np.searchsorted(rows_all, common)])[name]
+            less = task_metrics(self.model.task_type, y, out_m[np.searchsorted(rows_m, common)])[name]
             with_all[m], without[m] = full, less
             importance[m] = (less - full) if name in LOWER_IS_BETTER else (full - less)
         notes.append("out-of-bag rows: the ensemble's weights were fitted on them, so both scores are optimistic; "
                      "the drop compares like with like")
-        baseline = task_metrics(self.task_type, ensemble.targets[rows_all], out_all)[name] if len(rows_all) else None
+        baseline = task_metrics(self.model.task_type, ensemble.targets[rows_all], out_all)[name] if len(rows_all) else None
         return {"metric": name, "source": "out-of-bag rows", "n_rows": int(len(rows_all)), "baseline_score": baseline,
                 "score_all": with_all, "score_without": without, "importance": importance, "notes": notes}
 
@@ -347,28 +349,28 @@ class TrainingReportsMixin:
         learners = self._trained_learners()
         wanted = list(trained_learners) if trained_learners else [lid for lid, r in learners.items() if r.ok]
         chosen = {lid: learners[lid] for lid in wanted if lid in learners}
-        task = getattr(self, "task", None)
-        if self.task_type == "regression":
+        task = getattr(self.model, "task", None)
+        if self.model.task_type == "regression":
             chance = 0.0
-        elif self.task_type == "classification" and task is not None:
+        elif self.model.task_type == "classification" and task is not None:
             chance = float(np.max(task.prior))
         else:
             chance = None
         issues, per = [], {}
         for lid, r in chosen.items():
-            score = A.primary_score(r, self.task_type)
+            score = A.primary_score(r, self.model.task_type)
             per[lid] = score
             if not r.ok:
                 issues.append(f"{lid}: failed ({r.error})")
             elif score is None:
                 issues.append(f"{lid}: no validation metrics (its bag had no validation rows)")
             elif chance is not None and score <= chance:
-                issues.append(f"{lid}: validation {A.PRIMARY_METRIC[self.task_type]} {score:.4f} is not above "
+                issues.append(f"{lid}: validation {A.PRIMARY_METRIC[self.model.task_type]} {score:.4f} is not above "
                               f"chance ({chance:.4f})")
             if any(not np.isfinite(rec.train_loss) for rec in r.records):
                 issues.append(f"{lid}: a non-finite training loss was recorded")
         return {"valid": not issues, "average_performance": A.mean_or_none(per.values()),
-                "metric": A.PRIMARY_METRIC[self.task_type], "chance_level": chance, "n_learners": len(chosen),
+                "metric": A.PRIMARY_METRIC[self.model.task_type], "chance_level": chance, "n_learners": len(chosen),
                 "per_learner": per, "issues": issues}
 
     def validate_cross_modal_learning(self) -> dict[str, Any]:
@@ -376,7 +378,7 @@ class TrainingReportsMixin:
         ``(L_first - L_last) / L_first``; None (with a note) when no objective ran."""
         learners = [r for r in self._trained_learners().values() if r.ok]
         per = A.denoising_analysis(learners)
-        config = getattr(self, "training_config", None)
+        config = getattr(self.model, "training_config", None)
         enabled = bool(config.enable_denoising) if config is not None else None
         notes = [] if per else ["no denoising objective losses were recorded"]
         return {"denoising_enabled": enabled, "effectiveness": A.mean_or_none(per.values()), "per_objective": per,
@@ -384,17 +386,17 @@ class TrainingReportsMixin:
 
     def get_pipeline_status(self) -> dict[str, Any]:
         """Which workflow steps have run (data, ensemble config, bags, learners, training, ensemble)."""
-        bags = getattr(self, "bags", None)
-        specs = getattr(self, "learner_specs", None)
-        learners = getattr(self, "learners", None) or {}
+        bags = getattr(self.model, "bags", None)
+        specs = getattr(self.model, "learner_specs", None)
+        learners = getattr(self.model, "learners", None) or {}
         trained = sum(r.ok for r in learners.values())
-        steps = [("ensemble_configured", getattr(self, "ensemble_config", None) is not None, "create_ensemble()"),
+        steps = [("ensemble_configured", getattr(self.model, "ensemble_config", None) is not None, "create_ensemble()"),
                  ("bags_generated", bags is not None, "generate_bags()"),
                  ("learners_selected", specs is not None, "select_base_learners()"),
                  ("trained", bool(learners), "train_ensemble()"),
-                 ("ensemble_ready", getattr(self, "ensemble", None) is not None, "train_ensemble()")]
-        dataset = getattr(self, "dataset", None)
-        config = getattr(self, "training_config", None)
+                 ("ensemble_ready", getattr(self.model, "ensemble", None) is not None, "train_ensemble()")]
+        dataset = getattr(self.model, "dataset", None)
+        config = getattr(self.model, "training_config", None)
         return {"data_loaded": dataset is not None,
                 "n_samples": dataset.n_samples if dataset is not None else None,
                 "modalities": list(dataset.specs) if dataset is not None else [],
@@ -402,7 +404,7 @@ class TrainingReportsMixin:
                 "n_bags": len(bags) if bags is not None else 0,
                 "n_learners_selected": len(specs) if specs is not None else 0,
                 "n_trained": trained, "n_failed": len(learners) - trained,
-                "run_id": getattr(self, "run_id", None),
+                "run_id": getattr(self.model, "run_id", None),
                 "run_dir": config.run_dir if config is not None else None,
                 "next_step": next((call for _, done, call in steps if not done), None)}
 
@@ -427,8 +429,8 @@ class TrainingReportsMixin:
 
         learners = self._trained_learners()
         out = {"training_curves": plots.training_curves_png(learners),
-               "learner_comparison": plots.learner_comparison_png(learners, A.PRIMARY_METRIC[self.task_type])}
-        if importance is None and getattr(self, "ensemble", None) is not None:
+               "learner_comparison": plots.learner_comparison_png(learners, A.PRIMARY_METRIC[self.model.task_type])}
+        if importance is None and getattr(self.model, "ensemble", None) is not None:
             importance = self.analyze_modality_importance()
         if importance is not None:
             values = {m: v for m, v in importance["importance"].items() if v is not None}
@@ -445,7 +447,7 @@ class TrainingReportsMixin:
         """
         from modalbag.reports import html as H
 
-        config = getattr(self, "training_config", None)
+        config = getattr(self.model, "training_config", None)
         if path is None:
             if config is None or config.run_dir is None:
                 raise ConfigError("write_html_report needs a path (or train with run_dir set to write "
@@ -456,9 +458,9 @@ class TrainingReportsMixin:
         stability = self.get_training_stability_report()
         diagnostics = self.get_training_diagnostics()
         resources = self.check_resource_constraints()
-        importance = self.analyze_modality_importance(data, labels) if getattr(self, "ensemble", None) else None
+        importance = self.analyze_modality_importance(data, labels) if getattr(self.model, "ensemble", None) else None
         images = self._plots(importance)
-        metric = A.PRIMARY_METRIC[self.task_type]
+        metric = A.PRIMARY_METRIC[self.model.task_type]
         columns = ["learner", "trainer", "modalities", "status", f"val {metric}", "epochs", "best epoch",
                    "convergence epoch", "overfitting", "stability", "samples/s", "seconds"]
         rows = [[lid, a["trainer"], a["modalities"], a["status"], a["validation"].get(metric), a["epochs"],
@@ -488,5 +490,5 @@ class TrainingReportsMixin:
                       + resources["memory_issues"] + resources["speed_issues"]]
         sections.append(("Issues", H.table(["type", "severity", "learner", "description"], issue_rows)
                          if issue_rows else "<p>No issue found in the records.</p>"))
-        title = f"modalbag run {getattr(self, 'run_id', None) or ''}".strip()
+        title = f"modalbag run {getattr(self.model, 'run_id', None) or ''}".strip()
         return H.write_atomic(path, H.page(title, sections))
