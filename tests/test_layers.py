@@ -8,6 +8,7 @@ longer occurs fails the test until it is removed).
 
 from __future__ import annotations
 
+import ast
 from pathlib import Path
 
 from tests.import_reader import imported_names, module_imports, module_name
@@ -210,3 +211,20 @@ def test_the_model_delegates_instead_of_inheriting():
     from modalbag import MultiModalEnsembleModel
 
     assert MultiModalEnsembleModel.__bases__ == (object,)
+
+
+def test_an_import_inside_a_function_says_why():
+    """Imports of modalbag modules belong at the top of the module, where the reader sees the
+    dependency; the few that must wait (a heavy library, a layer up) carry the reason on their line."""
+    silent = []
+    for path in sorted(CORE.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        lines = source.splitlines()
+        for function in ast.walk(ast.parse(source)):
+            if not isinstance(function, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                continue
+            for node in ast.walk(function):
+                if (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("modalbag")
+                        and "#" not in lines[node.lineno - 1]):
+                    silent.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert silent == [], "move these imports to the top of the module, or give the reason in a comment"

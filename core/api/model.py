@@ -25,6 +25,8 @@ from modalbag.engine.portfolio import Measurement
 from modalbag.engine.selection import select_learners
 from modalbag.ensemble.ensemble import Ensemble, PredictionResult
 from modalbag.errors import ConfigError, DataError, ModalbagError, NotFittedError
+from modalbag.io.files import load_array
+from modalbag.kernel.assembly import _wanted, build_options
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
@@ -129,7 +131,6 @@ class MultiModalEnsembleModel:
         out = {}
         for spec in self.learner_specs:
             comp = self.catalog.get("trainer", spec.trainer)
-            from modalbag.kernel.assembly import build_options
 
             out[spec.learner_id] = comp.factory(spec, config, build_options(comp, config))
         return out
@@ -447,7 +448,6 @@ class MultiModalEnsembleModel:
         cfg = self.training_config
         if cfg is None:
             return {}
-        from modalbag.kernel.assembly import _wanted
 
         return {"active_plugins": [f"{kind}.{name}" for _, kind, name in _wanted(cfg)]
                 + sorted({f"trainer.{r.spec.trainer}" for r in self.learners.values()})}
@@ -470,7 +470,6 @@ def create_model_from_files(paths: Mapping[str, str | PathLike[str] | tuple[Any,
     """A model over files: ``{name: path}`` or ``{name: (path, modality_type)}``; ``labels`` an
     array or a file. Reads .npy (memory-mapped), .npz, .csv/.tsv, and .h5/.parquet when their
     library is installed."""
-    from modalbag.io.files import load_array
 
     data: dict[str, Any] = {}
     for name, entry in paths.items():

@@ -24,7 +24,10 @@ import numpy as np
 from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset, encode_labels
+from modalbag.engine.engine import Engine
+from modalbag.engine.fitting import fit_learner
 from modalbag.errors import DataError
+from modalbag.kernel.assembly import build_options
 from modalbag.kernel.records import EpochRecord, LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
@@ -55,9 +58,6 @@ class EnsembleTrainingPipeline:
         every learner's epoch records (a failed learner keeps the epochs it finished; its error is
         in ``self.results[learner_id].error``). A learner that fails does not stop the others.
         """
-        from modalbag.engine.engine import Engine
-        from modalbag.engine.fitting import fit_learner
-
         specs = _specs_by_id(learner_configs)
         _check_inputs(learners, specs, bag_data)
         order = list(learners)
@@ -91,7 +91,6 @@ class EnsembleTrainingPipeline:
         built_with = getattr(learner, "config", None)
         if not isinstance(built_with, TrainingConfig) or built_with == self.config:
             return learner
-        from modalbag.kernel.assembly import build_options
 
         component = self.catalog.get("trainer", spec.trainer)
         return component.factory(spec, self.config, build_options(component, self.config))

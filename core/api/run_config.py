@@ -26,9 +26,17 @@ from typing import Any
 
 import attrs
 
-from modalbag.config.training import TrainingConfig
+from modalbag.api.model import create_model_from_arrays, create_synthetic_model
+from modalbag.config.training import CONFIG_KEYS, TrainingConfig
 from modalbag.data.bags import DROPOUT_STRATEGIES, EnsembleConfig
+from modalbag.data.dataset import encode_labels
+from modalbag.data.synthetic import SyntheticTask
+from modalbag.engine.selection import OPTIMIZATION_STRATEGIES
 from modalbag.errors import ConfigError, ModalbagError, close_matches
+from modalbag.io.files import load_array
+from modalbag.kernel.assembly import validate_training_config
+from modalbag.kernel.modalities import MODALITY_TYPES
+from modalbag.kernel.registry import default_catalog
 
 #: The tables a run-config file may hold, with the help text the configuration reference shows.
 TABLES: dict[str, str] = {
@@ -113,9 +121,6 @@ class RunConfig:
 
     def build_model(self) -> Any:
         """The model over this config's data (files read, or the synthetic task sampled)."""
-        from modalbag.api.model import create_model_from_arrays, create_synthetic_model
-        from modalbag.io.files import load_array
-
         cfg = self.training
         if self.synthetic is not None:
             syn = self.synthetic
@@ -289,7 +294,6 @@ def _unknown(key: str, valid: Iterable[str], what: str = "key", prefix: str = ""
 
 
 def _training(table: Mapping[str, Any], base: Path, catalog: Any) -> tuple[Any, list[str]]:
-    from modalbag.kernel.assembly import validate_training_config
 
     options = dict(table)
     for key in _PATH_OPTIONS:
@@ -306,7 +310,6 @@ def _training(table: Mapping[str, Any], base: Path, catalog: Any) -> tuple[Any, 
 
 def _training_issue(issue: str) -> str:
     """Prefix a TrainingConfig issue with the dotted key it names (``training.epochs: ...``)."""
-    from modalbag.config.training import CONFIG_KEYS
 
     key, colon, _ = issue.partition(":")
     if colon and key in CONFIG_KEYS:
@@ -334,7 +337,6 @@ def _ensemble(table: Mapping[str, Any], seed: int, issues: list[str]) -> dict[st
 
 
 def _learners(table: Mapping[str, Any], catalog: Any, issues: list[str]) -> dict[str, Any]:
-    from modalbag.engine.selection import OPTIMIZATION_STRATEGIES
 
     out: dict[str, Any] = {}
     for key, value in table.items():
@@ -352,7 +354,6 @@ def _learners(table: Mapping[str, Any], catalog: Any, issues: list[str]) -> dict
                 issues.append(f"learners.trainers: must be a non-empty list of trainer names, got {value!r}")
                 continue
             if catalog is None:
-                from modalbag.kernel.registry import default_catalog
 
                 catalog = default_catalog()
             known = catalog.names("trainer")  # entry-point metadata: imports nothing
@@ -400,7 +401,6 @@ def _data(table: Mapping[str, Any], base: Path, seed: int,
 
 def _file_entry(where: str, name: str, entry: Any, base: Path, issues: list[str],
                 typed: bool = True) -> ModalityFile | None:
-    from modalbag.kernel.modalities import MODALITY_TYPES
 
     if not isinstance(entry, Mapping):
         issues.append(f"{where}: must be a file path or a table {{path = ...}}, got {entry!r}")
@@ -431,7 +431,6 @@ def _file_entry(where: str, name: str, entry: Any, base: Path, issues: list[str]
 
 
 def _synthetic(table: Any, seed: int, issues: list[str]) -> SyntheticData | None:
-    from modalbag.kernel.modalities import MODALITY_TYPES
 
     if not isinstance(table, Mapping):
         issues.append(f"data.synthetic: must be a table, got {table!r}")
@@ -473,7 +472,6 @@ def _synthetic(table: Any, seed: int, issues: list[str]) -> SyntheticData | None
     if len(issues) > start:
         return None
     try:  # the generator's own shape rules (a sequence needs [T, F], an image [C, H, W] or a dim)
-        from modalbag.data.synthetic import SyntheticTask
 
         SyntheticTask.create(modalities, n_classes=2, random_state=0)
     except ModalbagError as exc:
@@ -484,7 +482,6 @@ def _synthetic(table: Any, seed: int, issues: list[str]) -> SyntheticData | None
 
 def _data_issues(config: RunConfig) -> list[str]:
     """Read the files and check what only the data can tell: counts, shapes, label values."""
-    from modalbag.data.dataset import encode_labels
 
     try:
         model = config.build_model()

@@ -17,9 +17,12 @@ from typing import Any
 import attrs
 import numpy as np
 
+from modalbag.api.pipeline import EnsembleTrainingPipeline
 from modalbag.config.training import CONFIG_KEYS, TrainingConfig
+from modalbag.engine.executors import available_cores, available_memory, estimate_footprint, memory_budget
 from modalbag.errors import ConfigError, ModalbagError
 from modalbag.kernel.assembly import validate_training_config
+from modalbag.kernel.registry import default_catalog
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.workflows")
@@ -82,7 +85,6 @@ def _cuda_devices() -> int:
 
 
 def _installed(kind: str, name: str) -> bool:
-    from modalbag.kernel.registry import default_catalog
 
     return name in default_catalog().names(kind)
 
@@ -160,7 +162,6 @@ def optimize_training_performance(model: Any, target_performance: Mapping[str, A
     mixed precision where CUDA and a precision plugin are present. Keys in ``target_performance``
     win; the result is validated like ``train_ensemble``'s options.
     """
-    from modalbag.engine.executors import available_cores, available_memory, estimate_footprint
 
     target = dict(target_performance)
     if model.learner_specs is None:
@@ -260,7 +261,6 @@ def _primary_metric(summary: Mapping[str, Any], task_type: str) -> tuple[str, fl
 
 def _fit_memory(model: Any, options: dict[str, Any], adjustments: list[str]) -> dict[str, Any]:
     """Lower n_jobs, then the batch size, until the learners training at once fit the memory budget."""
-    from modalbag.engine.executors import estimate_footprint, memory_budget
 
     config = TrainingConfig.from_dict({**options, "mixed_precision": False}, catalog=model.catalog)
     budget = memory_budget(config)
@@ -363,7 +363,6 @@ def quality_assured_training(model: Any, training_requirements: Mapping[str, Any
 def create_training_pipeline(task_type: str = "classification", num_classes: int = 2, enable_denoising: bool = True,
                              epochs: int = 50, **kwargs: Any) -> Any:
     """An `EnsembleTrainingPipeline` over a validated `TrainingConfig` (``kwargs``: any option)."""
-    from modalbag.api.pipeline import EnsembleTrainingPipeline
 
     options = {"task_type": task_type, "num_classes": num_classes, "enable_denoising": enable_denoising,
                "epochs": epochs, **kwargs}

@@ -12,6 +12,8 @@ from typing import Any
 
 import click
 
+from modalbag.cli import demo, plugins, runs
+from modalbag.cli.logsetup import configure_logging
 from modalbag.errors import (
     ConfigError,
     DataError,
@@ -57,7 +59,6 @@ def cli(ctx: click.Context, debug: bool, log_json: bool, verbose: int, quiet: in
     Train from a TOML run config, check one, report on a finished run, list installed plugins, or
     run the Quick Start demo. Logs go to stderr; results to stdout.
     """
-    from modalbag.cli.logsetup import configure_logging
 
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
@@ -67,8 +68,6 @@ def cli(ctx: click.Context, debug: bool, log_json: bool, verbose: int, quiet: in
 
 
 def _register_commands() -> None:
-    from modalbag.cli import demo, plugins, runs
-
     for command in (runs.train, runs.validate, runs.report, plugins.plugins, demo.demo):
         cli.add_command(command)
 

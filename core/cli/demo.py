@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from modalbag.api.model import create_synthetic_model
+
 #: The Quick Start's modalities: (dimension, type).
 QUICKSTART_MODALITIES = {"text_embeddings": (768, "text"), "image_features": (2048, "image"),
                          "user_metadata": (50, "tabular")}
@@ -18,7 +20,6 @@ def run_quickstart(*, epochs: int = 50, n_bags: int = 20, n_samples: int = 1000,
     Returns measured values only: the training summary, and the ensemble's held-out metrics with
     every modality and with ``image_features`` missing from every sample.
     """
-    from modalbag.api.model import create_synthetic_model
 
     model = create_synthetic_model(QUICKSTART_MODALITIES, n_samples=n_samples, n_classes=n_classes,
                                    random_state=random_state)

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from modalbag.kernel.registry import KINDS
+from modalbag.cli.output import table
+from modalbag.kernel.registry import KINDS, default_catalog
 
 
 def plugin_rows(kind: str | None = None, *, load: bool = False, catalog: Any = None) -> list[dict[str, Any]]:
@@ -17,7 +18,6 @@ def plugin_rows(kind: str | None = None, *, load: bool = False, catalog: Any = N
     plugin module is imported on its own (a failure is recorded against that plugin alone) and its
     components, summaries and option names are added.
     """
-    from modalbag.kernel.registry import default_catalog
 
     catalog = catalog or default_catalog()
     rows = []
@@ -66,7 +66,6 @@ def plugins(kind: str | None, verbose: bool, as_json: bool) -> None:
     Installed is not active: a run uses only the components its configuration names. Listing reads
     package metadata and imports no plugin unless --verbose asks to load them.
     """
-    from modalbag.cli.output import table
 
     rows = plugin_rows(kind, load=verbose)
     if as_json:

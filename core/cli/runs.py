@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
+from modalbag.api.model import load_ensemble
+from modalbag.api.run_config import check_run_config, load_run_config
+from modalbag.cli.output import format_summary
+from modalbag.data.bags import EnsembleConfig
 from modalbag.errors import ConfigError
+from modalbag.kernel.assembly import _wanted
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.cli")
@@ -54,8 +59,6 @@ def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
     Everything the run writes (its record, checkpoints, export, reports) goes under the run
     directory, which the last line of output names.
     """
-    from modalbag.api.run_config import load_run_config
-    from modalbag.cli.output import format_summary
 
     run_config = load_run_config(config, overrides)
     configured = run_config.training.run_dir
@@ -89,7 +92,6 @@ def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
 @click.option("--no-data", is_flag=True, help="Do not read the data files (only check that they exist).")
 def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
     """Check a CONFIG file without training: every problem is reported at once."""
-    from modalbag.api.run_config import check_run_config
 
     name = config.stem
     run_config, issues = check_run_config(config, overrides, check_data=not no_data,
@@ -103,12 +105,10 @@ def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
     else:
         source = f"{len(run_config.files)} data files"
         names = [f.name for f in run_config.files]
-    from modalbag.data.bags import EnsembleConfig
 
     n_bags = EnsembleConfig(**run_config.ensemble).n_bags  # the default when the file sets none
     click.echo(f"{config}: valid ({cfg.task_type}; {len(names)} modalities: {', '.join(names)}; {source}; "
                f"{n_bags} bags; {cfg.epochs} epochs)")
-    from modalbag.kernel.assembly import _wanted
 
     trainers = ", ".join(run_config.learners.get("trainers", [])) or "any installed trainer"
     click.echo(f"active plugins: {', '.join(f'{kind}.{name}' for _, kind, name in _wanted(cfg))}; "
@@ -122,7 +122,6 @@ def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
 def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
     """Print the training summary of a finished run and write its HTML report."""
-    from modalbag.api.model import load_ensemble
 
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
@@ -132,7 +131,6 @@ def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
     if as_json:
         _echo_json({"run_dir": str(run_dir), "summary": summary, "html_report": written})
         return
-    from modalbag.cli.output import format_summary
 
     click.echo(format_summary(summary))
     click.echo(f"\nHTML report: {written}")

@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
+from modalbag.config.stages import parse_stages
 from modalbag.errors import ConfigError, UnknownConfigKeyError, close_matches
 
 TASK_TYPES = ("classification", "regression", "multilabel")
@@ -363,7 +364,6 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
         if not config.denoising_objectives:
             issues.append("denoising_objectives is empty while enable_denoising is true")
     if config.enable_progressive_learning:
-        from modalbag.config.stages import parse_stages
 
         stages, stage_issues = parse_stages(config.progressive_stages)
         issues.extend(stage_issues)
@@ -426,7 +426,7 @@ def _message(exc: Exception) -> str:
 
 def _option_owners(catalog: Any) -> dict[str, list[Any]]:
     if catalog is None:
-        from modalbag.kernel.registry import default_catalog
+        from modalbag.kernel.registry import default_catalog  # the registry is a layer up: ask it only here
 
         catalog = default_catalog()
     return catalog.option_owners()

@@ -22,8 +22,11 @@ import attrs
 import torch
 from torch import nn
 
+from modalbag.kernel.assembly import build_options
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.kernel.markers import hookimpl
+from modalbag.kernel.registry import default_catalog
+from modalbag.training.checkpoints import capture, restore
 
 
 @attrs.frozen
@@ -276,8 +279,6 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
 
 
 def _from_catalog(config: Any, catalog: Any) -> tuple[dict[str, Objective], Strategy]:
-    from modalbag.kernel.assembly import build_options
-    from modalbag.kernel.registry import default_catalog
 
     catalog = catalog or default_catalog()
     objectives = {}
@@ -333,17 +334,11 @@ class DenoisingHooks:
 
     @hookimpl
     def modalbag_checkpoint_state(self, run: Any, fit: FitState) -> dict[str, Any] | None:
-        from modalbag.training.checkpoints import (
-            capture,  # the weighting's running averages (adaptive)
-        )
-
         loss = fit.stash.get(_LOSS)
         return None if loss is None else {"denoising": {"weighting": capture(loss.weighting)}}
 
     @hookimpl
     def modalbag_restore_state(self, run: Any, fit: FitState, state: Mapping[str, Any]) -> None:
-        from modalbag.training.checkpoints import restore
-
         loss, saved = fit.stash.get(_LOSS), state.get("denoising")
         if loss is not None and saved is not None:
             restore(loss.weighting, saved["weighting"])

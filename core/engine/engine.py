@@ -31,6 +31,7 @@ from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import Run, TaskInfo
 from modalbag.logs import get_logger
+from modalbag.store.runrecord import Journal
 
 log = get_logger("modalbag.engine")
 
@@ -75,8 +76,6 @@ class Engine:
         ``adopted``: learners of this run already fitted on their bags (the k-fold models the portfolio
         measurement kept, `modalbag.engine.portfolio`): recorded like the others, not fitted again.
         """
-        from modalbag.store.runrecord import Journal
-
         journal = Journal.start(run, specs, bags, dataset, targets, resume) if run.config.run_dir else None
         done = journal.trained_learners(self.catalog) if journal is not None and resume is not None else {}
         adopted = {lid: r for lid, r in (adopted or {}).items() if lid not in done and r.ok}

@@ -188,9 +188,7 @@ def assemble(config: TrainingConfig, catalog: Catalog | None = None,
     named = [(sel.component.qualified_name, sel.component.factory(config, sel.options)) for sel in hooked
              if sel.component.kind not in ("objective", "strategy")]
     if config.enable_denoising:  # objectives run inside one loss module per learner, not as hooks
-        from modalbag.denoising.objectives import (
-            DenoisingHooks,  # imports torch: only when denoising is on
-        )
+        from modalbag.denoising.objectives import DenoisingHooks  # torch, only when on; a layer up (kinds as data)
 
         built = {sel.component.name: sel.component.factory(config, sel.options) for sel in hooked
                  if sel.component.kind == "objective"}

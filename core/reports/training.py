@@ -14,8 +14,14 @@ from typing import Any
 import numpy as np
 
 from modalbag.errors import ConfigError, NotFittedError
+from modalbag.io.artifacts import atomic_write_bytes
 from modalbag.kernel.records import TrainedLearner
 from modalbag.reports import analytics as A
+from modalbag.reports import html as H
+from modalbag.reports import plots
+from modalbag.reports.denoising_impact import measure_denoising_impact
+from modalbag.reports.robustness import LOWER_IS_BETTER, modality_ablation, resolve_metric
+from modalbag.training.metrics import task_metrics
 
 
 def _physical_memory_mb() -> float | None:
@@ -117,8 +123,6 @@ class TrainingReports:
         """Train a twin with ``enable_denoising`` flipped and score both on ``(data, labels)`` with all
         modalities, each missing, each alone and noised (see `modalbag.reports.denoising_impact`). The result
         feeds ``denoising_impact`` / ``robustness_impact`` of `get_detailed_training_report`."""
-        from modalbag.reports.denoising_impact import measure_denoising_impact
-
         return measure_denoising_impact(self.model, data, labels, noise=noise, seed=seed)
 
     def get_learner_training_analysis(self) -> dict[str, dict[str, Any]]:
@@ -272,13 +276,6 @@ class TrainingReports:
         ensemble's weights for the learners that remain; both scores use the rows both can
         predict. ``importance[m] > 0``: the ensemble is better with ``m``.
         """
-        from modalbag.reports.robustness import (
-            LOWER_IS_BETTER,
-            modality_ablation,
-            resolve_metric,
-        )
-        from modalbag.training.metrics import task_metrics
-
         ensemble = getattr(self.model, "ensemble", None)
         if ensemble is None:
             raise NotFittedError("the ensemble is not trained yet: call train_ensemble() first")
@@ -413,8 +410,6 @@ class TrainingReports:
     def save_training_plots(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
         """Write the run's PNG plots to ``directory``: training curves, learner comparison, and (when
         measurable) modality importance. Needs matplotlib (``modalbag[plots]``)."""
-        from modalbag.io.artifacts import atomic_write_bytes
-
         target = Path(directory)
         target.mkdir(parents=True, exist_ok=True)
         out = {}
@@ -425,8 +420,6 @@ class TrainingReports:
         return out
 
     def _plots(self, importance: Mapping[str, Any] | None = None) -> dict[str, bytes]:
-        from modalbag.reports import plots
-
         learners = self._trained_learners()
         out = {"training_curves": plots.training_curves_png(learners),
                "learner_comparison": plots.learner_comparison_png(learners, A.PRIMARY_METRIC[self.model.task_type])}
@@ -445,8 +438,6 @@ class TrainingReports:
         ``path`` defaults to ``<run_dir>/report.html``; ``data``/``labels`` (held out) make modality
         importance use them instead of out-of-bag rows. Returns the path written.
         """
-        from modalbag.reports import html as H
-
         config = getattr(self.model, "training_config", None)
         if path is None:
             if config is None or config.run_dir is None:

@@ -48,6 +48,7 @@ from modalbag.store.learners import (
     spec_from_dict,
     spec_to_dict,
 )
+from modalbag.version import __version__
 
 log = get_logger("modalbag.runrecord")
 
@@ -192,7 +193,6 @@ class Journal:
             return cls(previous)
         used = [bags[s.bag_id] for s in specs]
         save_bags(used, run_dir / BAGS_FILE)
-        from modalbag.version import __version__
 
         task = run.task
         data = {
