@@ -35,7 +35,7 @@ from modalbag import Bag, Catalog, TrainingConfig
 from modalbag.data.bags import split_validation
 from modalbag.data.dataset import MultimodalDataset, encode_labels
 from modalbag.engine.engine import Engine
-from modalbag.kernel.assembly import build_options
+from modalbag.kernel.components import build_options
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.run import BagData, TaskInfo

@@ -44,7 +44,7 @@ from modalbag.errors import (
     UnknownPluginError,
     WorkerLostError,
 )
-from modalbag.kernel.assembly import validate_training_config
+from modalbag.kernel.components import validate_training_config
 from modalbag.kernel.fit import Control, FitState, StashKey
 from modalbag.kernel.markers import NAME, hookimpl, hookspec
 from modalbag.kernel.modalities import ModalitySpec

@@ -26,7 +26,7 @@ from modalbag.engine.selection import select_learners
 from modalbag.ensemble.ensemble import Ensemble, PredictionResult
 from modalbag.errors import ConfigError, DataError, ModalbagError, NotFittedError
 from modalbag.io.files import load_array
-from modalbag.kernel.assembly import _wanted, build_options
+from modalbag.kernel.components import build_options, wanted_components
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
@@ -449,7 +449,7 @@ class MultiModalEnsembleModel:
         if cfg is None:
             return {}
 
-        return {"active_plugins": [f"{kind}.{name}" for _, kind, name in _wanted(cfg)]
+        return {"active_plugins": [f"{kind}.{name}" for _, kind, name in wanted_components(cfg)]
                 + sorted({f"trainer.{r.spec.trainer}" for r in self.learners.values()})}
 
 

@@ -27,7 +27,7 @@ from modalbag.data.dataset import MultimodalDataset, encode_labels
 from modalbag.engine.engine import Engine
 from modalbag.engine.fitting import fit_learner
 from modalbag.errors import DataError
-from modalbag.kernel.assembly import build_options
+from modalbag.kernel.components import build_options
 from modalbag.kernel.records import EpochRecord, LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo

@@ -34,7 +34,7 @@ from modalbag.data.synthetic import SyntheticTask
 from modalbag.engine.selection import OPTIMIZATION_STRATEGIES
 from modalbag.errors import ConfigError, ModalbagError, close_matches
 from modalbag.io.files import load_array
-from modalbag.kernel.assembly import validate_training_config
+from modalbag.kernel.components import validate_training_config
 from modalbag.kernel.modalities import MODALITY_TYPES
 from modalbag.kernel.registry import default_catalog
 

@@ -21,7 +21,7 @@ from modalbag.api.pipeline import EnsembleTrainingPipeline
 from modalbag.config.training import CONFIG_KEYS, TrainingConfig
 from modalbag.engine.executors import available_cores, available_memory, estimate_footprint, memory_budget
 from modalbag.errors import ConfigError, ModalbagError
-from modalbag.kernel.assembly import validate_training_config
+from modalbag.kernel.components import validate_training_config
 from modalbag.kernel.registry import default_catalog
 from modalbag.logs import get_logger
 

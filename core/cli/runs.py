@@ -14,7 +14,7 @@ from modalbag.api.run_config import check_run_config, load_run_config
 from modalbag.cli.output import format_summary
 from modalbag.data.bags import EnsembleConfig
 from modalbag.errors import ConfigError
-from modalbag.kernel.assembly import _wanted
+from modalbag.kernel.components import wanted_components
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.cli")
@@ -111,7 +111,7 @@ def validate(config: Path, overrides: tuple[str, ...], no_data: bool) -> None:
                f"{n_bags} bags; {cfg.epochs} epochs)")
 
     trainers = ", ".join(run_config.learners.get("trainers", [])) or "any installed trainer"
-    click.echo(f"active plugins: {', '.join(f'{kind}.{name}' for _, kind, name in _wanted(cfg))}; "
+    click.echo(f"active plugins: {', '.join(f'{kind}.{name}' for _, kind, name in wanted_components(cfg))}; "
                f"trainers chosen per bag from: {trainers}")
 
 

@@ -424,10 +424,16 @@ def _message(exc: Exception) -> str:
     return str(exc.args[0]) if len(exc.args) > 1 else str(exc)
 
 
+#: The catalog a config parsed without one reads plugin options from. The registry is a layer above
+#: config (it reads config types), so it installs its default catalog here when it is imported
+#: (`modalbag.kernel.registry`), which importing modalbag always does.
+default_catalog: Callable[[], Any] | None = None
+
+
 def _option_owners(catalog: Any) -> dict[str, list[Any]]:
     if catalog is None:
-        from modalbag.kernel.registry import default_catalog  # the registry is a layer up: ask it only here
-
+        if default_catalog is None:
+            raise RuntimeError("no plugin catalog: import modalbag (its registry installs the default catalog)")
         catalog = default_catalog()
     return catalog.option_owners()
 

@@ -22,7 +22,7 @@ import attrs
 import torch
 from torch import nn
 
-from modalbag.kernel.assembly import build_options
+from modalbag.kernel.components import build_options
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.kernel.markers import hookimpl
 from modalbag.kernel.registry import default_catalog

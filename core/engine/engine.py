@@ -15,6 +15,7 @@ import numpy as np
 from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset
+from modalbag.engine.assembly import assemble
 from modalbag.engine.executors import (
     JobResult,
     LearnerJob,
@@ -26,7 +27,6 @@ from modalbag.engine.executors import (
     replay_events,
     threads_for,
 )
-from modalbag.kernel.assembly import assemble
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import Run, TaskInfo

@@ -42,11 +42,11 @@ from modalbag.data.dataset import MultimodalDataset
 from modalbag.engine.fitting import fit_learner
 from modalbag.errors import NotPicklableError, UnknownPluginError, WorkerLostError
 from modalbag.io.artifacts import to_json
-from modalbag.kernel.assembly import ActiveSet, Selected
+from modalbag.kernel.component import Component
 from modalbag.kernel.markers import hookimpl
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
-from modalbag.kernel.registry import Catalog, Component, _new_plugin_manager
-from modalbag.kernel.run import Run, TaskInfo
+from modalbag.kernel.registry import Catalog, _new_plugin_manager
+from modalbag.kernel.run import ActiveSet, Run, Selected, TaskInfo
 from modalbag.logs import get_logger
 from modalbag.training.profiling import peak_rss
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from modalbag.data.bags import Bag, split_validation
 from modalbag.data.dataset import MultimodalDataset, complete_rows
-from modalbag.kernel.assembly import build_options
+from modalbag.kernel.components import build_options
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog

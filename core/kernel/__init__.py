@@ -22,8 +22,8 @@ _HOMES: dict[str, str] = {
     "BagProfile": "proposals", "LearnerProposal": "proposals",
     "ConstantSchedule": "schedules", "LinearWarmup": "schedules", "Schedule": "schedules",
     "beta_pair": "options", "fraction": "options", "non_negative": "options", "positive": "options",
-    "Catalog": "registry", "Component": "registry", "PluginInfo": "registry", "default_catalog": "registry",
-    "ActiveSet": "assembly", "Selected": "assembly", "build_options": "assembly",
+    "Catalog": "registry", "PluginInfo": "registry", "default_catalog": "registry",
+    "ActiveSet": "run", "Selected": "run", "build_options": "components", "Component": "component",
 }
 
 

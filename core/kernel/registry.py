@@ -19,8 +19,10 @@ from typing import Any
 import attrs
 import pluggy
 
+from modalbag.config import training as config_training
 from modalbag.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
 from modalbag.kernel import hookspecs
+from modalbag.kernel.component import Component, PluginSource
 from modalbag.kernel.markers import NAME
 from modalbag.kernel.tracing import trace_hook_calls, tracing_wanted
 
@@ -37,35 +39,6 @@ KINDS: dict[str, str] = {
     "executor": "modalbag_register_executors",
     "report": "modalbag_register_reports",
 }
-
-
-@attrs.frozen
-class PluginSource:
-    """Where a plugin came from: an entry point of an installed distribution, or a direct call."""
-
-    entry_point: str
-    value: str
-    distribution: str
-    version: str
-
-    def describe(self) -> str:
-        return f"{self.distribution} {self.version} ({self.entry_point} = {self.value})"
-
-
-@attrs.frozen
-class Component:
-    """A named factory that a plugin registered: what the engine builds when the config names it."""
-
-    kind: str
-    name: str
-    factory: Callable[..., Any]
-    options: type | None
-    summary: str
-    source: PluginSource
-
-    @property
-    def qualified_name(self) -> str:
-        return f"{self.kind}.{self.name}"
 
 
 @attrs.frozen
@@ -269,6 +242,9 @@ def default_catalog(*, refresh: bool = False) -> Catalog:
     if _DEFAULT is None or refresh:
         _DEFAULT = Catalog()
     return _DEFAULT
+
+
+config_training.default_catalog = default_catalog  # configs parsed without a catalog use this one
 
 
 def available_plugins(kind: str | None = None) -> list[PluginInfo]:

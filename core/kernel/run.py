@@ -12,11 +12,38 @@ from typing import Any
 
 import attrs
 import numpy as np
+import pluggy
 
 from modalbag.config.training import TrainingConfig
-from modalbag.kernel.assembly import ActiveSet
+from modalbag.kernel.component import Component
 from modalbag.kernel.fit import Stash
 from modalbag.kernel.schedules import ConstantSchedule, LinearWarmup, Schedule
+
+
+@attrs.frozen
+class Selected:
+    """A component chosen for a run, with its options parsed and validated."""
+
+    role: str
+    component: Component
+    options: Any
+
+
+@attrs.frozen
+class ActiveSet:
+    """What one run uses: the factories it calls and the instances registered for its hooks."""
+
+    optimizer: Selected
+    scheduler: Selected | None
+    hooked: tuple[Selected, ...]
+    instances: tuple[object, ...]
+    plugin_manager: pluggy.PluginManager
+    executor: Selected | None = None
+
+    def names(self) -> list[str]:
+        chosen = [self.optimizer] + ([self.scheduler] if self.scheduler else []) + list(self.hooked)
+        chosen += [self.executor] if self.executor else []
+        return [s.component.qualified_name for s in chosen]
 
 
 @attrs.frozen
@@ -85,4 +112,4 @@ class Run:
         return inner
 
 
-__all__ = ["BagData", "Run", "TaskInfo"]
+__all__ = ["ActiveSet", "BagData", "Run", "Selected", "TaskInfo"]

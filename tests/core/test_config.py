@@ -1,4 +1,4 @@
-"""modalbag.config.training and modalbag.kernel.assembly: defaults, parsing, validation and the active plugin set.
+"""modalbag.config.training and modalbag.kernel.components: defaults, parsing, validation and the active plugin set.
 
 Most tests pass their own fresh `Catalog` (installed built-ins only), so nothing another test
 registers into the process's default catalog can change what they see.
@@ -21,7 +21,7 @@ from modalbag import (
     UnknownPluginError,
     validate_training_config,
 )
-from modalbag.kernel.assembly import assemble
+from modalbag.engine.assembly import assemble
 from modalbag.plugins.optimizers.adamw import AdamWOptions
 from modalbag.plugins.optimizers.sgd import SGDOptions
 from tests.conftest import catalog_without

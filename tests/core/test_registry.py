@@ -28,7 +28,7 @@ from modalbag import (
     available_plugins,
     load_plugin,
 )
-from modalbag.kernel.assembly import assemble
+from modalbag.engine.assembly import assemble
 from modalbag.plugins.optimizers import adamw as adamw_module
 
 BUILTINS = {

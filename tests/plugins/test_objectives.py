@@ -8,7 +8,7 @@ import torch
 
 from modalbag import Catalog, TrainingConfig
 from modalbag.denoising.objectives import AdvancedCrossModalDenoisingLoss, DenoisingContext
-from modalbag.kernel.assembly import build_options
+from modalbag.kernel.components import build_options
 from modalbag.plugins.trainers.neural import FusionNetwork, Standardize, VectorEncoder
 
 OBJECTIVES = ["reconstruction", "alignment", "consistency", "information", "prediction"]

@@ -8,7 +8,7 @@ import torch
 
 from modalbag import TrainingConfig
 from modalbag.errors import ConfigError, UnknownConfigKeyError
-from modalbag.kernel.assembly import build_options
+from modalbag.kernel.components import build_options
 from modalbag.kernel.registry import Catalog
 from modalbag.plugins.optimizers.sgd import SGDOptions
 

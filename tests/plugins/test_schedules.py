@@ -9,7 +9,7 @@ import torch
 
 from modalbag import TrainingConfig
 from modalbag.errors import ConfigError
-from modalbag.kernel.assembly import build_options
+from modalbag.kernel.components import build_options
 from modalbag.kernel.registry import Catalog
 from modalbag.kernel.schedules import ConstantSchedule, LinearWarmup
 

@@ -124,10 +124,10 @@ def test_jsonl_from_worker_processes(tmp_path):
 
 def test_jsonl_is_active_exactly_when_run_dir_is_set(tmp_path):
     from modalbag.config.training import TrainingConfig
-    from modalbag.kernel.assembly import _wanted
+    from modalbag.kernel.components import wanted_components
 
-    assert ("run_dir", "sink", "jsonl") in _wanted(TrainingConfig(run_dir=str(tmp_path)))
-    assert not [w for w in _wanted(TrainingConfig()) if w[1] == "sink"]
+    assert ("run_dir", "sink", "jsonl") in wanted_components(TrainingConfig(run_dir=str(tmp_path)))
+    assert not [w for w in wanted_components(TrainingConfig()) if w[1] == "sink"]
 
 
 @pytest.mark.parametrize("option", ["tensorboard_logging", "wandb_logging", "profile_training"])

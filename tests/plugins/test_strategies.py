@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from modalbag import Catalog, TrainingConfig
-from modalbag.kernel.assembly import build_options
+from modalbag.kernel.components import build_options
 from tests.conftest import FAST, make_model
 
 

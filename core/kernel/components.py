@@ -12,50 +12,16 @@ from collections.abc import Mapping
 from typing import Any
 
 import attrs
-import pluggy
 
 from modalbag.config.training import NO_SCHEDULER, TrainingConfig, parse_config
 from modalbag.errors import (
     ConfigError,
-    DuplicatePluginError,
     MissingPluginError,
     PluginError,
-    PluginLoadError,
     UnknownPluginError,
 )
-from modalbag.kernel.registry import (
-    KINDS,
-    Catalog,
-    Component,
-    _new_plugin_manager,
-    default_catalog,
-)
-
-
-@attrs.frozen
-class Selected:
-    """A component chosen for a run, with its options parsed and validated."""
-
-    role: str
-    component: Component
-    options: Any
-
-
-@attrs.frozen
-class ActiveSet:
-    """What one run uses: the factories it calls and the instances registered for its hooks."""
-
-    optimizer: Selected
-    scheduler: Selected | None
-    hooked: tuple[Selected, ...]
-    instances: tuple[object, ...]
-    plugin_manager: pluggy.PluginManager
-    executor: Selected | None = None
-
-    def names(self) -> list[str]:
-        chosen = [self.optimizer] + ([self.scheduler] if self.scheduler else []) + list(self.hooked)
-        chosen += [self.executor] if self.executor else []
-        return [s.component.qualified_name for s in chosen]
+from modalbag.kernel.component import Component
+from modalbag.kernel.registry import KINDS, Catalog, default_catalog
 
 
 def build_options(component: Component, config: TrainingConfig) -> Any:
@@ -70,7 +36,7 @@ def build_options(component: Component, config: TrainingConfig) -> Any:
         raise ConfigError(f"{component.kind} {component.name!r} rejected its options {mine}: {exc}") from exc
 
 
-def _wanted(config: TrainingConfig) -> list[tuple[str, str, str]]:
+def wanted_components(config: TrainingConfig) -> list[tuple[str, str, str]]:
     """(role/option, kind, name) for every component the config turns on, in config order."""
     wanted = [("optimizer_type", "optimizer", config.optimizer_type)]
     if config.scheduler_type.lower() not in NO_SCHEDULER:
@@ -150,7 +116,7 @@ def component_issues(config: TrainingConfig, catalog: Catalog | None = None) -> 
     catalog = catalog or default_catalog()
     issues: list[str] = []
     chosen: list[Component] = []
-    for option, kind, name in _wanted(config):
+    for option, kind, name in wanted_components(config):
         try:
             comp = _resolve(catalog, option, kind, name, config)
         except PluginError as exc:
@@ -163,47 +129,6 @@ def component_issues(config: TrainingConfig, catalog: Catalog | None = None) -> 
             issues.extend(exc.issues)
     issues.extend(_stray_options(config, chosen, catalog))
     return issues
-
-
-def assemble(config: TrainingConfig, catalog: Catalog | None = None,
-             extra_plugins: tuple[object, ...] = ()) -> ActiveSet:
-    """Build the run's components and its own plugin manager; fail before any training starts."""
-    catalog = catalog or default_catalog()
-    issues = component_issues(config, catalog)
-    if issues:
-        for option, kind, name in _wanted(config):  # raise the precise plugin error when there is one
-            try:
-                _resolve(catalog, option, kind, name, config)
-            except (MissingPluginError, UnknownPluginError, PluginLoadError, DuplicatePluginError):
-                raise
-        raise ConfigError(issues)
-    selected: list[Selected] = []
-    for option, kind, name in _wanted(config):
-        comp = _resolve(catalog, option, kind, name, config)
-        selected.append(Selected(option, comp, build_options(comp, config)))
-    optimizer = selected[0]
-    scheduler = next((s for s in selected if s.component.kind == "scheduler"), None)
-    executor = next((s for s in selected if s.component.kind == "executor"), None)
-    hooked = tuple(s for s in selected if s.component.kind not in ("optimizer", "scheduler", "executor"))
-    named = [(sel.component.qualified_name, sel.component.factory(config, sel.options)) for sel in hooked
-             if sel.component.kind not in ("objective", "strategy")]
-    if config.enable_denoising:  # objectives run inside one loss module per learner, not as hooks
-        from modalbag.denoising.objectives import DenoisingHooks  # torch, only when on; a layer up (kinds as data)
-
-        built = {sel.component.name: sel.component.factory(config, sel.options) for sel in hooked
-                 if sel.component.kind == "objective"}
-        strategy = next(sel for sel in hooked if sel.component.kind == "strategy")
-        named.insert(0, ("denoising", DenoisingHooks(config, built, strategy.component.factory(config, strategy.options))))
-    named += [(f"extra-{i}-{type(p).__name__}", p) for i, p in enumerate(extra_plugins)]
-    pm = _new_plugin_manager()
-    for name, instance in reversed(named):  # pluggy calls the last registered first
-        pm.register(instance, name=name)
-    pm.check_pending()
-    instances = [instance for _, instance in named]
-    problems = [p for found in pm.hook.modalbag_validate_config(config=config) if found for p in found]
-    if problems:
-        raise ConfigError(problems)
-    return ActiveSet(optimizer, scheduler, hooked, tuple(instances), pm, executor)
 
 
 def validate_training_config(data: Mapping[str, Any], *, catalog: Any = None) -> dict[str, Any]:
@@ -221,4 +146,4 @@ def validate_training_config(data: Mapping[str, Any], *, catalog: Any = None) ->
     return {"valid": not messages, "issues": messages}
 
 
-__all__ = ["ActiveSet", "Selected", "assemble", "build_options", "component_issues", "validate_training_config"]
+__all__ = ["build_options", "component_issues", "validate_training_config", "wanted_components"]
