@@ -17,7 +17,8 @@ import attrs
 
 from modalbag.api import run_config as config_files
 from modalbag.config.training import TrainingConfig
-from modalbag.kernel.registry import KINDS, Catalog
+from modalbag.kernel.kinds import KINDS
+from modalbag.kernel.registry import Catalog
 
 TARGET = Path(__file__).with_name("configuration.md")
 

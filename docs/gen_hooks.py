@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from modalbag.kernel import hookspecs
+from modalbag.kernel.kinds import KIND_TABLE
 from modalbag.kernel.markers import NAME
 
 PER_STEP = ("modalbag_autocast", "modalbag_auxiliary_losses", "modalbag_backward", "modalbag_optimizer_step")
@@ -48,7 +49,15 @@ def render() -> str:
         ("Run hooks", [n for n in specs if not n.startswith(f"{NAME}_register_") and n not in PER_STEP]),
         ("Per-step hooks", [n for n in specs if n in PER_STEP]),
     ]
-    lines = [INTRO]
+    lines = [INTRO, "## Component kinds", "",
+             "One row per kind (`modalbag.kernel.kinds.KIND_TABLE`): adding a kind is a row there and a "
+             "registration hook spec.", "",
+             "| kind | registration hook | named by | role | what it does |", "|---|---|---|---|---|"]
+    for kind in KIND_TABLE:
+        named = f"`{kind.option}`" if kind.option else "-"
+        fallback = f" (default `{kind.fallback}`)" if kind.fallback else ""
+        lines.append(f"| `{kind.name}` | `{kind.hook}` | {named}{fallback} | {kind.role} | {kind.summary} |")
+    lines.append("")
     for title, names in groups:
         lines += [f"## {title}", ""]
         for name in names:

@@ -9,12 +9,13 @@ import re
 import tomllib
 from pathlib import Path
 
+import attrs
 import pytest
 
 from modalbag import Catalog
 from modalbag.kernel import hookspecs
+from modalbag.kernel.kinds import KINDS
 from modalbag.kernel.markers import NAME
-from modalbag.kernel.registry import KINDS
 from tests.import_reader import imported_names
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -181,3 +182,16 @@ def test_only_the_artifacts_module_renames_files_into_place():
                     and node.func.value.id == "os"):
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert offenders == []
+
+
+def test_the_kind_table_is_the_one_list_of_kinds():
+    """Every kind has a registration hook spec and a role; the options that name components are config keys."""
+    from modalbag import TrainingConfig
+    from modalbag.kernel.kinds import KIND_TABLE, ROLES
+
+    config_keys = {f.name for f in attrs.fields(TrainingConfig)}
+    for kind in KIND_TABLE:
+        assert kind.hook in HOOKSPECS and kind.role in ROLES
+        assert kind.option is None or kind.option in config_keys, kind
+    executor = next(k for k in KIND_TABLE if k.name == "executor")
+    assert executor.fallback in Catalog().names("executor")  # the declared fallback is installed

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import attrs
 
-from modalbag.kernel.registry import KINDS, Catalog
+from modalbag.kernel.kinds import KINDS
+from modalbag.kernel.registry import Catalog
 
 
 def test_every_builtin_plugin_option_has_help_text() -> None:

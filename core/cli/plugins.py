@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from modalbag.cli.output import table
-from modalbag.kernel.registry import KINDS, default_catalog
+from modalbag.kernel.kinds import KINDS
+from modalbag.kernel.registry import default_catalog
 
 
 def plugin_rows(kind: str | None = None, *, load: bool = False, catalog: Any = None) -> list[dict[str, Any]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from modalbag.config.training import TrainingConfig
 from modalbag.errors import ConfigError, DuplicatePluginError, MissingPluginError, PluginLoadError, UnknownPluginError
 from modalbag.kernel.components import _resolve, build_options, component_issues, wanted_components
+from modalbag.kernel.kinds import role_of
 from modalbag.kernel.registry import Catalog, _new_plugin_manager, default_catalog
 from modalbag.kernel.run import ActiveSet, Selected
 
@@ -34,9 +35,9 @@ def assemble(config: TrainingConfig, catalog: Catalog | None = None,
     optimizer = selected[0]
     scheduler = next((s for s in selected if s.component.kind == "scheduler"), None)
     executor = next((s for s in selected if s.component.kind == "executor"), None)
-    hooked = tuple(s for s in selected if s.component.kind not in ("optimizer", "scheduler", "executor"))
+    hooked = tuple(s for s in selected if role_of(s.component.kind) != "factory")
     named = [(sel.component.qualified_name, sel.component.factory(config, sel.options)) for sel in hooked
-             if sel.component.kind not in ("objective", "strategy")]
+             if role_of(sel.component.kind) == "hooks"]
     if config.enable_denoising:  # objectives run inside one loss module per learner, not as hooks
         from modalbag.denoising.objectives import DenoisingHooks  # imports torch: only when denoising is on
 

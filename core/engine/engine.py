@@ -27,6 +27,8 @@ from modalbag.engine.executors import (
     replay_events,
     threads_for,
 )
+from modalbag.kernel.components import build_options
+from modalbag.kernel.kinds import KIND
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import Run, TaskInfo
@@ -87,7 +89,7 @@ class Engine:
         jobs = self.jobs(run, [s for s in specs if s.learner_id not in done], bags, dataset)
         work = TrainingWork(run, jobs, dataset, targets, self.catalog, threads_for(run.config),
                             memory_budget(run.config))
-        executor = run.executor if run.executor is not None else _InThisProcess()
+        executor = run.executor if run.executor is not None else self._fallback_executor(run)
         log.info("run.start", run=run.run_id, learners=len(specs), already_fitted=len(done), plugins=run.active.names(),
                  executor=type(executor).__name__, threads_per_learner=work.threads)
         bag_of = {job.learner_id: job.bag.id for job in jobs}
@@ -122,6 +124,12 @@ class Engine:
         log.info("run.end", run=run.run_id, trained=len(results) - failed, failed=failed)
         return results
 
+    def _fallback_executor(self, run: Run) -> Any:
+        """The executor kind's declared fallback (``serial``), for a run whose active set names none
+        (an `ActiveSet` built by hand)."""
+        component = self.catalog.get("executor", KIND["executor"].fallback)
+        return component.factory(run.config, build_options(component, run.config))
+
     @staticmethod
     def _received(run: Run, outcome: JobResult, bag_of: Mapping[str, int], results: dict[str, TrainedLearner],
                   total: int) -> None:
@@ -138,13 +146,6 @@ class Engine:
                  done=len(results), total=total, worker=outcome.worker,
                  seconds=round(outcome.finished - outcome.started, 3) if outcome.started else None)
 
-
-class _InThisProcess:
-    """Runs jobs here when a run has no executor (an `ActiveSet` built by hand)."""
-
-    def execute(self, work: TrainingWork) -> Any:
-        for job in work.jobs:
-            yield work.fit_here(job)
 
 
 __all__ = ["Engine"]

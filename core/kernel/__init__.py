@@ -22,7 +22,7 @@ _HOMES: dict[str, str] = {
     "BagProfile": "proposals", "LearnerProposal": "proposals",
     "ConstantSchedule": "schedules", "LinearWarmup": "schedules", "Schedule": "schedules",
     "beta_pair": "options", "fraction": "options", "non_negative": "options", "positive": "options",
-    "Catalog": "registry", "PluginInfo": "registry", "default_catalog": "registry",
+    "Catalog": "registry", "PluginInfo": "registry", "KIND_TABLE": "kinds", "Kind": "kinds", "default_catalog": "registry",
     "ActiveSet": "run", "Selected": "run", "build_options": "components", "Component": "component",
 }
 

@@ -21,7 +21,8 @@ from modalbag.errors import (
     UnknownPluginError,
 )
 from modalbag.kernel.component import Component
-from modalbag.kernel.registry import KINDS, Catalog, default_catalog
+from modalbag.kernel.kinds import KIND_TABLE, KINDS
+from modalbag.kernel.registry import Catalog, default_catalog
 
 
 def build_options(component: Component, config: TrainingConfig) -> Any:
@@ -56,8 +57,8 @@ def wanted_components(config: TrainingConfig) -> list[tuple[str, str, str]]:
     return ordered
 
 
-_NAMED_BY_USER = ("optimizer_type", "scheduler_type", "denoising_objectives", "denoising_strategy", "validators",
-                  "sinks", "executor")
+#: Options whose value names a component (a name the user wrote, so an unknown one gets close matches).
+_NAMED_BY_USER = tuple(kind.option for kind in KIND_TABLE if kind.option)
 
 
 def _turn_off(option: str) -> Any:

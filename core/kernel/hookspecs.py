@@ -18,7 +18,7 @@ Run hooks about one learner run where that learner trains: with an executor that
 processes, on copies of the instances (see `modalbag_register_executors`).
 
 Adding a component family means adding one registration hook here and one entry in
-`modalbag.kernel.registry.KINDS`; the tests check that every hook is documented and tested.
+a row of `modalbag.kernel.kinds.KIND_TABLE`; the tests check that every hook is documented and tested.
 """
 
 from __future__ import annotations

@@ -23,22 +23,9 @@ from modalbag.config import training as config_training
 from modalbag.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
 from modalbag.kernel import hookspecs
 from modalbag.kernel.component import Component, PluginSource
+from modalbag.kernel.kinds import KINDS
 from modalbag.kernel.markers import NAME
 from modalbag.kernel.tracing import trace_hook_calls, tracing_wanted
-
-#: Component kinds and the registration hook of each. Order is the listing order.
-KINDS: dict[str, str] = {
-    "trainer": "modalbag_register_trainers",
-    "optimizer": "modalbag_register_optimizers",
-    "scheduler": "modalbag_register_schedulers",
-    "objective": "modalbag_register_objectives",
-    "strategy": "modalbag_register_strategies",
-    "precision": "modalbag_register_precisions",
-    "sink": "modalbag_register_sinks",
-    "validator": "modalbag_register_validators",
-    "executor": "modalbag_register_executors",
-    "report": "modalbag_register_reports",
-}
 
 
 @attrs.frozen
