@@ -19,6 +19,7 @@ import attrs
 from attrs import validators as v
 
 from modalbag.config.stages import parse_stages
+from modalbag.config.validators import at_least_0_below_1, non_negative, positive
 from modalbag.errors import ConfigError, UnknownConfigKeyError, close_matches
 
 TASK_TYPES = ("classification", "regression", "multilabel")
@@ -42,24 +43,9 @@ def _opt(default: Any, help: str, *, validator: Any = None, converter: Any = Non
     return attrs.field(**kwargs)
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0, got {value!r}")
-
-
-def _non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value < 0:
-        raise ValueError(f"{attribute.name} must be >= 0, got {value!r}")
-
-
 def _n_jobs(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if value == 0 or value < -1:
         raise ValueError(f"{attribute.name} must be >= 1, or -1 for one per core, got {value!r}")
-
-
-def _fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{attribute.name} must be in [0, 1), got {value!r}")
 
 
 def _number(value: Any) -> Any:
@@ -127,24 +113,24 @@ class TrainingConfig:
     """How an ensemble trains. Defaults follow the spec's configuration reference."""
 
     # -- core --------------------------------------------------------------------------------------
-    epochs: int = _opt(100, "Maximum training epochs per neural learner.", converter=_integer, validator=_positive)
-    batch_size: int = _opt(32, "Training batch size.", converter=_integer, validator=_positive)
-    learning_rate: float = _opt(1e-3, "Initial (peak) learning rate.", converter=_number, validator=_positive)
-    weight_decay: float = _opt(1e-4, "L2 / decoupled weight decay.", converter=_number, validator=_non_negative)
+    epochs: int = _opt(100, "Maximum training epochs per neural learner.", converter=_integer, validator=positive)
+    batch_size: int = _opt(32, "Training batch size.", converter=_integer, validator=positive)
+    learning_rate: float = _opt(1e-3, "Initial (peak) learning rate.", converter=_number, validator=positive)
+    weight_decay: float = _opt(1e-4, "L2 / decoupled weight decay.", converter=_number, validator=non_negative)
     task_type: str = _opt("classification", "classification, regression or multilabel.",
                           category="task", validator=v.in_(TASK_TYPES))
     num_classes: int | None = _opt(None, "Output classes (labels for multilabel); None infers it from the labels.",
                                    category="task", converter=attrs.converters.optional(_integer),
-                                   validator=v.optional(_positive))
+                                   validator=v.optional(positive))
     class_weights: Any = _opt(None, "Per-class loss weights: a list by class index or a {class: weight} mapping.",
                               category="task", converter=_class_weights)
     label_smoothing: float = _opt(0.0, "Label smoothing for classification.", category="task",
-                                  converter=_number, validator=_fraction)
+                                  converter=_number, validator=at_least_0_below_1)
     # -- denoising ---------------------------------------------------------------------------------
     enable_denoising: bool = _opt(True, "Train with the cross-modal denoising objectives.",
                                   category="denoising", converter=_boolean)
     denoising_weight: float = _opt(0.1, "Weight of the denoising loss relative to the task loss.",
-                                   category="denoising", converter=_number, validator=_non_negative)
+                                   category="denoising", converter=_number, validator=non_negative)
     denoising_strategy: str = _opt("adaptive", "Weighting strategy plugin: fixed, adaptive or curriculum.",
                                    category="denoising", validator=v.instance_of(str))
     denoising_objectives: tuple[str, ...] = _opt(["reconstruction", "alignment"],
@@ -157,29 +143,29 @@ class TrainingConfig:
             "'denoising_weight': w}; empty: objectives added one by one over the run.",
         category="denoising", converter=lambda stages: _stages(stages))
     contrastive_temperature: float = _opt(0.1, "InfoNCE temperature of the alignment objective.",
-                                          category="denoising", converter=_number, validator=_positive)
+                                          category="denoising", converter=_number, validator=positive)
     alignment_weight: float = _opt(1.0, "Extra multiplier on the alignment objective's loss.",
-                                   category="denoising", converter=_number, validator=_non_negative)
+                                   category="denoising", converter=_number, validator=non_negative)
     denoising_objectives_per_step: int = _opt(
         0, "Objectives computed per training step, taken in turn and weighted up so the expected loss is "
            "unchanged (0: all of them every step). 1 makes a step with five objectives cost about one.",
-        category="denoising", converter=_integer, validator=_non_negative)
+        category="denoising", converter=_integer, validator=non_negative)
     # -- optimization ------------------------------------------------------------------------------
     optimizer_type: str = _opt("adamw", "Optimizer plugin name.", category="optimization",
                                validator=v.instance_of(str))
     scheduler_type: str = _opt("cosine_restarts", "Scheduler plugin name ('none' for a constant rate).",
                                category="optimization", validator=v.instance_of(str))
     warmup_epochs: int = _opt(5, "Linear learning-rate warmup, in epochs (0 disables).",
-                              category="optimization", converter=_integer, validator=_non_negative)
+                              category="optimization", converter=_integer, validator=non_negative)
     gradient_clipping: float | None = _opt(1.0, "Clip the global gradient norm to this (None or 0 disables).",
                                            category="optimization",
                                            converter=attrs.converters.optional(_number),
-                                           validator=v.optional(_non_negative))
+                                           validator=v.optional(non_negative))
     mixed_precision: bool = _opt(True, "Mixed-precision training where the hardware gains from it.",
                                  category="optimization", converter=_boolean,
                                  activates=("precision", "amp", _when_true))
     gradient_accumulation_steps: int = _opt(1, "Optimizer step every N batches.", category="optimization",
-                                            converter=_integer, validator=_positive,
+                                            converter=_integer, validator=positive,
                                             activates=("precision", "accumulation", lambda n: n > 1))
     enable_progressive_learning: bool = _opt(False, "Train neural learners in progressive_stages (frozen layers, "
                                              "learning-rate multipliers).", category="optimization",
@@ -190,15 +176,15 @@ class TrainingConfig:
         category="optimization", converter=lambda stages: tuple(stages))
     # -- quality -----------------------------------------------------------------------------------
     early_stopping_patience: int = _opt(15, "Epochs without validation improvement before stopping (0 disables).",
-                                        category="quality", converter=_integer, validator=_non_negative,
+                                        category="quality", converter=_integer, validator=non_negative,
                                         activates=("validator", "early_stopping", lambda n: n > 0))
     validation_split: float = _opt(0.2, "Fraction of each bag's distinct rows held out for validation.",
-                                   category="quality", converter=_number, validator=_fraction)
+                                   category="quality", converter=_number, validator=at_least_0_below_1)
     # Cross-validation runs inside the trainers that support it (the tabular ones), so no validator
     # plugin is activated for it.
     cross_validation_folds: int = _opt(0, "K-fold cross-validation of each tabular learner over its training "
                                           "rows, stratified for classification (0 disables).", category="quality",
-                                       converter=_integer, validator=_non_negative)
+                                       converter=_integer, validator=non_negative)
     validation_strategy: str = _opt("random", "How validation rows are held out: random, stratified (by class) "
                                               "or time_series (the latest rows; row order is time order).",
                                     category="quality", validator=v.in_(VALIDATION_STRATEGIES))
@@ -222,11 +208,11 @@ class TrainingConfig:
     # -- tuning ------------------------------------------------------------------------------------
     hpo_trials: int = _opt(0, "Hyperparameter search trials per tabular learner, each scored by "
                               "cross-validation (0: no search unless hpo_time_budget is set).",
-                           category="tuning", converter=_integer, validator=_non_negative)
+                           category="tuning", converter=_integer, validator=non_negative)
     hpo_time_budget: float | None = _opt(None, "Seconds of hyperparameter search per tabular learner "
                                                "(None: bounded by hpo_trials only).", category="tuning",
                                          converter=attrs.converters.optional(_number),
-                                         validator=v.optional(_positive))
+                                         validator=v.optional(positive))
     save_checkpoints: bool = _opt(True, "Write each learner's best weights to checkpoint_dir.",
                                   category="quality", converter=_boolean,
                                   activates=("validator", "checkpoint", _when_true))
@@ -237,7 +223,7 @@ class TrainingConfig:
     checkpoint_interval: int = _opt(1, "Epochs between full training-state checkpoints of a neural learner (model, "
                                        "objective, optimizer, scheduler, scaler and RNG states): what resume "
                                        "continues from. Needs save_checkpoints and run_dir or checkpoint_dir.",
-                                    category="quality", converter=_integer, validator=_positive)
+                                    category="quality", converter=_integer, validator=positive)
     keep_best_only: bool = _opt(True, "Keep only the newest training state and the best weights per learner; "
                                       "false keeps every checkpoint_interval's state as well.",
                                 category="quality", converter=_boolean)
@@ -255,7 +241,7 @@ class TrainingConfig:
                                   converter=_names)
     log_interval: int = _opt(50, "Log step metrics (loss, learning rate, gradient norm, throughput) to the "
                              "active sinks every N optimizer steps (0: per epoch only).", category="run",
-                             converter=_integer, validator=_non_negative)
+                             converter=_integer, validator=non_negative)
     tensorboard_logging: bool = _opt(False, "Mirror the run's metrics to TensorBoard under run_dir/tensorboard.",
                                      category="run", converter=_boolean,
                                      activates=("sink", "tensorboard", _when_true))
@@ -274,18 +260,18 @@ class TrainingConfig:
     threads_per_learner: int | None = _opt(None, "Threads each learner uses (None: cores // n_jobs). Results are "
                                            "bitwise identical across executors for the same value.",
                                            category="parallel", converter=attrs.converters.optional(_integer),
-                                           validator=v.optional(_positive))
+                                           validator=v.optional(positive))
     memory_limit_mb: float | None = _opt(None, "Memory the learners training at once may use together (None: 90% "
                                          "of the memory available when training starts).", category="parallel",
                                          converter=attrs.converters.optional(_number),
-                                         validator=v.optional(_positive))
+                                         validator=v.optional(positive))
     distributed_training: bool = _opt(False, "Train each learner with torch DDP over num_processes ranks "
                                       "launched by torchrun.", category="parallel", converter=_boolean)
     num_processes: int = _opt(2, "DDP ranks per learner when distributed_training (torchrun --nproc-per-node).",
-                              category="parallel", converter=_integer, validator=_positive)
+                              category="parallel", converter=_integer, validator=positive)
     distributed_timeout: float = _opt(300.0, "Seconds a DDP rank waits for its peers (joining the group, each "
                                       "collective) before failing.", category="parallel", converter=_number,
-                                      validator=_positive)
+                                      validator=positive)
     progress_bar: bool = _opt(False, "Draw one progress bar over the bags on stderr.", category="parallel",
                               converter=_boolean)
     plugin_options: Mapping[str, Any] = attrs.field(

@@ -1,30 +1,14 @@
-"""Reusable attrs validators for plugins' option classes (so every plugin words errors alike)."""
+"""Validators for plugins' option classes: the config's own set (`modalbag.config.validators`), so
+that every plugin words its errors like the training config does."""
 
 from __future__ import annotations
 
-from typing import Any
+from modalbag.config.validators import (
+    at_least_0_below_1,
+    beta_pair,
+    non_negative,
+    positive,
+    strictly_between_0_and_1,
+)
 
-import attrs
-
-
-def positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
-
-
-def non_negative(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
-
-
-def fraction(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-        raise ValueError(f"{attribute.name} must be strictly between 0 and 1, got {value!r}")
-
-
-def beta_pair(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if len(value) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in value):
-        raise ValueError(f"{attribute.name} must be two numbers in [0, 1), got {value!r}")
-
-
-__all__ = ["beta_pair", "fraction", "non_negative", "positive"]
+__all__ = ["at_least_0_below_1", "beta_pair", "non_negative", "positive", "strictly_between_0_and_1"]

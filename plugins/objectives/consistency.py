@@ -24,12 +24,12 @@ from torch.nn import functional as F
 
 from modalbag import hookimpl
 from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
-from modalbag.kernel.options import fraction
+from modalbag.kernel.options import strictly_between_0_and_1
 
 
 @attrs.frozen(kw_only=True)
 class ConsistencyOptions:
-    consistency_drop_rate: float = attrs.field(default=0.5, validator=fraction, metadata={
+    consistency_drop_rate: float = attrs.field(default=0.5, validator=strictly_between_0_and_1, metadata={
         "help": "Probability of dropping each present modality (of those the objectives act on) to form the "
                 "subset, strictly between 0 and 1; at least one modality is kept."})
     drop_rate_curriculum: bool | None = attrs.field(default=None, metadata={

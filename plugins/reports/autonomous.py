@@ -24,7 +24,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.kernel.options import fraction, non_negative, positive
+from modalbag.kernel.options import non_negative, positive, strictly_between_0_and_1
 from modalbag.plugins.reports._common import (
     label,
     levels,
@@ -45,10 +45,10 @@ class SafetyOptions:
                                                   metadata={"help": "Gaussian noise added to one sensor at a time, "
                                                                     "in standard deviations of each feature: one "
                                                                     "scenario per sensor and level."})
-    redundancy_fraction: float = attrs.field(default=0.9, validator=fraction, metadata={
+    redundancy_fraction: float = attrs.field(default=0.9, validator=strictly_between_0_and_1, metadata={
         "help": "Redundancy threshold as a share of the accuracy with every sensor, strictly between 0 and 1 "
                 "(used when min_accuracy is None)."})
-    min_accuracy: float | None = attrs.field(default=None, validator=attrs.validators.optional(fraction), metadata={
+    min_accuracy: float | None = attrs.field(default=None, validator=attrs.validators.optional(strictly_between_0_and_1), metadata={
         "help": "Accuracy the redundancy level must keep (None: redundancy_fraction times the accuracy with "
                 "every sensor)."})
     max_scenarios: int = attrs.field(default=1024, validator=positive, metadata={

@@ -17,7 +17,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.kernel.options import fraction, non_negative, positive
+from modalbag.kernel.options import non_negative, positive, strictly_between_0_and_1
 from modalbag.plugins.reports._common import require_task, switch
 
 
@@ -25,12 +25,12 @@ from modalbag.plugins.reports._common import require_task, switch
 class MedicalOptions:
     positive_class: Any = attrs.field(default=None, metadata={
         "help": "Binary tasks: the class value that counts as positive (None: the second class)."})
-    threshold: float | None = attrs.field(default=None, validator=attrs.validators.optional(fraction), metadata={
+    threshold: float | None = attrs.field(default=None, validator=attrs.validators.optional(strictly_between_0_and_1), metadata={
         "help": "Binary tasks: predict positive where its probability is at least this, strictly between 0 "
                 "and 1 (None: the more probable class)."})
     n_bootstrap: int = attrs.field(default=200, validator=positive, metadata={
         "help": "Bootstrap resamples of the held-out samples behind each confidence interval."})
-    ci_level: float = attrs.field(default=0.95, validator=fraction, metadata={
+    ci_level: float = attrs.field(default=0.95, validator=strictly_between_0_and_1, metadata={
         "help": "Confidence level of the percentile-bootstrap intervals, strictly between 0 and 1."})
     calibration_bins: int = attrs.field(default=10, validator=positive, metadata={
         "help": "Equal-width confidence bins of the expected calibration error."})

@@ -11,7 +11,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.kernel.options import fraction, positive
+from modalbag.kernel.options import positive, strictly_between_0_and_1
 
 
 def _optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -23,7 +23,7 @@ def _optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) ->
 class OneCycleOptions:
     max_lr: float | None = attrs.field(default=None, validator=_optional_positive, metadata={
         "help": "Peak learning rate of the cycle (None: learning_rate)."})
-    pct_start: float = attrs.field(default=0.3, validator=fraction, metadata={
+    pct_start: float = attrs.field(default=0.3, validator=strictly_between_0_and_1, metadata={
         "help": "Share of all training steps spent rising to max_lr, strictly between 0 and 1."})
     anneal_strategy: str = attrs.field(default="cos", validator=attrs.validators.in_(("cos", "linear")), metadata={
         "help": "Shape of the rise and the fall: 'cos' or 'linear'."})

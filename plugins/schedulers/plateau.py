@@ -7,7 +7,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.kernel.options import fraction, non_negative
+from modalbag.kernel.options import non_negative, strictly_between_0_and_1
 
 
 def _patience(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -19,7 +19,7 @@ def _patience(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 class PlateauOptions:
     mode: str = attrs.field(default="min", validator=attrs.validators.in_(("min",)), metadata={
         "help": "'min' (the only value): a lower monitored loss is an improvement."})
-    factor: float = attrs.field(default=0.5, validator=fraction, metadata={
+    factor: float = attrs.field(default=0.5, validator=strictly_between_0_and_1, metadata={
         "help": "The learning rate is multiplied by this at each cut, strictly between 0 and 1."})
     patience: int = attrs.field(default=5, validator=_patience, metadata={
         "help": "Epochs without improvement of the monitored loss (validation loss, else training loss) "

@@ -27,12 +27,12 @@ import torch
 
 from modalbag import hookimpl
 from modalbag.denoising.objectives import warmup_scale
-from modalbag.kernel.options import fraction, positive
+from modalbag.kernel.options import positive, strictly_between_0_and_1
 
 
 @attrs.frozen(kw_only=True)
 class AdaptiveOptions:
-    adaptive_momentum: float = attrs.field(default=0.9, validator=fraction, metadata={
+    adaptive_momentum: float = attrs.field(default=0.9, validator=strictly_between_0_and_1, metadata={
         "help": "Momentum of the moving averages of the task loss and of each objective's loss, strictly "
                 "between 0 and 1 (higher: smoother, slower to follow)."})
     adaptive_min_weight: float = attrs.field(default=0.01, validator=positive, metadata={

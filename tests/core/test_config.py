@@ -7,6 +7,7 @@ registers into the process's default catalog can change what they see.
 from __future__ import annotations
 
 import json
+import re
 
 import attrs
 import pytest
@@ -428,3 +429,29 @@ def test_assemble_needs_accumulation_plugin_for_accumulation_steps():
     assert (info.value.option, info.value.kind, info.value.name) == ("gradient_accumulation_steps", "precision",
                                                                      "accumulation")
     assert "gradient_accumulation_steps=1" in str(info.value)
+
+
+def test_one_set_of_validators_each_check_meaning_one_thing():
+    """The config and every plugin share them: a range name says which ends are open."""
+    import attrs
+
+    from modalbag.config import validators as v
+
+    @attrs.frozen
+    class Options:
+        share: float = attrs.field(default=0.5, validator=v.strictly_between_0_and_1)
+        rate: float = attrs.field(default=0.0, validator=v.at_least_0_below_1)
+        count: int = attrs.field(default=1, validator=v.positive)
+
+    Options(rate=0.0)  # 0 turns a rate off
+    for bad, message in [({"share": 0.0}, "share must be strictly between 0 and 1, got 0.0"),
+                         ({"share": 1.0}, "share must be strictly between 0 and 1"),
+                         ({"rate": 1.0}, "rate must be in [0, 1), got 1.0"),
+                         ({"count": 0}, "count must be > 0, got 0"),
+                         ({"count": "3"}, "count must be a number, got '3'"),
+                         ({"count": True}, "count must be a number, got True")]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            Options(**bad)
+    from modalbag.kernel import options
+
+    assert options.positive is v.positive and options.strictly_between_0_and_1 is v.strictly_between_0_and_1
