@@ -24,7 +24,7 @@ _HOMES: dict[str, str] = {
     "at_least_0_below_1": "options", "beta_pair": "options", "non_negative": "options", "positive": "options",
     "strictly_between_0_and_1": "options",
     "Catalog": "registry", "PluginInfo": "registry", "KIND_TABLE": "kinds", "Kind": "kinds", "default_catalog": "registry",
-    "ActiveSet": "run", "Selected": "run", "build_options": "components", "Component": "component",
+    "ActiveSet": "run", "Selected": "run", "build_options": "components", "Component": "component", "Register": "component",
 }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import attrs
 
@@ -37,4 +37,14 @@ class Component:
         return f"{self.kind}.{self.name}"
 
 
-__all__ = ["Component", "PluginSource"]
+
+class Register(Protocol):
+    """What a registration hook is called with: ``register(name, factory, *, options=None, summary="")``
+    adds one named component of the hook's kind (``options``: its attrs options class; ``summary``:
+    one line for ``modalbag plugins``)."""
+
+    def __call__(self, name: str, factory: Callable[..., Any], *, options: type | None = None,
+                 summary: str = "") -> None: ...
+
+
+__all__ = ["Component", "PluginSource", "Register"]

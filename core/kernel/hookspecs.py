@@ -23,10 +23,11 @@ a row of `modalbag.kernel.kinds.KIND_TABLE`; the tests check that every hook is 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from modalbag.kernel.component import Register
 from modalbag.kernel.markers import hookspec
 
 if TYPE_CHECKING:  # the engine's types, for documentation only
@@ -37,7 +38,6 @@ if TYPE_CHECKING:  # the engine's types, for documentation only
     from modalbag.kernel.records import EpochRecord, TrainedLearner
     from modalbag.kernel.run import Run
 
-Register = Callable[..., None]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,6 +50,7 @@ from modalbag.engine.executors import (
     fit_in_worker,
     loads,
 )
+from modalbag.kernel import Register
 from modalbag.kernel.options import positive
 from modalbag.logs import get_logger
 from modalbag.training.profiling import current_rss
@@ -301,6 +302,6 @@ class LocalExecutor:
 
 
 @hookimpl
-def modalbag_register_executors(register: Any) -> None:
+def modalbag_register_executors(register: Register) -> None:
     register("local", LocalExecutor, options=LocalOptions,
              summary="Train learners side by side in worker processes on this machine (n_jobs of them)")

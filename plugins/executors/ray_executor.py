@@ -31,6 +31,7 @@ from modalbag.engine.executors import (
     fit_in_worker,
 )
 from modalbag.errors import ConfigError
+from modalbag.kernel import Register
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.engine.executors.ray")
@@ -106,6 +107,6 @@ class RayExecutor:
 
 
 @hookimpl
-def modalbag_register_executors(register: Any) -> None:
+def modalbag_register_executors(register: Register) -> None:
     register("ray", RayExecutor, options=RayOptions,
              summary="Each learner a Ray task, on a cluster (ray_address) or a local Ray instance")

@@ -14,6 +14,7 @@ import attrs
 
 from modalbag import hookimpl
 from modalbag.engine.executors import JobResult, TrainingWork
+from modalbag.kernel import Register
 
 
 @attrs.frozen(kw_only=True)
@@ -31,6 +32,6 @@ class SerialExecutor:
 
 
 @hookimpl
-def modalbag_register_executors(register: Any) -> None:
+def modalbag_register_executors(register: Register) -> None:
     register("serial", SerialExecutor, options=SerialOptions,
              summary="Train the learners in this process, one after another")

@@ -36,6 +36,7 @@ from modalbag.engine.executors import (
     dumps,
     loads,
 )
+from modalbag.kernel import Register
 from modalbag.logs import get_logger
 from modalbag.training.distributed import (
     RankRequest,
@@ -137,6 +138,6 @@ class TorchrunExecutor:
 
 
 @hookimpl
-def modalbag_register_executors(register: Any) -> None:
+def modalbag_register_executors(register: Register) -> None:
     register("torchrun", TorchrunExecutor, options=TorchrunOptions,
              summary="Train each learner with torch DDP over num_processes ranks launched by torchrun")

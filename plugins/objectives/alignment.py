@@ -26,6 +26,7 @@ from torch.nn import functional as F
 from modalbag import hookimpl
 from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
 from modalbag.denoising.ops import symmetric_info_nce
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative, positive
 
 _EXCLUDED = 1e4  # logits of excluded samples: exp(-1e4) is 0 in every float type, and -2e4 fits fp16
@@ -118,6 +119,6 @@ class Alignment:
 
 
 @hookimpl
-def modalbag_register_objectives(register: Any) -> None:
+def modalbag_register_objectives(register: Register) -> None:
     register("alignment", Alignment, options=AlignmentOptions,
              summary="InfoNCE alignment between modality projections, optional hard-negative weighting")

@@ -24,6 +24,7 @@ from torch.nn import functional as F
 
 from modalbag import hookimpl
 from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.kernel import Register
 from modalbag.kernel.options import strictly_between_0_and_1
 
 
@@ -104,6 +105,6 @@ class Consistency:
 
 
 @hookimpl
-def modalbag_register_objectives(register: Any) -> None:
+def modalbag_register_objectives(register: Register) -> None:
     register("consistency", Consistency, options=ConsistencyOptions,
              summary="KL between predictions from all modalities and from random modality subsets")

@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from modalbag import hookimpl
 from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
 from modalbag.denoising.ops import cross_correlation_penalty, gaussian_bottleneck
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative, positive
 
 
@@ -92,6 +93,6 @@ class Information:
 
 
 @hookimpl
-def modalbag_register_objectives(register: Any) -> None:
+def modalbag_register_objectives(register: Register) -> None:
     register("information", Information, options=InformationOptions,
              summary="Variational information bottleneck on the fused representation + decorrelation")

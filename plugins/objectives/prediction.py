@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from modalbag import hookimpl
 from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
 from modalbag.denoising.ops import embedding_error
+from modalbag.kernel import Register
 from modalbag.kernel.options import positive
 
 
@@ -92,6 +93,6 @@ class CrossModalPrediction:
 
 
 @hookimpl
-def modalbag_register_objectives(register: Any) -> None:
+def modalbag_register_objectives(register: Register) -> None:
     register("prediction", CrossModalPrediction, options=PredictionOptions,
              summary="Pairwise cross-modal prediction heads with a cosine loss, weighted by difficulty")

@@ -31,6 +31,7 @@ from torch.nn import functional as F
 from modalbag import hookimpl
 from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
 from modalbag.denoising.ops import embedding_error
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative
 
 
@@ -136,6 +137,6 @@ class Reconstruction:
 
 
 @hookimpl
-def modalbag_register_objectives(register: Any) -> None:
+def modalbag_register_objectives(register: Register) -> None:
     register("reconstruction", Reconstruction, options=ReconstructionOptions,
              summary="Predict each modality's representation from the others (attention fusion, MSE + cosine)")

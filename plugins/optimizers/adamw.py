@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import beta_pair, positive
 
 
@@ -45,5 +46,5 @@ def build(params: Any, config: Any, options: AdamWOptions) -> Any:
 
 
 @hookimpl
-def modalbag_register_optimizers(register: Any) -> None:
+def modalbag_register_optimizers(register: Register) -> None:
     register("adamw", build, options=AdamWOptions, summary="AdamW: Adam with decoupled weight decay")

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import beta_pair, positive
 
 
@@ -31,5 +32,5 @@ def build(params: Any, config: Any, options: RAdamOptions) -> Any:
 
 
 @hookimpl
-def modalbag_register_optimizers(register: Any) -> None:
+def modalbag_register_optimizers(register: Register) -> None:
     register("radam", build, options=RAdamOptions, summary="Rectified Adam: robust without warmup")

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative
 
 
@@ -34,5 +35,5 @@ def build(params: Any, config: Any, options: SGDOptions) -> Any:
 
 
 @hookimpl
-def modalbag_register_optimizers(register: Any) -> None:
+def modalbag_register_optimizers(register: Register) -> None:
     register("sgd", build, options=SGDOptions, summary="SGD with momentum and optional Nesterov acceleration")

@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.fit import FitState, StashKey
 
 _PENDING = StashKey[int]()
@@ -49,6 +50,6 @@ class Accumulation:
 
 
 @hookimpl
-def modalbag_register_precisions(register: Any) -> None:
+def modalbag_register_precisions(register: Register) -> None:
     register("accumulation", Accumulation,
              summary="Gradient accumulation: an optimizer step every gradient_accumulation_steps batches")

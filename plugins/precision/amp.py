@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.logs import get_logger
 
@@ -191,6 +192,6 @@ def scaler_of(fit: FitState) -> Any:
 
 
 @hookimpl
-def modalbag_register_precisions(register: Any) -> None:
+def modalbag_register_precisions(register: Register) -> None:
     register("amp", Amp, options=AmpOptions,
              summary="Mixed precision where it pays: bf16/fp16 autocast (+ GradScaler) on CUDA, native bf16 on CPU")

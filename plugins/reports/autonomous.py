@@ -24,6 +24,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative, positive, strictly_between_0_and_1
 from modalbag.plugins.reports._common import (
     label,
@@ -347,6 +348,6 @@ class SafetyReport:
 
 
 @hookimpl
-def modalbag_register_reports(register: Any) -> None:
+def modalbag_register_reports(register: Register) -> None:
     register("autonomous_vehicle", SafetyReport, options=SafetyOptions,
              summary="sensor-failure scenarios, redundancy, latency, throughput, memory, power, FGSM")

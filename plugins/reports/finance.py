@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative, positive
 from modalbag.plugins.reports._common import require_task, series, switch
 
@@ -209,6 +210,6 @@ def _minus(a: float | None, b: float | None) -> float | None:
 
 
 @hookimpl
-def modalbag_register_reports(register: Any) -> None:
+def modalbag_register_reports(register: Register) -> None:
     register("finance", FinanceReport, options=FinanceOptions,
              summary="predictions as signals: directional accuracy, Sharpe, drawdown, IR, walk-forward, regimes")

@@ -17,6 +17,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative, positive, strictly_between_0_and_1
 from modalbag.plugins.reports._common import require_task, switch
 
@@ -239,6 +240,6 @@ class MedicalReport:
 
 
 @hookimpl
-def modalbag_register_reports(register: Any) -> None:
+def modalbag_register_reports(register: Register) -> None:
     register("medical", MedicalReport, options=MedicalOptions,
              summary="clinical rates, AUROC, calibration, bootstrap CIs, robustness, importance, checklist")

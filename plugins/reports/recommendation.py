@@ -17,6 +17,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import positive
 from modalbag.plugins.reports._common import boolean_rows, modality_name, require_task
 
@@ -173,6 +174,6 @@ class RecommendationReport:
 
 
 @hookimpl
-def modalbag_register_reports(register: Any) -> None:
+def modalbag_register_reports(register: Register) -> None:
     register("recommendation", RecommendationReport, options=RecommendationOptions,
              summary="precision/recall/NDCG@k, MAP, coverage, diversity, cold start, modality contributions")

@@ -18,6 +18,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import positive
 from modalbag.plugins.reports._common import levels, rates, tuple_of_floats
 
@@ -210,6 +211,6 @@ class RobustnessReport:
 
 
 @hookimpl
-def modalbag_register_reports(register: Any) -> None:
+def modalbag_register_reports(register: Register) -> None:
     register("robustness", RobustnessReport, options=RobustnessOptions,
              summary="score over every modality subset, missing shares and noise; MultiBench robustness")

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative
 
 
@@ -62,6 +63,6 @@ def build(optimizer: Any, config: Any, options: CosineRestartsOptions, steps_per
 
 
 @hookimpl
-def modalbag_register_schedulers(register: Any) -> None:
+def modalbag_register_schedulers(register: Register) -> None:
     register("cosine_restarts", build, options=CosineRestartsOptions,
              summary="Cosine annealing with warm restarts (SGDR), stepped per batch")

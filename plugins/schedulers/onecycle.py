@@ -11,6 +11,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import positive, strictly_between_0_and_1
 
 
@@ -60,5 +61,5 @@ build.handles_warmup = True  # type: ignore[attr-defined]
 
 
 @hookimpl
-def modalbag_register_schedulers(register: Any) -> None:
+def modalbag_register_schedulers(register: Register) -> None:
     register("onecycle", build, options=OneCycleOptions, summary="One-cycle policy: warm up to max_lr, anneal down")

@@ -7,6 +7,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative, strictly_between_0_and_1
 
 
@@ -52,5 +53,5 @@ def build(optimizer: Any, config: Any, options: PlateauOptions, steps_per_epoch:
 
 
 @hookimpl
-def modalbag_register_schedulers(register: Any) -> None:
+def modalbag_register_schedulers(register: Register) -> None:
     register("plateau", build, options=PlateauOptions, summary="Reduce the rate when validation loss plateaus")

@@ -17,6 +17,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 from modalbag.store.runlog import RECORDS_FILE, append_line, end_torn_line, epoch_entry
@@ -86,6 +87,6 @@ class JsonlSink:
 
 
 @hookimpl
-def modalbag_register_sinks(register: Any) -> None:
+def modalbag_register_sinks(register: Register) -> None:
     register("jsonl", JsonlSink, options=JsonlOptions,
              summary="The run's own record: one JSON line per event in <run_dir>/records.jsonl")

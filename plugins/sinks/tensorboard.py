@@ -18,6 +18,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 
@@ -104,6 +105,6 @@ class TensorBoardSink:
 
 
 @hookimpl
-def modalbag_register_sinks(register: Any) -> None:
+def modalbag_register_sinks(register: Register) -> None:
     register("tensorboard", TensorBoardSink, options=TensorBoardOptions,
              summary="TensorBoard event files per learner under <run_dir>/tensorboard")

@@ -25,6 +25,7 @@ import attrs
 
 from modalbag import hookimpl
 from modalbag.io.artifacts import atomic_write_bytes
+from modalbag.kernel import Register
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 from modalbag.logs import get_logger
@@ -143,6 +144,6 @@ class WandbSink:
 
 
 @hookimpl
-def modalbag_register_sinks(register: Any) -> None:
+def modalbag_register_sinks(register: Register) -> None:
     register("wandb", WandbSink, options=WandbOptions,
              summary="Weights & Biases run mirroring the run's record (files under <run_dir>/wandb)")

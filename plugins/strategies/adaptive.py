@@ -27,6 +27,7 @@ import torch
 
 from modalbag import hookimpl
 from modalbag.denoising.objectives import warmup_scale
+from modalbag.kernel import Register
 from modalbag.kernel.options import positive, strictly_between_0_and_1
 
 
@@ -102,6 +103,6 @@ class Adaptive:
 
 
 @hookimpl
-def modalbag_register_strategies(register: Any) -> None:
+def modalbag_register_strategies(register: Register) -> None:
     register("adaptive", Adaptive, options=AdaptiveOptions,
              summary="Weights balance each objective to a share of the task loss (bounded), with warmup")

@@ -17,6 +17,7 @@ import torch
 
 from modalbag import hookimpl
 from modalbag.denoising.objectives import warmup_scale
+from modalbag.kernel import Register
 
 
 @attrs.frozen(kw_only=True)
@@ -70,6 +71,6 @@ class Curriculum:
 
 
 @hookimpl
-def modalbag_register_strategies(register: Any) -> None:
+def modalbag_register_strategies(register: Register) -> None:
     register("curriculum", Curriculum, options=CurriculumOptions,
              summary="Objectives and weights enter in stages (curriculum_stages), with warmup")

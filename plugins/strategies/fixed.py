@@ -9,6 +9,7 @@ import attrs
 import torch
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 
 
 @attrs.frozen(kw_only=True)
@@ -36,5 +37,5 @@ class Fixed:
 
 
 @hookimpl
-def modalbag_register_strategies(register: Any) -> None:
+def modalbag_register_strategies(register: Register) -> None:
     register("fixed", Fixed, options=FixedOptions, summary="Constant weight 1 for every objective")

@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.logs import get_logger
 from modalbag.plugins.trainers._tabular import (
@@ -181,6 +182,6 @@ class _RecordRounds:
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("catboost", CatBoostLearner, options=CatBoostOptions,
              summary="Ordered gradient boosting with CatBoost (pip install modalbag[catboost])")

@@ -42,6 +42,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import ArraysFile, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
@@ -334,6 +335,6 @@ def _check_against_estimators(model: TreeModel, estimators: list[Any], rounds: l
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("hist_gradient_boosting", HistGradientBoostingLearner, options=HistGradientBoostingOptions,
              summary="Histogram gradient boosting with scikit-learn, native NaN handling, saved as arrays")

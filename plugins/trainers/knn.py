@@ -38,6 +38,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import positive
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import ArraysFile, PermutationImportance, fit_threads, limited_threads
@@ -210,6 +211,6 @@ class KNNLearner(PermutationImportance, ArraysFile, TabularLearner):
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("knn", KNNLearner, options=KNNOptions,
              summary="k-nearest neighbours on standardised inputs, probabilities smoothed towards the prior")

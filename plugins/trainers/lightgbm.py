@@ -27,6 +27,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
@@ -210,6 +211,6 @@ def _record_rounds(lgb: Any, recorder: RoundRecorder) -> Any:
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("lightgbm", LightGBMLearner, options=LightGBMOptions,
              summary="Gradient-boosted trees with LightGBM (pip install modalbag[lightgbm])")

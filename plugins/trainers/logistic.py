@@ -30,6 +30,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import fit_threads, inner_folds, limited_threads
 from modalbag.plugins.trainers._tabular import Matrix, RoundRecorder, TabularOptions, tabular_score
@@ -182,6 +183,6 @@ class LogisticLearner(LinearLearner):
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("logistic", LogisticLearner, options=LogisticOptions,
              summary="Logistic regression or ridge, strength chosen by cross-validation (scikit-learn)")

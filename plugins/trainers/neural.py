@@ -27,6 +27,7 @@ from torch.nn import functional as F
 from modalbag import hookimpl
 from modalbag.config.stages import parse_stages
 from modalbag.errors import TrainingDivergedError
+from modalbag.kernel import Register
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.kernel.records import EpochRecord, LearnerSpec
@@ -712,6 +713,6 @@ def _usable(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities: tuple
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("neural", NeuralLearner, options=NeuralOptions,
              summary="PyTorch fusion network: an encoder per modality, masked attention fusion, a task head")

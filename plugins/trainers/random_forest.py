@@ -23,6 +23,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     Choice,
@@ -147,6 +148,6 @@ class RandomForestLearner(TabularLearner):
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("random_forest", RandomForestLearner, options=RandomForestOptions,
              summary="Random forest or extra trees with scikit-learn")

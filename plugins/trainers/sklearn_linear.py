@@ -26,6 +26,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import positive
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
@@ -206,6 +207,6 @@ class LinearLearner(TabularLearner):
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("sklearn_linear", LinearLearner, options=LinearOptions,
              summary="Logistic regression or ridge with scikit-learn")

@@ -50,6 +50,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative, positive
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import (
@@ -355,6 +356,6 @@ class SVMLearner(PermutationImportance, ArraysFile, TabularLearner):
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("svm", SVMLearner, options=SVMOptions,
              summary="RBF-kernel SVM with calibrated probabilities (SVC/SVR, scikit-learn)")

@@ -26,6 +26,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
@@ -194,6 +195,6 @@ def _latest(history: Any) -> float | None:
 
 
 @hookimpl
-def modalbag_register_trainers(register: Any) -> None:
+def modalbag_register_trainers(register: Register) -> None:
     register("xgboost", XGBoostLearner, options=XGBoostOptions,
              summary="Gradient-boosted trees with XGBoost (pip install modalbag[xgboost])")

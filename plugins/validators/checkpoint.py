@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.kernel.records import EpochRecord
 from modalbag.training.checkpoints import LearnerCheckpoints, checkpoint_root
@@ -73,6 +74,6 @@ class Checkpoint:
 
 
 @hookimpl
-def modalbag_register_validators(register: Any) -> None:
+def modalbag_register_validators(register: Register) -> None:
     register("checkpoint", Checkpoint, options=CheckpointOptions,
              summary="Write each learner's best weights atomically as it improves")

@@ -12,6 +12,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
+from modalbag.kernel import Register
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.kernel.options import non_negative
 from modalbag.kernel.records import EpochRecord
@@ -73,6 +74,6 @@ class EarlyStopping:
 
 
 @hookimpl
-def modalbag_register_validators(register: Any) -> None:
+def modalbag_register_validators(register: Register) -> None:
     register("early_stopping", EarlyStopping, options=EarlyStoppingOptions,
              summary="Stop when validation loss stops improving; restore the best weights")

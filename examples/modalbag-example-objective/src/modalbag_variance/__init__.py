@@ -16,7 +16,8 @@ import attrs
 import torch
 
 from modalbag import hookimpl
-from modalbag.denoising.objectives import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.denoising import DenoisingContext, ObjectiveOutput, RepresentationSpec
+from modalbag.kernel import Register
 
 
 def _positive(instance: Any, attribute: attrs.Attribute, value: float) -> None:
@@ -50,5 +51,5 @@ class Variance:
 
 
 @hookimpl
-def modalbag_register_objectives(register: Any) -> None:
+def modalbag_register_objectives(register: Register) -> None:
     register("variance", Variance, options=VarianceOptions, summary="VICReg variance hinge against collapse")
