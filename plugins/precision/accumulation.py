@@ -17,7 +17,7 @@ from __future__ import annotations
 from typing import Any
 
 from modalbag import hookimpl
-from modalbag.kernel import Register
+from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState, StashKey
 
 _PENDING = StashKey[int]()
@@ -28,12 +28,12 @@ class Accumulation:
         self.k = config.gradient_accumulation_steps
 
     @hookimpl
-    def modalbag_fit_setup(self, run: Any, fit: FitState) -> None:
+    def modalbag_fit_setup(self, run: Run, fit: FitState) -> None:
         fit.stash[_PENDING] = 0
         fit.notes.append(f"gradient accumulation: one optimizer step per {self.k} batches")
 
     @hookimpl(tryfirst=True)
-    def modalbag_optimizer_step(self, run: Any, fit: FitState) -> bool | None:
+    def modalbag_optimizer_step(self, run: Run, fit: FitState) -> bool | None:
         pending = fit.stash.get(_PENDING, 0) + 1
         last_of_epoch = fit.batch_in_epoch == fit.steps_per_epoch - 1
         if pending < self.k and not last_of_epoch:

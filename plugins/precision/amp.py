@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.kernel import Register
+from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.logs import get_logger
 
@@ -134,7 +134,7 @@ class Amp:
         self.options = options or AmpOptions()
 
     @hookimpl
-    def modalbag_fit_setup(self, run: Any, fit: FitState) -> None:
+    def modalbag_fit_setup(self, run: Run, fit: FitState) -> None:
         device = str(next(fit.model.parameters()).device)
         choice = choose(device, self.options.amp_dtype)
         fit.stash[_CHOICE] = choice
@@ -144,7 +144,7 @@ class Amp:
                  loss_scaling=choice.scaler is not None)
 
     @hookimpl
-    def modalbag_autocast(self, run: Any, fit: FitState) -> AbstractContextManager[Any] | None:
+    def modalbag_autocast(self, run: Run, fit: FitState) -> AbstractContextManager[Any] | None:
         choice = fit.stash.get(_CHOICE)
         if choice is None or choice.dtype is None:
             return None
@@ -153,7 +153,7 @@ class Amp:
         return torch.autocast(choice.device.split(":")[0], dtype=choice.dtype)
 
     @hookimpl
-    def modalbag_backward(self, run: Any, fit: FitState, loss: Any) -> bool | None:
+    def modalbag_backward(self, run: Run, fit: FitState, loss: Any) -> bool | None:
         choice = fit.stash.get(_CHOICE)
         if choice is None or choice.scaler is None:
             return None
@@ -161,7 +161,7 @@ class Amp:
         return True
 
     @hookimpl
-    def modalbag_optimizer_step(self, run: Any, fit: FitState) -> bool | None:
+    def modalbag_optimizer_step(self, run: Run, fit: FitState) -> bool | None:
         choice = fit.stash.get(_CHOICE)
         if choice is None or choice.scaler is None:
             return None
@@ -174,12 +174,12 @@ class Amp:
         return True
 
     @hookimpl
-    def modalbag_checkpoint_state(self, run: Any, fit: FitState) -> dict[str, Any] | None:
+    def modalbag_checkpoint_state(self, run: Run, fit: FitState) -> dict[str, Any] | None:
         scaler = scaler_of(fit)  # the loss scale must survive a resume, or early steps are skipped again
         return None if scaler is None else {"precision.amp": {"scaler": scaler.state_dict()}}
 
     @hookimpl
-    def modalbag_restore_state(self, run: Any, fit: FitState, state: Any) -> None:
+    def modalbag_restore_state(self, run: Run, fit: FitState, state: Any) -> None:
         scaler, saved = scaler_of(fit), state.get("precision.amp")
         if scaler is not None and saved is not None:
             scaler.load_state_dict(saved["scaler"])

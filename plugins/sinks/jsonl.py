@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.kernel import Register
+from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 from modalbag.store.runlog import RECORDS_FILE, append_line, end_torn_line, epoch_entry
@@ -46,7 +46,7 @@ class JsonlSink:
         append_line(self.path, record, sync=sync)
 
     @hookimpl
-    def modalbag_run_start(self, run: Any) -> None:
+    def modalbag_run_start(self, run: Run) -> None:
         assert self.path is not None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         end_torn_line(self.path)  # a resumed run after a crash mid-line: keep its lines apart
@@ -59,28 +59,28 @@ class JsonlSink:
                       "plugins": run.active.names(), "config": run.config.to_dict()}, sync=True)
 
     @hookimpl
-    def modalbag_epoch_end(self, run: Any, fit: FitState, record: EpochRecord) -> None:
+    def modalbag_epoch_end(self, run: Run, fit: FitState, record: EpochRecord) -> None:
         spec = fit.spec
         self._append(epoch_entry(run.run_id, spec.learner_id, spec.bag_id, spec.trainer, record), sync=True)
 
     @hookimpl
-    def modalbag_log_step(self, run: Any, fit: FitState, step: int, values: Mapping[str, float]) -> None:
+    def modalbag_log_step(self, run: Run, fit: FitState, step: int, values: Mapping[str, float]) -> None:
         self._append({"type": "step", "run_id": run.run_id, "learner_id": fit.spec.learner_id, "epoch": fit.epoch,
                       "step": step, "time": time.time(), **values})
 
     @hookimpl
-    def modalbag_fit_end(self, run: Any, fit: FitState) -> None:
+    def modalbag_fit_end(self, run: Run, fit: FitState) -> None:
         self._append({"type": "learner_end", "run_id": run.run_id, "learner_id": fit.spec.learner_id,
                       "bag_id": fit.spec.bag_id, "trainer": fit.spec.trainer, "modalities": list(fit.spec.modalities),
                       "epochs": len(fit.records), "notes": list(fit.notes), "time": time.time()}, sync=True)
 
     @hookimpl
-    def modalbag_fit_error(self, run: Any, learner_id: str, error: BaseException) -> None:
+    def modalbag_fit_error(self, run: Run, learner_id: str, error: BaseException) -> None:
         self._append({"type": "learner_failed", "run_id": run.run_id, "learner_id": learner_id,
                       "error": f"{type(error).__name__}: {error}", "time": time.time()}, sync=True)
 
     @hookimpl
-    def modalbag_run_end(self, run: Any, learners: Mapping[str, TrainedLearner]) -> None:
+    def modalbag_run_end(self, run: Run, learners: Mapping[str, TrainedLearner]) -> None:
         summary = {lid: {"status": r.status, "training_time": r.training_time, "epochs": len(r.records),
                          "validation": dict(r.validation), "error": r.error} for lid, r in learners.items()}
         self._append({"type": "run_end", "run_id": run.run_id, "time": time.time(), "learners": summary}, sync=True)

@@ -18,7 +18,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.kernel import Register
+from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 
@@ -62,32 +62,32 @@ class TensorBoardSink:
             writer.close()
 
     @hookimpl
-    def modalbag_fit_start(self, run: Any, fit: FitState) -> None:
+    def modalbag_fit_start(self, run: Run, fit: FitState) -> None:
         self._writer(fit.spec.learner_id)
 
     @hookimpl
-    def modalbag_epoch_end(self, run: Any, fit: FitState, record: EpochRecord) -> None:
+    def modalbag_epoch_end(self, run: Run, fit: FitState, record: EpochRecord) -> None:
         writer = self._writer(fit.spec.learner_id)
         for tag, value in record.scalars().items():
             writer.add_scalar(tag, value, global_step=record.epoch)
         writer.flush()
 
     @hookimpl
-    def modalbag_log_step(self, run: Any, fit: FitState, step: int, values: Mapping[str, float]) -> None:
+    def modalbag_log_step(self, run: Run, fit: FitState, step: int, values: Mapping[str, float]) -> None:
         writer = self._writer(fit.spec.learner_id)
         for name, value in values.items():
             writer.add_scalar(f"step/{name}", value, global_step=step)
 
     @hookimpl
-    def modalbag_fit_end(self, run: Any, fit: FitState) -> None:
+    def modalbag_fit_end(self, run: Run, fit: FitState) -> None:
         self._close(fit.spec.learner_id)
 
     @hookimpl
-    def modalbag_fit_error(self, run: Any, learner_id: str, error: BaseException) -> None:
+    def modalbag_fit_error(self, run: Run, learner_id: str, error: BaseException) -> None:
         self._close(learner_id)
 
     @hookimpl
-    def modalbag_run_end(self, run: Any, learners: Mapping[str, TrainedLearner]) -> None:
+    def modalbag_run_end(self, run: Run, learners: Mapping[str, TrainedLearner]) -> None:
         for learner_id in list(self._writers):
             self._close(learner_id)
         from torch.utils.tensorboard import SummaryWriter

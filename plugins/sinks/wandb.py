@@ -25,7 +25,7 @@ import attrs
 
 from modalbag import hookimpl
 from modalbag.io.artifacts import atomic_write_bytes
-from modalbag.kernel import Register
+from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 from modalbag.logs import get_logger
@@ -75,7 +75,7 @@ class WandbSink:
         return self._run if self._owner == os.getpid() else None
 
     @hookimpl
-    def modalbag_run_start(self, run: Any) -> None:
+    def modalbag_run_start(self, run: Run) -> None:
         import wandb
 
         assert self.directory is not None
@@ -109,14 +109,14 @@ class WandbSink:
         wb.log({f"{learner_id}/epoch": record.epoch, **values})
 
     @hookimpl
-    def modalbag_epoch_end(self, run: Any, fit: FitState, record: EpochRecord) -> None:
+    def modalbag_epoch_end(self, run: Run, fit: FitState, record: EpochRecord) -> None:
         wb = self._here()
         if wb is not None:
             self._live.add(fit.spec.learner_id)
             self._log_epoch(wb, fit.spec.learner_id, record)
 
     @hookimpl
-    def modalbag_log_step(self, run: Any, fit: FitState, step: int, values: Mapping[str, float]) -> None:
+    def modalbag_log_step(self, run: Run, fit: FitState, step: int, values: Mapping[str, float]) -> None:
         wb = self._here()
         if wb is not None:
             lid = fit.spec.learner_id
@@ -124,7 +124,7 @@ class WandbSink:
             wb.log({f"steps/{lid}/step": step, **{f"steps/{lid}/{k}": v for k, v in values.items()}})
 
     @hookimpl
-    def modalbag_run_end(self, run: Any, learners: Mapping[str, TrainedLearner]) -> None:
+    def modalbag_run_end(self, run: Run, learners: Mapping[str, TrainedLearner]) -> None:
         wb = self._here()
         if wb is None:
             return

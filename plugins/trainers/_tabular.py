@@ -57,6 +57,7 @@ import numpy as np
 from modalbag.config.training import TrainingConfig
 from modalbag.errors import ConfigError, MissingExtraError
 from modalbag.io.artifacts import to_json
+from modalbag.kernel import BagData, FitState, Run
 from modalbag.kernel.records import EpochRecord, LearnerSpec
 from modalbag.training.metrics import primary_loss, task_metrics
 
@@ -358,8 +359,8 @@ class RoundRecorder:
     ``fit.control.should_stop`` and the library's callback stops training there.
     """
 
-    run: Any
-    fit: Any
+    run: Run
+    fit: FitState
     n_rows: int
     learning_rate: float | None
     best_round: int = 0
@@ -555,7 +556,7 @@ class TabularLearner(abc.ABC):
     def _patience(self) -> int:
         return self.config.early_stopping_patience
 
-    def fit(self, data: Any, run: Any, fit: Any) -> None:
+    def fit(self, data: BagData, run: Run, fit: FitState) -> None:
         """Train on ``data.train_rows``; stop early (GBMs) and record losses on ``data.val_rows``."""
         self.check_available()
         config = self.config
@@ -657,7 +658,7 @@ class TabularLearner(abc.ABC):
             self.cross_validation = _cv_summary(folds, best.user_attrs["scores"])
         return params | dict(best.params)
 
-    def _single_record(self, run: Any, fit: Any, train: Matrix, val: Matrix | None, seconds: float) -> None:
+    def _single_record(self, run: Run, fit: FitState, train: Matrix, val: Matrix | None, seconds: float) -> None:
         """One record for trainers without rounds: losses measured on the training and validation rows."""
         train_loss = primary_loss(self.task_type, train.y, self._predict(self.model, train.x))
         val_loss, metrics = None, {}

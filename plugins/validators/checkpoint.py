@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.kernel import Register
+from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.kernel.records import EpochRecord
 from modalbag.training.checkpoints import LearnerCheckpoints, checkpoint_root
@@ -39,12 +39,12 @@ class Checkpoint:
         self.directory: Path | None = checkpoint_root(config)
 
     @hookimpl
-    def modalbag_run_start(self, run: Any) -> None:
+    def modalbag_run_start(self, run: Run) -> None:
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix=f"modalbag-{run.run_id}-"))
 
     @hookimpl
-    def modalbag_epoch_end(self, run: Any, fit: FitState, record: EpochRecord) -> None:
+    def modalbag_epoch_end(self, run: Run, fit: FitState, record: EpochRecord) -> None:
         ddp = getattr(run, "distributed", None)
         if fit.model is None or (ddp is not None and not ddp.is_main):
             return
@@ -60,13 +60,13 @@ class Checkpoint:
             fit.checkpoint = str(path)
 
     @hookimpl
-    def modalbag_checkpoint_state(self, run: Any, fit: FitState) -> dict[str, Any] | None:
+    def modalbag_checkpoint_state(self, run: Run, fit: FitState) -> dict[str, Any] | None:
         if _BEST not in fit.stash:
             return None
         return {_STATE_KEY: {"best": fit.stash[_BEST], "path": fit.checkpoint}}
 
     @hookimpl
-    def modalbag_restore_state(self, run: Any, fit: FitState, state: Mapping[str, Any]) -> None:
+    def modalbag_restore_state(self, run: Run, fit: FitState, state: Mapping[str, Any]) -> None:
         mine = state.get(_STATE_KEY)
         if mine:
             fit.stash[_BEST] = float(mine["best"])

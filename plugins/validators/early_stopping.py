@@ -12,7 +12,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.kernel import Register
+from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.kernel.options import non_negative
 from modalbag.kernel.records import EpochRecord
@@ -44,7 +44,7 @@ class EarlyStopping:
         self.options = options
 
     @hookimpl
-    def modalbag_epoch_end(self, run: Any, fit: FitState, record: EpochRecord) -> None:
+    def modalbag_epoch_end(self, run: Run, fit: FitState, record: EpochRecord) -> None:
         best = fit.stash.setdefault(BEST, _Best())
         value = record.monitored()
         if value < best.value - self.options.min_delta:
@@ -55,18 +55,18 @@ class EarlyStopping:
             fit.control.stop(f"no improvement for {self.patience} epochs (best epoch {best.epoch})")
 
     @hookimpl
-    def modalbag_checkpoint_state(self, run: Any, fit: FitState) -> dict[str, Any] | None:
+    def modalbag_checkpoint_state(self, run: Run, fit: FitState) -> dict[str, Any] | None:
         best = fit.stash.get(BEST)  # part of a resumable training state: patience and best weights
         return None if best is None else {"validator.early_stopping": attrs.asdict(best, recurse=False)}
 
     @hookimpl
-    def modalbag_restore_state(self, run: Any, fit: FitState, state: Any) -> None:
+    def modalbag_restore_state(self, run: Run, fit: FitState, state: Any) -> None:
         saved = state.get("validator.early_stopping")
         if saved is not None:
             fit.stash[BEST] = _Best(float(saved["value"]), int(saved["epoch"]), saved["state"])
 
     @hookimpl
-    def modalbag_fit_end(self, run: Any, fit: FitState) -> None:
+    def modalbag_fit_end(self, run: Run, fit: FitState) -> None:
         best = fit.stash.get(BEST)
         if best is not None and best.state is not None and best.epoch != fit.epoch:
             fit.model.load_state_dict(best.state)
