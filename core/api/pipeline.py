@@ -2,7 +2,7 @@
 
 `MultiModalEnsembleModel.train_ensemble` draws bags from one dataset; this trains given learner
 objects (``select_base_learners(instantiate=True)``' values, or your own objects keeping the
-`modalbag.engine.learners.Learner` protocol) each on its own arrays, with the same engine, plugins and
+`modalbag.kernel.protocols.Learner` protocol) each on its own arrays, with the same engine, plugins and
 records::
 
     pipeline = EnsembleTrainingPipeline(TrainingConfig.from_dict({...}))

@@ -19,7 +19,7 @@ _HOMES: dict[str, str] = {
     "Control": "fit", "FitState": "fit", "Stash": "fit", "StashKey": "fit",
     "EpochRecord": "records", "LearnerSpec": "records", "TrainedLearner": "records",
     "MODALITY_TYPES": "modalities", "ModalitySpec": "modalities",
-    "BagProfile": "proposals", "LearnerProposal": "proposals",
+    "BagProfile": "proposals", "LearnerProposal": "proposals", "Learner": "protocols",
     "ConstantSchedule": "schedules", "LinearWarmup": "schedules", "Schedule": "schedules",
     "at_least_0_below_1": "options", "beta_pair": "options", "non_negative": "options", "positive": "options",
     "strictly_between_0_and_1": "options",

@@ -52,7 +52,7 @@ def modalbag_register_trainers(register: Register) -> None:
     """Add trainer components: the base learners that fit one bag.
 
     ``factory(spec, config, options)`` returns an unfitted learner keeping the
-    `modalbag.engine.learners.Learner` protocol: ``fit(data, run, fit)``, ``predict_output(inputs, masks)``
+    `modalbag.kernel.protocols.Learner` protocol: ``fit(data, run, fit)``, ``predict_output(inputs, masks)``
     and ``describe()``. The factory also offers ``propose(profile, strategy)``, returning a
     `LearnerProposal` or ``None`` when it cannot learn that bag; learner selection picks the
     best-scored proposal across trainers.

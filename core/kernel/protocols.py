@@ -1,4 +1,8 @@
-"""The contract every trainer plugin's learner keeps (a Protocol: no base class to inherit)."""
+"""The contracts plugin components keep, as Protocols (no base class to inherit): a trainer's learner.
+
+The other kinds' contracts live where their callers are: `modalbag.kernel.schedules.Schedule`,
+`modalbag.denoising.Objective` and `Strategy`, the executor's in `modalbag.engine.executors`.
+"""
 
 from __future__ import annotations
 
