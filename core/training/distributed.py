@@ -1,4 +1,4 @@
-"""One learner over several processes: torch DDP ranks, launched by ``torchrun``.
+"""One learner over several processes: torch DDP ranks, as the ``torchrun`` executor launches them.
 
 With ``distributed_training=True`` each learner trains over ``num_processes`` ranks. Every rank
 builds the same model from the same seed and walks the same shuffled order of rows; each batch is
@@ -6,15 +6,10 @@ split between the ranks (`DistributedContext.shard`, padded like ``DistributedSa
 rank gets as many rows) and ``DistributedDataParallel`` averages the gradients, so one step sees the
 whole global batch of ``batch_size`` rows, as a single process would.
 
-This module is what each rank runs: ``python -m modalbag.training.distributed REQUEST RESULT`` (the
-``torchrun`` executor plugin launches it). It joins the process group (gloo on CPU, NCCL for CUDA
-tensors) always with a timeout, so a rank whose peer died fails instead of waiting, fits the learner
-with the run's hooks, and rank 0 writes the result.
-
-Recovery is by checkpoint and rerun, not in-place elastic restart: rank 0 saves the weights after
-every epoch, and when a launch ends without a result the executor launches again, resuming from the
-last saved epoch (weights and epoch count resume; optimizer moments, the learning-rate schedule and
-early-stopping patience start afresh).
+This module is the trainer's side of it: joining the group (`init_distributed`, gloo on CPU, NCCL
+for CUDA tensors, always with a timeout, so a rank whose peer died fails instead of waiting) and the
+rank's context. The program each rank runs, and recovery by relaunch from the last full training
+state, belong to the ``torchrun`` executor plugin.
 
 Run hooks run on every rank (`Run.distributed` says which rank): a plugin that writes files should
 do so on rank 0 (``run.distributed is None or run.distributed.is_main``).
@@ -23,16 +18,10 @@ do so on rank 0 (``run.distributed is None or run.distributed.is_main``).
 from __future__ import annotations
 
 import os
-import sys
 from datetime import timedelta
 from typing import Any
 
 import attrs
-
-from modalbag.engine.executors import JobResult, LearnerJob, WorkerContext, dumps, loads
-from modalbag.io.artifacts import atomic_write_bytes
-from modalbag.kernel.markers import hookimpl
-from modalbag.kernel.records import EpochRecord
 
 
 @attrs.frozen
@@ -133,92 +122,4 @@ def init_distributed(timeout_s: float) -> DistributedContext:
     return DistributedContext(rank, world, local_rank, device)
 
 
-def read_checkpoint(path: str) -> dict[str, Any] | None:
-    """The resume checkpoint at ``path``: ``epoch``, ``model`` (a state dict) and ``records``."""
-    import torch
-
-    if not os.path.exists(path):
-        return None
-    return torch.load(path, map_location="cpu", weights_only=True)
-
-
-class RankCheckpoint:
-    """Saves the weights after each epoch on rank 0, and loads them back when a launch resumes."""
-
-    def __init__(self, path: str, rank: int, resume: dict[str, Any] | None):
-        self.path, self.rank, self.resume = path, rank, resume
-        self.offset = resume["epoch"] if resume else 0
-        self.prior = [EpochRecord.from_dict(r) for r in resume["records"]] if resume else []
-
-    @hookimpl
-    def modalbag_fit_setup(self, run: Any, fit: Any) -> None:
-        if self.resume is not None:
-            fit.model.load_state_dict(self.resume["model"])
-
-    @hookimpl
-    def modalbag_epoch_end(self, run: Any, fit: Any, record: EpochRecord) -> None:
-        if self.rank != 0 or fit.model is None:
-            return
-        import io
-
-        import torch
-
-        records = [r.to_dict() for r in self.renumbered(fit.records)]
-        buffer = io.BytesIO()
-        torch.save({"epoch": self.offset + record.epoch, "model": fit.model.state_dict(), "records": records}, buffer)
-        atomic_write_bytes(self.path, buffer.getvalue())
-
-    def renumbered(self, records: list[EpochRecord]) -> list[EpochRecord]:
-        """The records of every launch so far, numbered from the first."""
-        return self.prior + [attrs.evolve(r, epoch=r.epoch + self.offset) for r in records]
-
-
-@attrs.frozen(eq=False)
-class RankRequest:
-    """What each rank of one launch reads: the run's snapshot, the job, and how to recover."""
-
-    context: WorkerContext
-    job: LearnerJob
-    timeout_s: float
-    checkpoint_path: str
-    attempt: int = 0
-
-
-def fit_on_rank(request: RankRequest, distributed: DistributedContext) -> JobResult:
-    """Fit the request's learner on this rank (every rank calls this; rank 0's result is kept)."""
-    resume = read_checkpoint(request.checkpoint_path) if request.attempt else None
-    saver = RankCheckpoint(request.checkpoint_path, distributed.rank, resume)
-    run = request.context.build_run(distributed=distributed, extra=[saver])
-    result = request.context.fit(request.job, run)
-    learner = result.learner
-    if resume is not None:
-        learner.records = saver.renumbered(learner.records)
-        learner.notes.append(f"resumed from the checkpoint of epoch {saver.offset} after "
-                             f"{request.attempt} failed launch(es)")
-    learner.notes.append(f"trained with DDP over {distributed.world_size} ranks")
-    return result
-
-
-def main(argv: list[str] | None = None) -> int:
-    """A rank: ``python -m modalbag.training.distributed REQUEST RESULT`` under torchrun."""
-    request_path, result_path = argv if argv is not None else sys.argv[1:]
-    import torch.distributed as dist
-
-    with open(request_path, "rb") as fh:
-        request: RankRequest = loads(fh.read())
-    context = init_distributed(request.timeout_s)
-    try:
-        result = fit_on_rank(request, context)
-        if context.is_main:
-            atomic_write_bytes(result_path, dumps(result, f"the result of {request.job.learner_id}"))
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    return 0
-
-
-__all__ = ["DistributedContext", "RankCheckpoint", "RankRequest", "fit_on_rank", "init_distributed",
-           "under_torchrun"]
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["DistributedContext", "init_distributed", "under_torchrun"]

@@ -2,13 +2,17 @@
 
 The learners train one after another, each over every rank: this is for a learner too large or too
 slow for one process. For each, the executor writes the run's snapshot to a file and launches
-``torchrun --standalone --nproc-per-node N -m modalbag.training.distributed`` (see `modalbag.training.distributed`);
-rank 0 writes the result back. Every rank joins the group with ``distributed_timeout``, so a dead
+``torchrun --standalone --nproc-per-node N -m modalbag.plugins.executors._torchrun_rank`` (the rank
+program); rank 0 writes the result back. Every rank joins the group with ``distributed_timeout``, so a dead
 peer fails the launch instead of hanging it, and torchrun ends the other ranks.
 
 Recovery is by checkpoint and rerun: a launch that ends without a result is launched again, up to
-``distributed_max_restarts`` times, resuming from the weights rank 0 saved after the last finished
-epoch. torchrun's own in-place elastic restarts stay off (``--max-restarts 0``).
+``distributed_max_restarts`` times, resuming from the full training state rank 0 saved last (every
+``checkpoint_interval`` epochs: weights, optimizer moments, schedule, early-stopping state, data order
+and RNG states, the one format of `modalbag.training.checkpoints`), so the resumed learner is the one
+an uninterrupted launch would have trained. The states go where the run keeps its checkpoints, or to
+the launch's own folder when it keeps none. torchrun's own in-place elastic restarts stay off
+(``--max-restarts 0``).
 
 Already inside a torchrun job of your own (RANK and WORLD_SIZE set, for example over several
 machines)? Then nothing is launched: this process is one rank, and trains each learner with its
@@ -38,22 +42,20 @@ from modalbag.engine.executors import (
 )
 from modalbag.kernel import Register
 from modalbag.logs import get_logger
-from modalbag.training.distributed import (
-    RankRequest,
-    fit_on_rank,
-    init_distributed,
-    read_checkpoint,
-    under_torchrun,
-)
+from modalbag.plugins.executors._torchrun_rank import RankRequest, fit_on_rank, saved_epoch, with_checkpoints
+from modalbag.training.distributed import init_distributed, under_torchrun
 
 log = get_logger("modalbag.engine.executors.torchrun")
+
+#: The module each rank runs (``python -m``).
+RANK_PROGRAM = "modalbag.plugins.executors._torchrun_rank"
 
 
 @attrs.frozen(kw_only=True)
 class TorchrunOptions:
     distributed_max_restarts: int = attrs.field(default=1, validator=attrs.validators.ge(0), metadata={
         "help": "Relaunches of a learner's torchrun job that ended without a result, each resuming from the "
-                "last finished epoch (0: none)."})
+                "last saved full training state (every checkpoint_interval epochs; 0: no relaunch)."})
 
 
 def _tail(text: str, lines: int = 15) -> str:
@@ -80,26 +82,23 @@ class TorchrunExecutor:
         """This process is one rank of a group started outside modalbag: train with its peers."""
         distributed = init_distributed(self.timeout_s)
         for job in work.jobs:
-            with tempfile.TemporaryDirectory(prefix="modalbag-ddp-") as tmp:
-                request = RankRequest(work.context(), job, self.timeout_s, os.path.join(tmp, "resume.pt"))
-                yield fit_on_rank(request, distributed)
+            yield fit_on_rank(RankRequest(work.context(), job, self.timeout_s), distributed)
 
     def _launch(self, work: TrainingWork, job: LearnerJob, context: Any) -> JobResult:
         workdir = tempfile.mkdtemp(prefix=f"modalbag-ddp-{job.learner_id}-")
-        checkpoint = os.path.join(workdir, "resume.pt")
+        context = with_checkpoints(context, os.path.join(workdir, "checkpoints"))
         result_path = os.path.join(workdir, "result.pkl")
         env = dict(os.environ)
         path = [p for p in sys.path if p and os.path.isdir(p)]  # so ranks import what this process can
         env["PYTHONPATH"] = os.pathsep.join(path + [env["PYTHONPATH"]] if env.get("PYTHONPATH") else path)
         env["OMP_NUM_THREADS"] = str(context.threads)
         command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                   "--nproc-per-node", str(self.processes), "--max-restarts", "0",
-                   "-m", "modalbag.training.distributed", os.path.join(workdir, "request.pkl"), result_path]
+                   "--nproc-per-node", str(self.processes), "--max-restarts", "0", "-m", RANK_PROGRAM,
+                   os.path.join(workdir, "request.pkl"), result_path]
         try:
             attempt = 0
             while True:
-                request = RankRequest(self._resumed(context, checkpoint, attempt), job, self.timeout_s,
-                                      checkpoint, attempt)
+                request = RankRequest(context, job, self.timeout_s, attempt)
                 with open(os.path.join(workdir, "request.pkl"), "wb") as fh:
                     fh.write(dumps(request))
                 log.debug("distributed.launch", learner=job.learner_id, ranks=self.processes, attempt=attempt)
@@ -118,23 +117,11 @@ class TorchrunExecutor:
                     rank0 = f"; rank 0 reported {result.learner.error}" if result is not None else ""
                     return work.lost(job, f"torchrun exited with code {done.returncode} after {attempt} "
                                           f"launch(es){rank0}; its last lines:\n{_tail(done.stdout)}")
-                saved = read_checkpoint(checkpoint)
                 log.warning("distributed.relaunch", learner=job.learner_id, attempt=attempt,
-                            exit_code=done.returncode, resume_epoch=saved["epoch"] if saved else 0,
+                            exit_code=done.returncode, resume_epoch=saved_epoch(context, job),
                             output=_tail(done.stdout, 5))
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
-
-    @staticmethod
-    def _resumed(context: Any, checkpoint: str, attempt: int) -> Any:
-        """The snapshot for this launch: the epochs left after the last saved one."""
-        saved = read_checkpoint(checkpoint) if attempt else None
-        if not saved:
-            return context
-        config, done = context.config, saved["epoch"]
-        config = attrs.evolve(config, epochs=max(1, config.epochs - done),
-                              warmup_epochs=max(0, config.warmup_epochs - done))
-        return attrs.evolve(context, config=config)
 
 
 @hookimpl

@@ -100,12 +100,19 @@ def test_two_ranks_match_one_process_on_the_same_global_batch():
 
 
 @pytest.mark.slow
-def test_a_crashed_rank_is_relaunched_from_the_last_checkpoint(tmp_path):
-    learner, _ = _fit({"distributed_training": True, "num_processes": 2, "epochs": 4},
-                      plugins=[CrashRankOnce(tmp_path / "crashed", epoch=2)])
+def test_a_crashed_rank_is_relaunched_from_the_full_training_state(tmp_path):
+    """Optimizer moments, schedule and data order resume too: the learner is the uninterrupted one."""
+    ddp = {"distributed_training": True, "num_processes": 2, "epochs": 4}  # adamw, cosine restarts
+    learner, held_out = _fit(ddp, plugins=[CrashRankOnce(tmp_path / "crashed", epoch=2)])
     assert learner.ok, learner.error
     assert [r.epoch for r in learner.records] == [1, 2, 3, 4]
-    assert any(n.startswith("resumed from the checkpoint of epoch 2 after 1 failed launch") for n in learner.notes)
+    assert "resumed from the checkpoint of epoch 2" in learner.notes
+    assert any(n.startswith("launched 2 times") for n in learner.notes)
+    uninterrupted, _ = _fit(ddp)
+    np.testing.assert_allclose(learner.model.predict_output(held_out),
+                               uninterrupted.model.predict_output(held_out), atol=1e-6)
+    assert [r.train_loss for r in learner.records] == pytest.approx(
+        [r.train_loss for r in uninterrupted.records], rel=1e-6)
 
 
 @pytest.mark.slow
