@@ -130,7 +130,7 @@ def describe_machine() -> dict[str, Any]:
     """What the figures were measured on: CPU and its bf16 features, memory, torch, CUDA and each GPU."""
     import torch
 
-    from modalbag.engine.executors import available_cores
+    from modalbag.execution import available_cores
     from modalbag.plugins.precision.amp import cpu_flags
 
     flags = cpu_flags()

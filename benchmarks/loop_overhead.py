@@ -5,7 +5,7 @@ batch size 64 and AdamW, trained for ``--epochs`` epochs
 
 - by a raw loop: shuffle, index tensors, forward, cross-entropy, backward, clip, step, plus one
   validation pass per epoch (what any real loop does), and
-- by modalbag's neural trainer through the engine (`modalbag.engine.fitting.fit_learner`) with the
+- by modalbag's neural trainer through the engine (`modalbag.execution.fitting.fit_learner`) with the
   default configuration: its hooks, the ``amp`` precision choice, early stopping, the checkpoint
   validator and, with a run directory, the default ``jsonl`` record sink, all on.
 
@@ -47,7 +47,7 @@ from modalbag import TrainingConfig, create_synthetic_model, hookimpl
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import encode_labels
 from modalbag.engine.engine import Engine
-from modalbag.engine.fitting import fit_learner
+from modalbag.execution.fitting import fit_learner
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.registry import default_catalog
 from modalbag.kernel.run import TaskInfo

@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
 
-    from modalbag.engine.executors import available_cores, available_memory, estimate_footprint
+    from modalbag.execution import available_cores, available_memory, estimate_footprint
 
     cores = available_cores()
     print(f"{cores} cores, {round((available_memory() or 0) / 2**30, 1)} GiB available, "

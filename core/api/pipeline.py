@@ -25,8 +25,8 @@ from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset, encode_labels
 from modalbag.engine.engine import Engine
-from modalbag.engine.fitting import fit_learner
 from modalbag.errors import DataError
+from modalbag.execution.fitting import fit_learner
 from modalbag.kernel.components import build_options
 from modalbag.kernel.records import EpochRecord, LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog

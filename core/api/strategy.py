@@ -26,9 +26,9 @@ from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import encode_labels
 from modalbag.engine.engine import Engine
-from modalbag.engine.executors import available_cores, available_memory
-from modalbag.engine.fitting import fit_learner
 from modalbag.errors import NotFittedError
+from modalbag.execution import available_cores, available_memory
+from modalbag.execution.fitting import fit_learner
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.run import TaskInfo
 from modalbag.training.profiling import current_rss

@@ -19,8 +19,8 @@ import numpy as np
 
 from modalbag.api.pipeline import EnsembleTrainingPipeline
 from modalbag.config.training import CONFIG_KEYS, TrainingConfig
-from modalbag.engine.executors import available_cores, available_memory, estimate_footprint, memory_budget
 from modalbag.errors import ConfigError, ModalbagError
+from modalbag.execution import available_cores, available_memory, estimate_footprint, memory_budget
 from modalbag.kernel.components import validate_training_config
 from modalbag.kernel.registry import default_catalog
 from modalbag.logs import get_logger
@@ -155,7 +155,7 @@ def optimize_training_performance(model: Any, target_performance: Mapping[str, A
     """Options that fit ``model``'s training to this machine, with ``target_performance`` on top.
 
     Measured: available cores and memory, CUDA devices, and each learner's memory footprint
-    (`modalbag.engine.executors.estimate_footprint`, so the model's bags and learners are chosen first if
+    (`modalbag.execution.estimate_footprint`, so the model's bags and learners are chosen first if
     they were not). Derived: ``n_jobs`` = the most learners that fit in 90% of free memory at once
     (at most one per core and one per learner), ``threads_per_learner`` = cores // n_jobs, the
     batch size = the largest power of two giving every bag at least 10 batches per epoch (16..256),

@@ -1,7 +1,7 @@
 """The engine: one run trains every learner of an ensemble with the run's active plugin set.
 
 A learner that raises (or whose loss diverges) is recorded as failed with its error; the others
-still train and are kept (`modalbag.engine.fitting`). The run's executor decides where each learner
+still train and are kept (`modalbag.execution.fitting`). The run's executor decides where each learner
 fits; the run directory records each one as it ends.
 """
 
@@ -16,10 +16,10 @@ from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset
 from modalbag.engine.assembly import assemble
-from modalbag.engine.executors import (
+from modalbag.engine.progress import ProgressBar
+from modalbag.execution import (
     JobResult,
     LearnerJob,
-    ProgressBar,
     TrainingWork,
     WorkerLostError,
     estimate_footprint,

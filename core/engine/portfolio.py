@@ -58,9 +58,9 @@ import numpy as np
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset
 from modalbag.engine.engine import Engine
-from modalbag.engine.fitting import fit_learner
 from modalbag.ensemble.combination import calibrated_log_probabilities, fit_temperature, task_loss
 from modalbag.errors import PluginError
+from modalbag.execution.fitting import fit_learner
 from modalbag.kernel.proposals import BagProfile
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog

@@ -148,9 +148,9 @@ def modalbag_register_executors(register: Register) -> None:
     """Add executors: where and how the learners of a run train, chosen by ``executor``.
 
     ``factory(config, options)`` is called once per run, when the run is assembled, and returns an
-    object with ``execute(work)``: ``work`` is a `modalbag.engine.executors.TrainingWork` holding the
+    object with ``execute(work)``: ``work`` is a `modalbag.execution.TrainingWork` holding the
     run's learner jobs (each with its memory footprint estimated before it starts). ``execute``
-    runs every job once and yields one `modalbag.engine.executors.JobResult` per job as it finishes, in
+    runs every job once and yields one `modalbag.execution.JobResult` per job as it finishes, in
     any order, never raising for a learner's failure: ``work.fit_here(job)`` fits a job in this
     process; workers elsewhere fit ``work.context()`` (picklable) with ``fit_in_worker``; a job
     whose worker died is reported with ``work.lost(job, reason)``.

@@ -1,7 +1,7 @@
 """The contracts plugin components keep, as Protocols (no base class to inherit): a trainer's learner.
 
 The other kinds' contracts live where their callers are: `modalbag.kernel.schedules.Schedule`,
-`modalbag.denoising.Objective` and `Strategy`, the executor's in `modalbag.engine.executors`.
+`modalbag.denoising.Objective` and `Strategy`, the executor's in `modalbag.execution.work`.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import attrs
 
-from modalbag.engine.executors import JobResult, LearnerJob, WorkerContext, dumps, loads
+from modalbag.execution import JobResult, LearnerJob, WorkerContext, dumps, loads
 from modalbag.io.artifacts import atomic_write_bytes
 from modalbag.training.checkpoints import LearnerCheckpoints, checkpoint_root
 from modalbag.training.distributed import DistributedContext, init_distributed

@@ -36,7 +36,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.engine.executors import (
+from modalbag.execution import (
     MIB,
     WORKER_BASE_BYTES,
     JobResult,
@@ -55,12 +55,12 @@ from modalbag.kernel.options import positive
 from modalbag.logs import get_logger
 from modalbag.training.profiling import current_rss
 
-log = get_logger("modalbag.engine.executors.local")
+log = get_logger("modalbag.executors.local")
 
 START_METHODS = ("forkserver", "spawn")
 #: Imported once by the fork server, so that each worker starts already holding them.
 PRELOAD = ("numpy", "torch", "torch.nn", "torch.optim", "torch._dynamo", "sklearn.metrics", "threadpoolctl",
-           "modalbag.engine.engine", "modalbag.engine.executors", __name__)
+           "modalbag.engine.engine", "modalbag.execution", __name__)
 
 
 def _default_start_method() -> str:

@@ -22,19 +22,12 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.engine.executors import (
-    JobResult,
-    LearnerJob,
-    NotPicklableError,
-    TrainingWork,
-    WorkerContext,
-    fit_in_worker,
-)
 from modalbag.errors import ConfigError
+from modalbag.execution import JobResult, LearnerJob, NotPicklableError, TrainingWork, WorkerContext, fit_in_worker
 from modalbag.kernel import Register
 from modalbag.logs import get_logger
 
-log = get_logger("modalbag.engine.executors.ray")
+log = get_logger("modalbag.executors.ray")
 
 
 @attrs.frozen(kw_only=True)

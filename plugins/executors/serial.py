@@ -13,7 +13,7 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.engine.executors import JobResult, TrainingWork
+from modalbag.execution import JobResult, TrainingWork
 from modalbag.kernel import Register
 
 

@@ -32,20 +32,13 @@ from typing import Any
 import attrs
 
 from modalbag import hookimpl
-from modalbag.engine.executors import (
-    JobResult,
-    LearnerJob,
-    TrainingWork,
-    available_cores,
-    dumps,
-    loads,
-)
+from modalbag.execution import JobResult, LearnerJob, TrainingWork, available_cores, dumps, loads
 from modalbag.kernel import Register
 from modalbag.logs import get_logger
 from modalbag.plugins.executors._torchrun_rank import RankRequest, fit_on_rank, saved_epoch, with_checkpoints
 from modalbag.training.distributed import init_distributed, under_torchrun
 
-log = get_logger("modalbag.engine.executors.torchrun")
+log = get_logger("modalbag.executors.torchrun")
 
 #: The module each rank runs (``python -m``).
 RANK_PROGRAM = "modalbag.plugins.executors._torchrun_rank"

@@ -148,7 +148,8 @@ def _three_views(n: int, seed: int = 0):
 def test_a_small_measured_subset_is_bagged_by_its_folds_without_refitting(monkeypatch):
     """Its bags are the k cross-validation splits, validated on their held-out fold, and its learners
     are the winner's measured fold models: no fit happens after the measurement."""
-    from modalbag.engine import executors, portfolio
+    from modalbag.engine import portfolio
+    from modalbag.execution import work, workers
 
     calls = []
     real_fit = portfolio.fit_learner
@@ -158,7 +159,8 @@ def test_a_small_measured_subset_is_bagged_by_its_folds_without_refitting(monkey
         return real_fit(spec, bag, *args, **kwargs)
 
     monkeypatch.setattr(portfolio, "fit_learner", counting)
-    monkeypatch.setattr(executors, "fit_learner", counting)
+    monkeypatch.setattr(work, "fit_learner", counting)
+    monkeypatch.setattr(workers, "fit_learner", counting)
     data, y = _two_views(120)
     model = _model(data, y, n_bags=6)
     model.select_base_learners(task_type="classification", num_classes=2, instantiate=False,

@@ -145,7 +145,7 @@ def test_every_torch_load_is_explicitly_weights_only_and_no_model_file_is_unpick
             unpickles += [f"{path.relative_to(ROOT)}:{c.lineno}" for c in _calls(tree, owner, ("load", "loads"))]
     assert torch_loads and all(ok for _, ok in torch_loads), torch_loads
     # the only unpickling: executors' in-memory transport of jobs between processes (never a file)
-    assert all(u.startswith("core/engine/executors.py") for u in unpickles), unpickles
+    assert all(u.startswith("core/execution/workers.py") for u in unpickles), unpickles
 
 
 def test_export_with_a_damaged_safetensors_header_names_the_file(tmp_path):

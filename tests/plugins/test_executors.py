@@ -15,17 +15,7 @@ import pytest
 import structlog
 
 from modalbag import ConfigError, TrainingConfig, UnknownPluginError, hookimpl
-from modalbag.engine.executors import (
-    MIB,
-    Footprint,
-    LearnerJob,
-    MemoryGate,
-    NotPicklableError,
-    WorkerLostError,
-    available_cores,
-    estimate_footprint,
-    threads_for,
-)
+from modalbag.execution import MIB, Footprint, LearnerJob, MemoryGate, NotPicklableError, WorkerLostError, available_cores, estimate_footprint, threads_for
 from modalbag.kernel.records import LearnerSpec
 from tests.conftest import FAST, make_model
 

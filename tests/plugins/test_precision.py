@@ -12,7 +12,7 @@ import modalbag
 from modalbag import TrainingConfig
 from modalbag.data.bags import Bag
 from modalbag.engine.engine import Engine
-from modalbag.engine.fitting import fit_learner
+from modalbag.execution.fitting import fit_learner
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.registry import default_catalog
 from modalbag.kernel.run import TaskInfo

@@ -170,7 +170,7 @@ def test_modalbag_log_step_every_log_interval_steps(tmp_path, capsys):
 
 def test_progress_bar_only_when_asked_or_verbose_on_a_terminal():
     from modalbag.config.training import TrainingConfig
-    from modalbag.engine.executors import ProgressBar
+    from modalbag.engine.progress import ProgressBar
 
     class Terminal(io.StringIO):
         def isatty(self):
