@@ -79,8 +79,40 @@ class LocalOptions:
                 "(None: no limit)."})
 
 
+# -- what the parent and a worker say to each other ----------------------------------------------
+
+
+@attrs.frozen
+class Ready:
+    """Worker -> parent: the run's snapshot is loaded; ``rss`` is the worker's memory then (0: unknown)."""
+
+    rss: int
+
+
+@attrs.frozen
+class Broken:
+    """Worker -> parent: the snapshot cannot be loaded here, so every job would fail the same way."""
+
+    reason: str
+
+
+@attrs.frozen
+class Stop:
+    """Parent -> worker: no more jobs; exit."""
+
+
+@attrs.frozen
+class Gone:
+    """What the parent reads from a worker whose pipe closed or whose process ended."""
+
+
+#: A worker sends `Ready` or `Broken` once, then one `JobResult` per `LearnerJob` it receives.
+FromWorker = Ready | Broken | JobResult | Gone
+ToWorker = LearnerJob | Stop
+
+
 def worker_main(conn: Connection, context_path: str, threads: int) -> None:
-    """A worker's life: read the run's snapshot, say ready, then fit each job sent until told to stop."""
+    """A worker's life: read the run's snapshot, say `Ready`, then fit each job sent until `Stop`."""
     import torch
 
     torch.set_num_threads(threads)
@@ -92,21 +124,21 @@ def worker_main(conn: Connection, context_path: str, threads: int) -> None:
         with open(context_path, "rb") as fh:
             context = loads(fh.read())
     except BaseException as exc:  # noqa: BLE001 - every job would fail the same way: say so once
-        conn.send_bytes(dumps(("broken", f"{type(exc).__name__}: {exc}")))
+        conn.send_bytes(dumps(Broken(f"{type(exc).__name__}: {exc}")))
         return
-    conn.send_bytes(dumps(("ready", current_rss())))
+    conn.send_bytes(dumps(Ready(current_rss() or 0)))
     while True:
         try:
-            job = loads(conn.recv_bytes())
+            message: ToWorker = loads(conn.recv_bytes())
         except EOFError:  # the parent went away
             return
-        if job is None:
+        if isinstance(message, Stop):
             return
-        result = fit_in_worker(context, job)
+        result = fit_in_worker(context, message)
         try:
-            data = dumps(result, f"the result of {job.learner_id}")
+            data = dumps(result, f"the result of {message.learner_id}")
         except NotPicklableError as exc:
-            data = dumps(failed_result(job, exc))
+            data = dumps(failed_result(message, exc))
         conn.send_bytes(data)
 
 
@@ -123,13 +155,28 @@ class _Worker:
     def name(self) -> str:
         return f"{platform.node()}:{self.process.pid}"
 
+    @property
+    def reserved(self) -> int:
+        """Memory held for this worker in the gate: its own, and its job's while it has one."""
+        return self.reserved_base + (self.job.footprint.total if self.job is not None else 0)
+
     def send(self, job: LearnerJob) -> None:
         self.conn.send_bytes(dumps(job))
         self.sent_at = time.monotonic()
 
+    def receive(self) -> FromWorker:
+        try:
+            return loads(self.conn.recv_bytes())
+        except (EOFError, OSError):
+            return Gone()
+
+    def exitcode(self) -> int | None:
+        self.process.join(1)
+        return self.process.exitcode
+
     def stop(self, *, wait_s: float) -> None:
         try:
-            self.conn.send_bytes(dumps(None))
+            self.conn.send_bytes(dumps(Stop()))
         except (OSError, ValueError):
             pass
         self.process.join(wait_s)
@@ -182,123 +229,131 @@ class LocalExecutor:
             start_fork_server()  # its imports overlap with drawing bags and choosing learners
 
     def execute(self, work: TrainingWork) -> Iterator[JobResult]:
-        jobs = deque(work.jobs)
-        if not jobs:
+        if not work.jobs:
             return
-        limit = max(1, min(self.workers, len(jobs)))
-        context = multiprocessing.get_context(self.options.start_method)
-        gate = MemoryGate(work.memory_budget)
-        base = WORKER_BASE_BYTES
-        workers: list[_Worker] = []
         with tempfile.TemporaryDirectory(prefix="modalbag-run-") as tmp:
             snapshot = work.context()
             snapshot = attrs.evolve(snapshot, data=snapshot.data.as_files(tmp))
             context_path = os.path.join(tmp, "context.pkl")
             with open(context_path, "wb") as fh:
                 fh.write(dumps(snapshot))
-            log.debug("executor.local.start", workers=limit, threads=work.threads,
-                      budget_mb=None if gate.budget is None else round(gate.budget / MIB, 1))
+            pool = _Pool(work, self.options, min(self.workers, len(work.jobs)), context_path)
+            log.debug("executor.local.start", workers=pool.limit, threads=work.threads,
+                      budget_mb=None if pool.gate.budget is None else round(pool.gate.budget / MIB, 1))
             try:
-                while jobs or any(w.job is not None for w in workers):
-                    self._dispatch(jobs, workers, limit, gate, base, context, context_path, work.threads)
-                    waitables: dict[Any, _Worker] = {}
-                    for w in workers:
-                        waitables[w.conn] = w
-                        waitables[w.process.sentinel] = w
-                    for ready in wait(list(waitables), timeout=self._next_deadline(workers)):
-                        w = waitables[ready]
-                        if w not in workers:
-                            continue  # already handled through its other waitable
-                        if ready is w.conn:
-                            outcome = self._receive(w)
-                        else:
-                            outcome = self._receive(w) if w.conn.poll() else "dead"
-                        if outcome == "dead":
-                            workers.remove(w)
-                            gate.release(w.reserved_base + (w.job.footprint.total if w.job else 0))
-                            reason = describe_exit(self._exitcode(w), w.job)
-                            if w.job is not None:
-                                yield work.lost(w.job, reason, w.name)
-                            w.stop(wait_s=0)
-                        elif isinstance(outcome, tuple) and outcome[0] == "ready":
-                            w.ready = True
-                            if outcome[1]:
-                                base = max(outcome[1], base if base != WORKER_BASE_BYTES else 0)
-                            if w.job is not None:
-                                w.send(w.job)
-                        elif isinstance(outcome, tuple) and outcome[0] == "broken":
-                            # the snapshot cannot be loaded in a worker: every job fails the same way
-                            for job in [*(x.job for x in workers if x.job is not None), *jobs]:
-                                yield failed_result(job, f"workers cannot load the run: {outcome[1]}")
-                            jobs.clear()
-                            for x in workers:
-                                x.job = None
-                        elif isinstance(outcome, JobResult):
-                            assert w.job is not None
-                            gate.release(w.job.footprint.total)
-                            w.job = None
-                            yield outcome
-                    yield from self._expire(work, workers, gate)
+                while pool.jobs or pool.running:
+                    pool.dispatch()
+                    for worker, message in pool.wait():
+                        yield from pool.handle(worker, message)
+                    yield from pool.expire()
             finally:
-                busy = any(w.job is not None for w in workers)
-                for w in workers:
-                    w.stop(wait_s=0.1 if busy else 5)
+                pool.close()
 
-    def _dispatch(self, jobs: deque[LearnerJob], workers: list[_Worker], limit: int, gate: MemoryGate,
-                  base: int, context: Any, context_path: str, threads: int) -> None:
+
+class _Pool:
+    """One `execute` call's workers, waiting jobs and memory gate, and how each worker message moves them."""
+
+    def __init__(self, work: TrainingWork, options: LocalOptions, limit: int, context_path: str):
+        self.work, self.options, self.context_path = work, options, context_path
+        self.limit = max(1, limit)
+        self.jobs: deque[LearnerJob] = deque(work.jobs)
+        self.workers: list[_Worker] = []
+        self.gate = MemoryGate(work.memory_budget)
+        self.base = WORKER_BASE_BYTES  # a new worker's own memory, until a worker reports it
+        self.mp = multiprocessing.get_context(options.start_method)
+
+    @property
+    def running(self) -> int:
+        return sum(w.job is not None for w in self.workers)
+
+    def dispatch(self) -> None:
         """Give waiting jobs, in order, to idle workers (or new ones) while memory allows."""
-        for job in list(jobs):
-            running = sum(w.job is not None for w in workers)
-            idle = next((w for w in workers if w.job is None), None)
+        for job in list(self.jobs):
+            idle = next((w for w in self.workers if w.job is None), None)
             if idle is not None:
-                if gate.try_reserve(job.footprint.total, running=running, job=job):
-                    jobs.remove(job)
+                if self.gate.try_reserve(job.footprint.total, running=self.running, job=job):
+                    self.jobs.remove(job)
                     idle.job = job
                     if idle.ready:
                         idle.send(job)
-                continue
-            if len(workers) >= limit:
+            elif len(self.workers) >= self.limit:
                 return
-            if gate.try_reserve(base + job.footprint.total, running=running, job=job):
-                jobs.remove(job)
-                parent, child = context.Pipe(duplex=True)
-                process = context.Process(target=worker_main, args=(child, context_path, threads),
-                                          name="modalbag-worker", daemon=True)
-                process.start()
-                child.close()
-                workers.append(_Worker(process, parent, base, job=job))
+            elif self.gate.try_reserve(self.base + job.footprint.total, running=self.running, job=job):
+                self.jobs.remove(job)
+                self.workers.append(self._start(job))
 
-    @staticmethod
-    def _receive(w: _Worker) -> Any:
-        try:
-            return loads(w.conn.recv_bytes())
-        except (EOFError, OSError):
-            return "dead"
+    def _start(self, job: LearnerJob) -> _Worker:
+        parent, child = self.mp.Pipe(duplex=True)
+        process = self.mp.Process(target=worker_main, args=(child, self.context_path, self.work.threads),
+                                  name="modalbag-worker", daemon=True)
+        process.start()
+        child.close()
+        return _Worker(process, parent, self.base, job=job)
 
-    @staticmethod
-    def _exitcode(w: _Worker) -> int | None:
-        w.process.join(1)
-        return w.process.exitcode
+    def wait(self) -> Iterator[tuple[_Worker, FromWorker]]:
+        """Each worker with something to say (a message, or its end) before the next bag deadline."""
+        waitables: dict[Any, _Worker] = {}
+        for w in self.workers:
+            waitables[w.conn] = w
+            waitables[w.process.sentinel] = w
+        for ready in wait(list(waitables), timeout=self._next_deadline()):
+            w = waitables[ready]
+            if w not in self.workers:
+                continue  # already handled through its other waitable
+            yield w, w.receive() if ready is w.conn or w.conn.poll() else Gone()
 
-    def _next_deadline(self, workers: list[_Worker]) -> float | None:
+    def handle(self, w: _Worker, message: FromWorker) -> Iterator[JobResult]:
+        """Move the pool on by one message; yields the results it settles."""
+        if isinstance(message, JobResult):
+            assert w.job is not None
+            self.gate.release(w.job.footprint.total)
+            w.job = None
+            yield message
+        elif isinstance(message, Ready):
+            w.ready = True
+            if message.rss:
+                self.base = max(message.rss, self.base if self.base != WORKER_BASE_BYTES else 0)
+            if w.job is not None:
+                w.send(w.job)
+        elif isinstance(message, Broken):
+            # the snapshot cannot be loaded in a worker: every job fails the same way
+            for job in [*(x.job for x in self.workers if x.job is not None), *self.jobs]:
+                yield failed_result(job, f"workers cannot load the run: {message.reason}")
+            self.jobs.clear()
+            for x in self.workers:
+                x.job = None
+        else:  # Gone
+            self.workers.remove(w)
+            self.gate.release(w.reserved)
+            if w.job is not None:
+                yield self.work.lost(w.job, describe_exit(w.exitcode(), w.job), w.name)
+            w.stop(wait_s=0)
+
+    def _next_deadline(self) -> float | None:
         timeout = self.options.bag_timeout
-        started = [w.sent_at for w in workers if w.job is not None and w.ready]
+        started = [w.sent_at for w in self.workers if w.job is not None and w.ready]
         if timeout is None or not started:
             return None
         return max(0.0, min(started) + timeout - time.monotonic())
 
-    def _expire(self, work: TrainingWork, workers: list[_Worker], gate: MemoryGate) -> Iterator[JobResult]:
+    def expire(self) -> Iterator[JobResult]:
+        """Kill the workers whose learner ran past ``bag_timeout``; that learner fails."""
         timeout = self.options.bag_timeout
         if timeout is None:
             return
         now = time.monotonic()
-        for w in list(workers):
+        for w in list(self.workers):
             if w.job is not None and w.ready and now - w.sent_at > timeout:
                 w.process.kill()
-                workers.remove(w)
-                gate.release(w.reserved_base + w.job.footprint.total)
-                yield work.lost(w.job, f"the learner did not finish within bag_timeout={timeout} s", w.name)
+                self.workers.remove(w)
+                self.gate.release(w.reserved)
+                yield self.work.lost(w.job, f"the learner did not finish within bag_timeout={timeout} s", w.name)
                 w.stop(wait_s=0)
+
+    def close(self) -> None:
+        busy = self.running > 0
+        for w in self.workers:
+            w.stop(wait_s=0.1 if busy else 5)
 
 
 @hookimpl
