@@ -29,9 +29,17 @@ REGISTRATION_HOOKS = sorted(name for name in HOOKSPECS if name.startswith(f"{NAM
 
 
 def _plugin_modules() -> set[str]:
+    """Every plugin: a module of a kind's folder, or a package there (``trainers/neural/``), whose
+    ``_parts`` are not plugins; modules named ``_helper`` are not plugins either."""
     plugins = ROOT / "plugins"
-    return {".".join(("modalbag", "plugins", *path.relative_to(plugins).with_suffix("").parts))
-            for path in plugins.rglob("*.py") if not path.name.startswith("_")}  # _helpers are not plugins
+    found = set()
+    for path in plugins.rglob("*.py"):
+        parts = path.relative_to(plugins).with_suffix("").parts
+        if len(parts) == 3 and parts[2] == "__init__":  # a plugin package
+            found.add(".".join(("modalbag", "plugins", *parts[:2])))
+        elif len(parts) == 2 and not parts[1].startswith("_"):
+            found.add(".".join(("modalbag", "plugins", *parts)))
+    return found
 
 
 def signature_text(fn) -> str:
@@ -58,6 +66,16 @@ def test_entry_points_match_plugin_modules_exactly():
     values = list(ENTRY_POINTS.values())
     assert len(values) == len(set(values)), "two entry points name the same module"
     assert set(values) == _plugin_modules()
+
+
+def test_every_package_is_listed_for_the_wheel():
+    """pyproject names the packages one by one; one left out is missing from the wheel, though an
+    editable install still finds it."""
+    setuptools = PYPROJECT["tool"]["setuptools"]
+    roots = {Path(folder): name for name, folder in setuptools["package-dir"].items()}
+    found = {".".join((name, *init.parent.relative_to(ROOT / folder).parts))
+             for folder, name in roots.items() for init in (ROOT / folder).rglob("__init__.py")}
+    assert found == set(setuptools["packages"])
 
 
 def test_installed_metadata_matches_pyproject(fresh_catalog):

@@ -10,7 +10,7 @@ import modalbag
 from modalbag import ConfigError
 from modalbag.data.dataset import is_memory_mapped
 from modalbag.kernel.schedules import ConstantSchedule
-from modalbag.plugins.trainers._mixing import cutmix_images, drop_modalities, mixed_loss
+from modalbag.plugins.trainers.neural._mixing import cutmix_images, drop_modalities, mixed_loss
 from modalbag.training.progressive import StageScaledSchedule, matches
 from tests.conftest import FAST, make_model
 

@@ -1,0 +1,291 @@
+"""The ``neural`` trainer's training loop: epochs of steps over one fit's moving parts.
+
+`NeuralLearner` builds a `TrainingLoop` once per fit (network, optimizer, schedule, batches,
+validation rows, the run's per-step hooks) and runs it from the first epoch still to run. An epoch
+walks one shuffled order of the rows (`epoch_batches`); each step (`step`) calls four hooks:
+autocast, auxiliary losses, backward and optimizer step. The running sums stay on the device, so
+an epoch costs one host sync; the epoch then becomes an `EpochRecord` for the validators and sinks,
+and the full training state is saved when due.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import numpy as np
+import torch
+from torch import nn
+
+from modalbag.errors import TrainingDivergedError
+from modalbag.kernel.fit import FitState
+from modalbag.kernel.records import EpochRecord
+from modalbag.kernel.run import BagData, Run
+from modalbag.plugins.trainers.neural._batches import Batch, eval_batches
+from modalbag.plugins.trainers.neural._mixing import choose_mix, drop_modalities, mixed_loss
+from modalbag.plugins.trainers.neural._network import FusionNetwork
+from modalbag.training.checkpoints import save_training_state
+from modalbag.training.metrics import task_metrics
+from modalbag.training.profiling import StepMonitor, peak_memory_mb
+from modalbag.training.progressive import ProgressivePlan
+
+if TYPE_CHECKING:
+    from modalbag.plugins.trainers.neural._learner import NeuralLearner
+
+
+def class_weights(config: Any, n_classes: int) -> torch.Tensor | None:
+    """``class_weights`` as a tensor over every class (a mapping names only the classes it reweights)."""
+    weights = config.class_weights
+    if weights is None:
+        return None
+    if isinstance(weights, Mapping):
+        full = np.ones(n_classes, dtype=np.float32)
+        for cls, w in weights.items():
+            full[cls] = w
+        return torch.as_tensor(full)
+    if len(weights) != n_classes:
+        raise ValueError(f"class_weights has {len(weights)} entries for {n_classes} classes")
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+@attrs.frozen
+class Validation:
+    """A learner's validation rows: prebuilt tensors (in-memory path) or read per epoch (streamed)."""
+
+    data: BagData
+    rows: np.ndarray
+    targets: torch.Tensor
+    batches: list[tuple[dict[str, torch.Tensor], torch.Tensor]] | None
+
+
+class CompiledOrEager:
+    """``torch.compile(net)``, falling back to ``net`` (with a note) when compiling fails.
+
+    Compilation happens at the first calls (forward, then backward), so a failure surfaces there:
+    the forward is retried eagerly; a failure in the compiled backward is not recoverable mid-step,
+    so the first training step is what decides.
+    """
+
+    def __init__(self, net: nn.Module, fit: FitState):
+        self.eager, self.fit, self.confirmed = net, fit, False
+        try:
+            self.compiled: Any = torch.compile(net)
+        except Exception as exc:  # noqa: BLE001 - any compiler problem means: run eagerly
+            self._fallback(exc)
+
+    def _fallback(self, exc: BaseException) -> None:
+        self.compiled = None
+        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        self.fit.notes.append(f"compile_model: torch.compile failed ({reason}); training runs eagerly")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.compiled is not None:
+            try:
+                out = self.compiled(*args, **kwargs)
+                if not self.confirmed:
+                    self.confirmed = True
+                    self.fit.notes.append("compile_model: compiled with torch.compile")
+                return out
+            except Exception as exc:  # noqa: BLE001
+                self._fallback(exc)
+        return self.eager(*args, **kwargs)
+
+
+@attrs.define(eq=False)
+class EpochSums:
+    """An epoch's running sums, kept on the device (read once, at the end of the epoch)."""
+
+    loss: torch.Tensor
+    total: torch.Tensor
+    terms: dict[str, torch.Tensor] = attrs.field(factory=dict)
+    seen: int = 0
+
+    @classmethod
+    def zeros(cls, device: torch.device) -> EpochSums:
+        return cls(torch.zeros((), device=device), torch.zeros((), device=device))
+
+
+@attrs.define(eq=False)
+class TrainingLoop:
+    """One fit's moving parts; `run` trains the epochs from ``first_epoch`` to ``config.epochs``."""
+
+    learner: NeuralLearner
+    run: Run
+    fit: FitState
+    data: BagData
+    model: FusionNetwork
+    net: Any  #: what the steps call: the model, DDP-wrapped or compiled
+    optimizer: Any
+    schedule: Any
+    loss_fn: nn.Module
+    source: Any  #: InMemory or Streamed: the batches of an epoch's order
+    validation: Validation
+    device: torch.device
+    generator: torch.Generator
+    n_rows: int
+    steps_per_epoch: int
+    plan: ProgressivePlan | None = None
+    ddp: Any = None
+    ddp_ignored: list[torch.nn.Parameter] = attrs.field(factory=list)
+    monitor: StepMonitor | None = None
+    # the run's per-step hook callers, looked up once (attribute lookups on the hook relay cost per step)
+    _autocast: Any = attrs.field(init=False)
+    _aux_losses: Any = attrs.field(init=False)
+    _backward: Any = attrs.field(init=False)
+    _optimizer_step: Any = attrs.field(init=False)
+    _has_aux: bool = attrs.field(init=False)
+    _mixing: bool = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        hook = self.run.hook
+        self._autocast, self._aux_losses = hook.modalbag_autocast, hook.modalbag_auxiliary_losses
+        self._backward, self._optimizer_step = hook.modalbag_backward, hook.modalbag_optimizer_step
+        self._has_aux = bool(self._aux_losses.get_hookimpls())
+        opts = self.learner.options
+        self._mixing = opts.mixup_alpha > 0 or opts.cutmix_alpha > 0
+
+    def run_epochs(self, first_epoch: int) -> None:
+        try:
+            for epoch in range(first_epoch, self.run.config.epochs + 1):
+                if not self.epoch(epoch):
+                    break
+        finally:
+            self.source.close()
+            if self.monitor is not None:
+                self.monitor.close()
+        if self.plan is not None:
+            self.model.requires_grad_(True)
+        self.model.eval()
+
+    def epoch(self, epoch: int) -> bool:
+        """Train one epoch, record it, save the training state when due; False once the fit stops."""
+        fit = self.fit
+        fit.epoch = epoch
+        self._enter_stage(epoch)
+        started = time.perf_counter()
+        self.model.train()
+        sums = EpochSums.zeros(self.device)
+        for step, batch in enumerate(self.source.epoch(self.epoch_batches())):
+            fit.batch_in_epoch, fit.deferred_step = step, False
+            self.step(batch, sums)
+        record = self._record(epoch, sums, time.perf_counter() - started)
+        fit.records.append(record)
+        self.run.hook.modalbag_epoch_end(run=self.run, fit=fit, record=record)
+        self.schedule.after_epoch(record.monitored())
+        if fit.control.should_stop:
+            fit.notes.append(f"stopped after epoch {epoch}: {fit.control.stop_reason}")
+        save_training_state(self.run, fit, schedule=self.schedule, generator=self.generator)  # when due
+        return not fit.control.should_stop
+
+    def _enter_stage(self, epoch: int) -> None:
+        if self.plan is None:
+            return
+        stage = self.plan.enter(epoch, self.model, self.schedule)
+        if stage is not None:
+            self.fit.notes.append(f"epoch {epoch}: {stage.name} (frozen: {list(stage.frozen_layers) or 'none'}"
+                                  f"{', fine-tuning' if stage.fine_tuning else ''}, lr x{stage.lr_multiplier:g})")
+
+    def epoch_batches(self) -> list[torch.Tensor]:
+        """This epoch's row batches: one shuffled order from the fit's generator (this rank's share under DDP).
+
+        A last batch of one row is merged into the one before (batch norm cannot train on one row).
+        """
+        n, bs, steps = self.n_rows, self.run.config.batch_size, self.steps_per_epoch
+        order = torch.randperm(n, generator=self.generator)
+        batches = [order[s * bs: (s + 1) * bs if s < steps - 1 else n] for s in range(steps)]
+        if self.ddp is not None:
+            batches = [self.ddp.shard(idx) for idx in batches]
+        return batches
+
+    def step(self, batch: Batch, sums: EpochSums) -> None:
+        """One training step: forward under the autocast hook, losses, backward and optimizer step hooks."""
+        run, fit = self.run, self.fit
+        size = len(batch["target"])
+        loss, total = self._losses(batch, sums, size)
+        if not self._backward(run=run, fit=fit, loss=total):
+            total.backward()
+        if self.ddp_ignored:  # the auxiliary heads DDP leaves out (see DistributedContext.wrap)
+            self.ddp.average_gradients(self.ddp_ignored)
+        if not self._optimizer_step(run=run, fit=fit):
+            fit.default_step()
+        if not fit.deferred_step:
+            self.schedule.after_batch()
+        fit.step += 1
+        sums.loss += loss.detach() * size
+        sums.total += total.detach() * size
+        sums.seen += size
+        if self.monitor is not None:
+            self.monitor.step(loss.detach(), sums.loss, sums.terms, sums.seen)
+
+    def _losses(self, batch: Batch, sums: EpochSums, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The task loss and the total with every auxiliary term (each term's sum added to ``sums``)."""
+        opts = self.learner.options
+        if opts.modality_dropout:
+            batch["masks"] = drop_modalities(batch["masks"], opts.modality_dropout)
+        mix = choose_mix(batch, opts.mixup_alpha, opts.cutmix_alpha) if self._mixing else None
+        ctx = self._autocast(run=self.run, fit=self.fit)
+        # the auxiliary heads run under the same autocast as the network whose activations they
+        # read; the losses themselves are reduced in fp32
+        with ctx if ctx is not None else contextlib.nullcontext():
+            output = self.net(batch["inputs"], batch["masks"],
+                              (mix[1], mix[2]) if mix is not None and mix[0] == "mixup" else None)
+            logits = output["logits"].float()
+            if mix is None:
+                loss = self.loss_fn(logits, batch["target"])
+            else:
+                mixed = output["mixed_logits"].float() if mix[0] == "mixup" else logits
+                loss = mixed_loss(self.loss_fn, mixed, batch["target"], mix[1], mix[2])
+            total = loss
+            if self._has_aux:
+                output["task_loss"] = loss
+                for terms in self._aux_losses(run=self.run, fit=self.fit, batch=batch, output=output):
+                    for name, term in (terms or {}).items():
+                        term = term.float()
+                        total = total + term
+                        running = sums.terms.get(name, torch.zeros((), device=self.device))
+                        sums.terms[name] = running + term.detach() * size
+        return loss, total
+
+    def _record(self, epoch: int, sums: EpochSums, seconds: float) -> EpochRecord:
+        """The epoch as a record: train loss, validation loss and metrics, rate, memory, plugin metrics."""
+        seen = sums.seen
+        train_loss = float(sums.loss) / seen
+        if not math.isfinite(float(sums.total)):
+            terms = {k: float(v) / seen for k, v in sums.terms.items()}
+            raise TrainingDivergedError(f"training loss became non-finite at epoch {epoch} (task loss "
+                                        f"{train_loss}, auxiliary terms {terms}); lower learning_rate or "
+                                        f"set gradient_clipping")
+        extra: dict[str, float] = self.fit.gradient_norm_metrics()
+        for found in self.run.hook.modalbag_epoch_metrics(run=self.run, fit=self.fit):
+            extra.update(found or {})
+        val_loss, metrics = self._validate()
+        return EpochRecord(
+            epoch=epoch, train_loss=train_loss, val_loss=val_loss,
+            accuracy=metrics.get("accuracy"), f1_score=metrics.get("f1"),
+            mse=metrics.get("mse"), r2=metrics.get("r2"),
+            learning_rate=float(self.optimizer.param_groups[0]["lr"]), training_time=seconds,
+            samples_per_second=seen / seconds if seconds > 0 else None, memory_usage_mb=peak_memory_mb(self.device),
+            loss_terms={k: float(v) / seen for k, v in sums.terms.items()},
+            metrics=extra,
+        )
+
+    def _validate(self) -> tuple[float | None, dict[str, float]]:
+        """Loss and task metrics on the validation rows (None and nothing without any)."""
+        val, learner = self.validation, self.learner
+        if not len(val.rows):
+            return None, {}
+        batches = val.batches if val.batches is not None else (
+            ({m: t.to(self.device) for m, t in x.items()}, masks.to(self.device))
+            for x, masks in eval_batches(val.data.arrays, val.data.masks, learner.spec.modalities, val.rows,
+                                         learner.options.eval_batch_size))
+        logits = torch.cat([learner.logits(x, masks) for x, masks in batches])
+        val_loss = float(self.loss_fn(logits, val.targets))
+        metrics = task_metrics(learner.task_type, val.data.targets[val.rows], learner.to_output(logits))
+        return val_loss, metrics
+
+
+__all__ = ["CompiledOrEager", "EpochSums", "TrainingLoop", "Validation", "class_weights"]
