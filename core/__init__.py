@@ -58,8 +58,8 @@ from modalbag.kernel.registry import (
     load_plugin,
     register_plugin,
 )
+from modalbag.kernel.runlog import read_records
 from modalbag.reports.robustness import EnsembleScorer, modality_ablation
-from modalbag.store.runlog import read_records
 from modalbag.version import __version__
 
 __all__ = [

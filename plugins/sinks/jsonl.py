@@ -2,7 +2,7 @@
 
 The durable record TensorBoard and W&B mirror: run start (with the config), every epoch of every
 learner, every ``log_interval`` steps, each learner's end or failure, and the run's end. Lines are
-appended by `modalbag.store.runlog.append_line` (one ``O_APPEND`` write per line, nothing buffered,
+appended by `modalbag.kernel.runlog.append_line` (one ``O_APPEND`` write per line, nothing buffered,
 ``fsync`` at each epoch's end), so worker processes append to the same file safely and a crash loses
 at most the line being written. A resumed run appends to the same file.
 """
@@ -20,7 +20,7 @@ from modalbag import hookimpl
 from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord, TrainedLearner
-from modalbag.store.runlog import RECORDS_FILE, append_line, end_torn_line, epoch_entry
+from modalbag.kernel.runlog import RECORDS_FILE, append_line, end_torn_line, epoch_entry
 
 
 @attrs.frozen(kw_only=True)

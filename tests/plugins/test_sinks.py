@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from modalbag import ConfigError, hookimpl
-from modalbag.store.runlog import (
+from modalbag.kernel.runlog import (
     RECORDS_FILE,
     append_line,
     end_torn_line,
