@@ -127,6 +127,24 @@ class ArtifactError(ModalbagError, ValueError):
         super().__init__(self.path if problem is None else f"{self.path}: {problem}")
 
 
+class StorageError(ModalbagError, OSError):
+    """A place modalbag must write to cannot take it: read-only, full, no permission, or missing.
+
+    The message names the path, the operating system's reason and what to do; ``errno`` is the
+    operating system's error number when there is one."""
+
+    def __init__(self, path: object, problem: str, cause: OSError | None = None):
+        self.path = str(path)
+        reason = f" ({cause.strerror or cause})" if cause is not None else ""
+        super().__init__(f"{self.path}{reason}: {problem}")
+        if cause is not None:
+            self.errno = cause.errno
+
+
+class RunDirectoryBusyError(ModalbagError, RuntimeError):
+    """Another run holds the run directory's lock: two runs must not write one directory."""
+
+
 class MissingExtraError(PluginError, ImportError):
     """A plugin's optional library is not installed; the message gives the ``pip install`` that fixes it."""
 

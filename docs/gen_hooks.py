@@ -31,6 +31,25 @@ modalbag's plugin contract, generated from `modalbag.kernel.hookspecs` (`core/ke
   Broadcast hooks collect every result in that order; *firstresult* hooks stop at the first
   implementation that returns something other than `None`.
 - **Per-step hooks** are the four the training loop calls on every step; each costs one pluggy call.
+
+## When a hook raises
+
+One plugin's exception never discards a run (`modalbag.kernel.isolation`):
+
+- A hook that **owns behaviour** (`fit_setup`, `fit_start`, `epoch_end` of a validator, `fit_end`,
+  the per-step hooks, ...) fails the learner being fitted: it is recorded as failed with the error,
+  the other learners train, and the ensemble is built from those that did.
+- An **observing** hook (`run_end`, `fit_error`) runs once the outcome is settled: its exception is
+  logged (`plugin.hook_failed`, once per plugin and hook), recorded in `run.json` under
+  `plugin_failures`, and the other plugins are still called. The trained learners and the export
+  are kept.
+- An **observer** (a kind marked *observer* below: sinks) is isolated in every hook: its first
+  exception (a full disk, a revoked permission, a lost tracking server) disables that instance for
+  the rest of the run with one warning, and training goes on without it.
+- The run's own record (`run.json`, the learners' folders) is written by modalbag itself: a run
+  directory that cannot be written at the start is a `StorageError` before training; once training
+  runs, a failed write is logged once and training goes on in memory, and an export that cannot be
+  written raises a `StorageError` that says the trained ensemble is ready in memory.
 """
 
 
@@ -56,7 +75,8 @@ def render() -> str:
     for kind in KIND_TABLE:
         named = f"`{kind.option}`" if kind.option else "-"
         fallback = f" (default `{kind.fallback}`)" if kind.fallback else ""
-        lines.append(f"| `{kind.name}` | `{kind.hook}` | {named}{fallback} | {kind.role} | {kind.summary} |")
+        role = f"{kind.role}, observer" if kind.observer else kind.role
+        lines.append(f"| `{kind.name}` | `{kind.hook}` | {named}{fallback} | {role} | {kind.summary} |")
     lines.append("")
     for title, names in groups:
         lines += [f"## {title}", ""]

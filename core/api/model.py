@@ -33,6 +33,7 @@ from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
 from modalbag.reports.domains import ReportRunner
 from modalbag.reports.training import TrainingReports
+from modalbag.store.lock import run_directory_lock
 from modalbag.store.persistence import ModelStore, read_export
 from modalbag.training.metrics import task_metrics
 
@@ -175,6 +176,13 @@ class MultiModalEnsembleModel:
         """
         if self.dataset.labels is None:
             raise DataError("this model has no labels: pass labels= when creating it")
+        run_dir = config.get("run_dir")
+        if not run_dir:
+            return self._train(resume, config)
+        with run_directory_lock(run_dir):  # one run writes a run directory, from its record to its export
+            return self._train(resume, config)
+
+    def _train(self, resume: bool, config: dict[str, Any]) -> dict[str, TrainedLearner]:
         previous, config = ModelStore(self).resume_record(config) if resume else (None, config)
         preprocessing = {} if self.preprocessing is None else self.preprocessing.training_options()
         config = {**preprocessing, **config}  # explicit options win
@@ -505,5 +513,11 @@ def create_synthetic_model(modalities: Mapping[str, Any], n_samples: int = 1000,
     return create_model_from_arrays(typed, labels, task_type=task_type, synthetic_task=task, **model_options)
 
 
-__all__ = ["MultiModalEnsembleModel", "TrainingFailedError", "create_model_from_arrays", "load_ensemble",
-           "create_model_from_files", "create_synthetic_model"]
+__all__ = [
+    "MultiModalEnsembleModel",
+    "TrainingFailedError",
+    "create_model_from_arrays",
+    "create_model_from_files",
+    "create_synthetic_model",
+    "load_ensemble",
+]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from modalbag.config.training import TrainingConfig
 from modalbag.errors import ConfigError, DuplicatePluginError, MissingPluginError, PluginLoadError, UnknownPluginError
 from modalbag.kernel.components import _resolve, build_options, component_issues, wanted_components
-from modalbag.kernel.kinds import role_of
+from modalbag.kernel.kinds import is_observer, role_of
 from modalbag.kernel.registry import Catalog, _new_plugin_manager, default_catalog
 from modalbag.kernel.run import ActiveSet, Selected
 
@@ -38,6 +38,7 @@ def assemble(config: TrainingConfig, catalog: Catalog | None = None,
     hooked = tuple(s for s in selected if role_of(s.component.kind) != "factory")
     named = [(sel.component.qualified_name, sel.component.factory(config, sel.options)) for sel in hooked
              if role_of(sel.component.kind) == "hooks"]
+    observer_names = {sel.component.qualified_name for sel in hooked if is_observer(sel.component.kind)}
     if config.enable_denoising:  # objectives run inside one loss module per learner, not as hooks
         from modalbag.denoising.objectives import DenoisingHooks  # imports torch: only when denoising is on
 
@@ -48,13 +49,17 @@ def assemble(config: TrainingConfig, catalog: Catalog | None = None,
     named += [(f"extra-{i}-{type(p).__name__}", p) for i, p in enumerate(extra_plugins)]
     pm = _new_plugin_manager()
     for name, instance in reversed(named):  # pluggy calls the last registered first
-        pm.register(instance, name=name)
+        if name in observer_names:
+            pm.register_observer(instance, name=name)
+        else:
+            pm.register(instance, name=name)
     pm.check_pending()
     instances = [instance for _, instance in named]
+    observers = frozenset(i for i, (name, _) in enumerate(named) if name in observer_names)
     problems = [p for found in pm.hook.modalbag_validate_config(config=config) if found for p in found]
     if problems:
         raise ConfigError(problems)
-    return ActiveSet(optimizer, scheduler, hooked, tuple(instances), pm, executor)
+    return ActiveSet(optimizer, scheduler, hooked, tuple(instances), pm, executor, observers)
 
 
 __all__ = ["assemble"]

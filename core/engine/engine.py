@@ -33,6 +33,7 @@ from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import Run, TaskInfo
 from modalbag.logs import get_logger
+from modalbag.store.lock import run_directory_lock
 from modalbag.store.runrecord import Journal
 
 log = get_logger("modalbag.engine")
@@ -77,7 +78,16 @@ class Engine:
         (`modalbag.store.runrecord`); ``resume`` (that record, read back) loads the learners it trained.
         ``adopted``: learners of this run already fitted on their bags (the k-fold models the portfolio
         measurement kept, `modalbag.engine.portfolio`): recorded like the others, not fitted again.
+        A run directory is locked while the run writes there (`modalbag.store.lock`).
         """
+        if not run.config.run_dir:
+            return self._train(run, specs, bags, dataset, targets, resume, adopted)
+        with run_directory_lock(run.config.run_dir):
+            return self._train(run, specs, bags, dataset, targets, resume, adopted)
+
+    def _train(self, run: Run, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag], dataset: MultimodalDataset,
+               targets: np.ndarray, resume: Any, adopted: Mapping[str, TrainedLearner] | None
+               ) -> dict[str, TrainedLearner]:
         journal = Journal.start(run, specs, bags, dataset, targets, resume) if run.config.run_dir else None
         done = journal.trained_learners(self.catalog) if journal is not None and resume is not None else {}
         adopted = {lid: r for lid, r in (adopted or {}).items() if lid not in done and r.ok}
@@ -96,7 +106,7 @@ class Engine:
         results: dict[str, TrainedLearner] = {}
         progress = ProgressBar(len(jobs)) if ProgressBar.wanted(run.config) else None
         if progress is not None:  # epochs of learners trained in this process (workers keep theirs)
-            run.active.plugin_manager.register(progress, name="progress")
+            _register_observer(run.active.plugin_manager, progress, "progress")
         outcomes = executor.execute(work) if jobs else iter(())
         try:
             for outcome in outcomes:
@@ -117,11 +127,13 @@ class Engine:
                                                          error="the executor returned no result for this learner")
         results.update(done)
         results = {spec.learner_id: results[spec.learner_id] for spec in specs}
-        if journal is not None:
-            journal.close("trained")
         run.hook.modalbag_run_end(run=run, learners=results)
+        hook_failures = [f.to_dict() for f in getattr(run.active.plugin_manager, "failures", ())]
+        if journal is not None:
+            journal.close("trained", plugin_failures=hook_failures)
         failed = sum(not r.ok for r in results.values())
-        log.info("run.end", run=run.run_id, trained=len(results) - failed, failed=failed)
+        log.info("run.end", run=run.run_id, trained=len(results) - failed, failed=failed,
+                 plugin_failures=len(hook_failures))
         return results
 
     def _fallback_executor(self, run: Run) -> Any:
@@ -146,6 +158,13 @@ class Engine:
                  done=len(results), total=total, worker=outcome.worker,
                  seconds=round(outcome.finished - outcome.started, 3) if outcome.started else None)
 
+
+def _register_observer(pm: Any, plugin: object, name: str) -> None:
+    """Register ``plugin`` so that its failures are isolated (a hand-built run's plain manager: as is)."""
+    if hasattr(pm, "register_observer"):
+        pm.register_observer(plugin, name=name)
+    else:
+        pm.register(plugin, name=name)
 
 
 __all__ = ["Engine"]

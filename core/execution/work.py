@@ -61,7 +61,7 @@ class TrainingWork:
                 config=self.run.config, task=self.run.task, run_id=self.run.run_id, optimizer=active.optimizer,
                 scheduler=active.scheduler, hooked=active.hooked, instances=tuple(active.instances),
                 trainers=trainers, data=SharedData.of(self.dataset, modalities), targets=self.targets,
-                threads=self.threads)
+                threads=self.threads, observers=active.observers)
         return self._context
 
     def lost(self, job: LearnerJob, reason: str, worker: str = "") -> JobResult:

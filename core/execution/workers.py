@@ -93,6 +93,7 @@ class WorkerContext:
     data: SharedData
     targets: np.ndarray
     threads: int
+    observers: frozenset[int] = frozenset()  #: indexes of the instances that only observe (sinks)
     token: str = attrs.field(factory=lambda: uuid.uuid4().hex)
 
     def build_run(self, *, distributed: Any = None, extra: Sequence[object] = ()) -> Run:
@@ -100,8 +101,11 @@ class WorkerContext:
         instances = (*self.instances, *extra)
         pm = _new_plugin_manager()
         for i, instance in reversed(list(enumerate(instances))):  # same order as the parent's
-            pm.register(instance, name=f"{i}-{type(instance).__name__}")
-        active = ActiveSet(self.optimizer, self.scheduler, self.hooked, instances, pm)
+            if i in self.observers:
+                pm.register_observer(instance, name=f"{i}-{type(instance).__name__}")
+            else:
+                pm.register(instance, name=f"{i}-{type(instance).__name__}")
+        active = ActiveSet(self.optimizer, self.scheduler, self.hooked, instances, pm, observers=self.observers)
         return Run(config=self.config, active=active, task=self.task, run_id=self.run_id, distributed=distributed)
 
     def fit(self, job: LearnerJob, run: Run | None = None, dataset: MultimodalDataset | None = None) -> JobResult:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -164,6 +165,50 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
 
 
+def move_into_place(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Rename ``source`` to ``target`` (replacing a file there) in one step, then fsync the directory."""
+    os.replace(source, target)
+    fsync_directory(Path(target).parent)
+
+
+_TEMPORARY_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # atomic_file's mkstemp names
+_TEMPORARY_DIR = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|old)-[0-9a-f]{8}$")  # atomic_directory's
+
+
+def clean_temporaries(root: str | os.PathLike[str]) -> list[Path]:
+    """Remove what the atomic writers leave under ``root`` when a process is killed mid-write.
+
+    A temporary file or directory is removed; a directory set aside by `atomic_directory` whose
+    target is missing (killed between its two renames) is put back in place, since it is the last
+    complete version. Only call this while no other process writes under ``root`` (the run
+    directory's lock). Returns the paths removed or restored.
+    """
+    root = Path(root)
+    touched: list[Path] = []
+    if not root.is_dir():
+        return touched
+    for directory, dirs, files in os.walk(root):
+        here = Path(directory)
+        for name in files:
+            if _TEMPORARY_FILE.match(name):
+                (here / name).unlink(missing_ok=True)
+                touched.append(here / name)
+        for name in list(dirs):
+            found = _TEMPORARY_DIR.match(name)
+            if found is None:
+                continue
+            dirs.remove(name)  # not walked into
+            target = here / found["name"]
+            if found["what"] == "old" and not target.exists():
+                os.replace(here / name, target)
+            else:
+                shutil.rmtree(here / name, ignore_errors=True)
+            touched.append(here / name)
+    if touched:
+        fsync_directory(root)
+    return touched
+
+
 # -- checksums and manifests -------------------------------------------------------------------
 
 
@@ -289,6 +334,7 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
                                   f"or holds pickled objects") from exc
 
 
-__all__ = ["publish_file", "atomic_directory", "atomic_file", "atomic_save_npz", "atomic_torch_save", "atomic_write_bytes",
-           "atomic_write_json", "check_format", "file_entries", "load_npz", "load_safetensors", "read_json",
-           "safe_torch_load", "save_safetensors", "sha256_file", "to_json", "verify_files"]
+__all__ = ["atomic_directory", "atomic_file", "atomic_save_npz", "atomic_torch_save", "atomic_write_bytes",
+           "atomic_write_json", "check_format", "clean_temporaries", "file_entries", "load_npz", "load_safetensors",
+           "move_into_place", "publish_file", "read_json", "safe_torch_load", "save_safetensors", "sha256_file",
+           "to_json", "verify_files"]

@@ -31,6 +31,9 @@ class Kind:
     summary: str
     #: The component used when the config names none (the executor that runs learners in this process).
     fallback: str | None = None
+    #: Its instances only observe the run: each of their hooks is isolated, and the first exception
+    #: disables the instance instead of failing a learner (`modalbag.kernel.isolation`).
+    observer: bool = False
 
 
 #: Every kind, in listing order.
@@ -45,7 +48,7 @@ KIND_TABLE: tuple[Kind, ...] = (
          "weighs the denoising objectives against the task loss"),
     Kind("precision", "modalbag_register_precisions", None, "hooks",
          "autocast, loss scaling or accumulation around each step (turned on by values)"),
-    Kind("sink", "modalbag_register_sinks", "sinks", "hooks", "records the run's metrics somewhere"),
+    Kind("sink", "modalbag_register_sinks", "sinks", "hooks", "records the run's metrics somewhere", observer=True),
     Kind("validator", "modalbag_register_validators", "validators", "hooks",
          "checks each epoch: stops early, keeps the best weights"),
     Kind("executor", "modalbag_register_executors", "executor", "factory", "decides where each learner trains",
@@ -60,9 +63,14 @@ KIND: dict[str, Kind] = {kind.name: kind for kind in KIND_TABLE}
 KINDS: dict[str, str] = {kind.name: kind.hook for kind in KIND_TABLE}
 
 
+def is_observer(kind: str) -> bool:
+    """Whether instances of ``kind`` only observe (False for a kind this release does not know)."""
+    return kind in KIND and KIND[kind].observer
+
+
 def role_of(kind: str) -> str:
     """The role of ``kind`` (``hooks`` for a kind this release does not know: its instances can only hook in)."""
     return KIND[kind].role if kind in KIND else "hooks"
 
 
-__all__ = ["KIND", "KINDS", "KIND_TABLE", "ROLES", "Kind", "role_of"]
+__all__ = ["KIND", "KINDS", "KIND_TABLE", "ROLES", "Kind", "is_observer", "role_of"]

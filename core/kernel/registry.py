@@ -23,6 +23,7 @@ from modalbag.config import training as config_training
 from modalbag.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError
 from modalbag.kernel import hookspecs
 from modalbag.kernel.component import Component, PluginSource
+from modalbag.kernel.isolation import RunPluginManager
 from modalbag.kernel.kinds import KINDS
 from modalbag.kernel.markers import NAME
 from modalbag.kernel.tracing import trace_hook_calls, tracing_wanted
@@ -44,9 +45,9 @@ def _split(entry_point_name: str) -> tuple[str | None, str]:
     return (kind, name) if dot and kind in KINDS else (None, entry_point_name)
 
 
-def _new_plugin_manager() -> pluggy.PluginManager:
+def _new_plugin_manager() -> RunPluginManager:
     """A plugin manager with modalbag's hook specs; with ``MODALBAG_TRACE_HOOKS=1`` it logs every call."""
-    pm = pluggy.PluginManager(NAME)
+    pm = RunPluginManager(NAME)
     pm.add_hookspecs(hookspecs)
     if tracing_wanted():
         trace_hook_calls(pm)

@@ -39,6 +39,8 @@ class ActiveSet:
     instances: tuple[object, ...]
     plugin_manager: pluggy.PluginManager
     executor: Selected | None = None
+    #: Indexes into ``instances`` of the observers (sinks): registered so that their failures are isolated.
+    observers: frozenset[int] = frozenset()
 
     def names(self) -> list[str]:
         chosen = [self.optimizer] + ([self.scheduler] if self.scheduler else []) + list(self.hooked)

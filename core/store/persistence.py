@@ -34,7 +34,7 @@ from modalbag.data.bags import EnsembleConfig, split_validation
 from modalbag.data.dataset import MultimodalDataset, complete_rows, encode_labels
 from modalbag.ensemble.combination import Combination
 from modalbag.ensemble.ensemble import _OOB, Ensemble
-from modalbag.errors import ArtifactError, ConfigError, ModalbagError
+from modalbag.errors import ArtifactError, ConfigError, ModalbagError, StorageError
 from modalbag.io.artifacts import (
     atomic_directory,
     atomic_save_npz,
@@ -294,10 +294,17 @@ class ModelStore:
         cfg = self.model.training_config
         if cfg is None or not cfg.run_dir:
             return
-        self.export_training_artifacts(Path(cfg.run_dir) / EXPORT_DIR)
-        record = RunRecord.read(cfg.run_dir)
-        record.data["status"], record.data["export"] = "complete", EXPORT_DIR
-        record.write()
+        target = Path(cfg.run_dir) / EXPORT_DIR
+        try:
+            self.export_training_artifacts(target)
+            record = RunRecord.read(cfg.run_dir)
+            record.data["status"], record.data["export"] = "complete", EXPORT_DIR
+            record.write()
+        except OSError as exc:
+            raise StorageError(target, "the ensemble is trained and ready in memory (predict works), but its "
+                                       "export could not be written: free space or fix the permissions, then call "
+                                       "model.export_training_artifacts(path), or resume the run "
+                                       "(train_ensemble(resume=True, run_dir=...)) to write it there", exc) from exc
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ an interrupted neural learner continues from its last training-state checkpoint 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,12 +31,14 @@ import numpy as np
 
 from modalbag.data.bags import Bag
 from modalbag.data.dataset import MultimodalDataset
-from modalbag.errors import ArtifactError, ConfigError, DataError
+from modalbag.errors import ArtifactError, ConfigError, DataError, StorageError
 from modalbag.io.artifacts import (
     atomic_save_npz,
     atomic_write_json,
     check_format,
+    clean_temporaries,
     load_npz,
+    move_into_place,
     read_json,
     sha256_file,
     to_json,
@@ -170,18 +173,65 @@ def merged_config(record: RunRecord, given: Mapping[str, Any]) -> dict[str, Any]
     return {**stored, **{k: v for k, v in given.items() if k in OPERATIONAL_KEYS}, "run_dir": str(record.run_dir)}
 
 
+def set_previous_run_aside(run_dir: Path) -> None:
+    """Before a new run in a directory that holds another: move that run's export to ``export.previous``.
+
+    Otherwise, were the new run killed before its own export, `load_ensemble(run_dir)` would serve the
+    old run's export while ``run.json`` describes the new one. The move is one rename (atomic); the
+    old learners' folders stay until the new run's learners replace them, unnamed by ``run.json``.
+    """
+    export = run_dir / EXPORT_DIR
+    if not export.exists():
+        return
+    aside = run_dir / f"{EXPORT_DIR}.previous"
+    if aside.exists():
+        shutil.rmtree(aside)
+    move_into_place(export, aside)
+    log.warning("run_dir.previous_export_moved", run_dir=str(run_dir), to=str(aside),
+                hint="this directory held a finished run; a new run (not resume=True) replaces it")
+
+
 class Journal:
-    """Keeps ``run.json`` current while a run trains and stores each learner as it finishes."""
+    """Keeps ``run.json`` current while a run trains and stores each learner as it finishes.
+
+    The record is the run's durable copy, not the run itself: once training has started, a write
+    that fails (a full disk, a file system turned read-only) is logged once and training goes on in
+    memory; the learners stored before it are what a resume starts from. A run directory that
+    cannot be written at the start is an error before any training (`StorageError`).
+    """
 
     def __init__(self, record: RunRecord):
         self.record = record
+        self.write_error: OSError | None = None
+
+    def _write(self) -> None:
+        try:
+            self.record.write()
+        except OSError as exc:
+            if self.write_error is None:
+                log.warning("run.record_not_written", path=str(self.record.path), error=f"{type(exc).__name__}: {exc}",
+                            hint="training goes on in memory; free space or fix permissions, then resume to store it")
+            self.write_error = exc
 
     @classmethod
     def start(cls, run: Any, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag], dataset: MultimodalDataset,
               targets: np.ndarray, previous: RunRecord | None = None) -> Journal:
         """A fresh record (or, resuming, the previous one with its finished learners kept)."""
         run_dir = Path(run.config.run_dir)
+        try:
+            return cls._start(run, run_dir, specs, bags, dataset, targets, previous)
+        except OSError as exc:
+            raise StorageError(run_dir, "the run directory cannot be written, so the run cannot be recorded "
+                                        "there: pass a run_dir on a writable file system (or none to train "
+                                        "without a record)", exc) from exc
+
+    @classmethod
+    def _start(cls, run: Any, run_dir: Path, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag],
+               dataset: MultimodalDataset, targets: np.ndarray, previous: RunRecord | None) -> Journal:
         run_dir.mkdir(parents=True, exist_ok=True)
+        cleaned = clean_temporaries(run_dir)
+        if cleaned:
+            log.info("run_dir.cleaned", run_dir=str(run_dir), removed=[str(p.relative_to(run_dir)) for p in cleaned])
         fingerprint = data_fingerprint(dataset, targets)
         if previous is not None:
             if previous.data.get("data_fingerprint") != fingerprint:
@@ -191,6 +241,7 @@ class Journal:
             previous.data["resumed"] = int(previous.data.get("resumed", 0)) + 1
             previous.write()
             return cls(previous)
+        set_previous_run_aside(run_dir)
         used = [bags[s.bag_id] for s in specs]
         save_bags(used, run_dir / BAGS_FILE)
 
@@ -225,11 +276,14 @@ class Journal:
         else:
             entry["error"] = learner.error
         self.record.data["learners"][learner.learner_id] = entry
-        self.record.write()
+        self._write()
 
-    def close(self, status: str) -> None:
+    def close(self, status: str, *, plugin_failures: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Mark the run ``status``; ``plugin_failures``: the hooks that raised and were isolated."""
         self.record.data["status"] = status
-        self.record.write()
+        if plugin_failures:
+            self.record.data["plugin_failures"] = list(plugin_failures)
+        self._write()
 
     def trained_learners(self, catalog: Any) -> dict[str, TrainedLearner]:
         """The learners this run already trained, loaded from their folders."""
