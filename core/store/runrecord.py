@@ -19,6 +19,7 @@ an interrupted neural learner continues from its last training-state checkpoint 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import time
@@ -51,6 +52,7 @@ from modalbag.store.learners import (
     spec_from_dict,
     spec_to_dict,
 )
+from modalbag.training.checkpoints import flush as flush_checkpoints
 from modalbag.version import __version__
 
 log = get_logger("modalbag.runrecord")
@@ -229,6 +231,10 @@ class Journal:
     def _start(cls, run: Any, run_dir: Path, specs: Sequence[LearnerSpec], bags: Mapping[int, Bag],
                dataset: MultimodalDataset, targets: np.ndarray, previous: RunRecord | None) -> Journal:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # an interrupted fit of this process may still be writing its last checkpoint: let it finish (its
+        # errors were that run's), so that it neither loses its file to the cleaning nor fails this run
+        with contextlib.suppress(Exception):
+            flush_checkpoints()
         cleaned = clean_temporaries(run_dir)
         if cleaned:
             log.info("run_dir.cleaned", run_dir=str(run_dir), removed=[str(p.relative_to(run_dir)) for p in cleaned])
