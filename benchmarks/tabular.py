@@ -36,7 +36,7 @@ from modalbag.data.bags import split_validation
 from modalbag.data.dataset import MultimodalDataset, encode_labels
 from modalbag.engine.engine import Engine
 from modalbag.kernel.components import build_options
-from modalbag.kernel.fit import FitState
+from modalbag.kernel.fit import FitState, training_seed
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.run import BagData, TaskInfo
 from modalbag.plugins.trainers._tabular import library_available
@@ -65,7 +65,7 @@ def fit_plugin(name: str, catalog: Catalog, config: TrainingConfig, dataset: Mul
     train_rows, val_rows = split_validation(bag, config.validation_split, bag.seed)
     data = BagData(arrays=dict(dataset.arrays), masks=dict(dataset.masks), specs=dict(dataset.specs),
                    targets=targets, train_rows=train_rows, val_rows=val_rows)
-    state = FitState(spec=spec, bag=bag)
+    state = FitState(spec=spec, bag=bag, seed=training_seed(config.random_state, bag.seed))
     return learner, state, lambda: learner.fit(data, run, state)
 
 

@@ -355,12 +355,12 @@ class MultiModalEnsembleModel:
         `TrainingReports.get_pipeline_status`."""
         return TrainingReports(self).get_pipeline_status()
 
-    def save_training_plots(self, directory: str | os.PathLike[str]) -> dict[str, Path]:
+    def save_training_plots(self, directory: str | PathLike[str]) -> dict[str, Path]:
         """Write the run's PNG plots to ``directory``: training curves, learner comparison, and (when
         measurable) modality importance. See `TrainingReports.save_training_plots`."""
         return TrainingReports(self).save_training_plots(directory)
 
-    def write_html_report(self, path: str | os.PathLike[str] | None = None, data: Mapping[str, Any] | None = None,
+    def write_html_report(self, path: str | PathLike[str] | None = None, data: Mapping[str, Any] | None = None,
                           labels: Any = None) -> Path:
         """One self-contained HTML file: the reports' numbers and the plots inline (PNG data URIs). See
         `TrainingReports.write_html_report`."""

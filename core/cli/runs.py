@@ -13,7 +13,7 @@ from modalbag.api.model import load_ensemble
 from modalbag.api.run_config import check_run_config, load_run_config
 from modalbag.cli.output import format_summary
 from modalbag.data.bags import EnsembleConfig
-from modalbag.errors import ConfigError
+from modalbag.errors import ConfigError, StorageError
 from modalbag.kernel.components import wanted_components
 from modalbag.logs import get_logger
 
@@ -127,13 +127,22 @@ def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
         raise ConfigError(f"run directory not found: {run_dir}")
     model = load_ensemble(run_dir)
     summary = model.get_training_summary()
-    written = Path(model.write_html_report(html_path or run_dir / "report.html"))
+    target = html_path or run_dir / "report.html"
+    try:
+        written: Path | None = Path(model.write_html_report(target))
+        problem = None
+    except OSError as exc:  # a read-only run (an archive, a shared mount): the summary still answers
+        written, problem = None, StorageError(target, "cannot write the HTML report there: pass --html PATH "
+                                                      "to write it somewhere writable", exc)
     if as_json:
-        _echo_json({"run_dir": str(run_dir), "summary": summary, "html_report": written})
-        return
-
-    click.echo(format_summary(summary))
-    click.echo(f"\nHTML report: {written}")
+        _echo_json({"run_dir": str(run_dir), "summary": summary, "html_report": written,
+                    "html_report_error": None if problem is None else str(problem)})
+    else:
+        click.echo(format_summary(summary))
+        if written is not None:
+            click.echo(f"\nHTML report: {written}")
+    if problem is not None:
+        raise problem
 
 
 __all__ = ["default_run_dir", "latest_run_dir", "report", "train", "validate"]

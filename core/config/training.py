@@ -10,6 +10,7 @@ engine's assembly of the active plugin set.
 from __future__ import annotations
 
 import importlib.util
+import math
 import tomllib
 from collections.abc import Callable, Mapping
 from os import PathLike
@@ -19,7 +20,7 @@ import attrs
 from attrs import validators as v
 
 from modalbag.config.stages import parse_stages
-from modalbag.config.validators import at_least_0_below_1, non_negative, positive
+from modalbag.config.validators import at_least_0_below_1, non_negative, positive, seed
 from modalbag.errors import ConfigError, UnknownConfigKeyError, close_matches
 
 TASK_TYPES = ("classification", "regression", "multilabel")
@@ -51,6 +52,8 @@ def _n_jobs(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
 def _number(value: Any) -> Any:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     return value
 
 
@@ -228,8 +231,10 @@ class TrainingConfig:
                                       "false keeps every checkpoint_interval's state as well.",
                                 category="quality", converter=_boolean)
     # -- run ---------------------------------------------------------------------------------------
-    random_state: int = _opt(0, "Seed for bags, initialisation and shuffling: same seed, same results.",
-                             category="run", converter=_integer)
+    random_state: int = _opt(0, "Seed of training: each learner's initialisation and data order derive from it and "
+                                "its bag's seed (the bags come from create_ensemble's seed). An integer in "
+                                "[0, 2**32); same seed, same results.",
+                             category="run", converter=_integer, validator=seed)
     run_dir: str | None = _opt(None, "The run directory: the run's own record (records.jsonl), checkpoints, "
                                "sink output, exports and reports go under it; resume reads it back (None: "
                                "nothing is written but checkpoints, to a temporary directory).",

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import attrs
 import numpy as np
 
+from modalbag.config.validators import seed
 from modalbag.data.dataset import MultimodalDataset
 from modalbag.errors import ConfigError, DataError
 
@@ -64,7 +65,7 @@ class EnsembleConfig:
     modality_keep_prob: float = attrs.field(default=0.5, validator=[attrs.validators.gt(0.0), attrs.validators.le(1.0)])
     max_modalities: int | None = attrs.field(default=None, validator=_at_least_one)
     allow_repeats: bool = True
-    random_state: int = 0
+    random_state: int = attrs.field(default=0, validator=seed)
 
 
 def modality_informativeness(dataset: MultimodalDataset, labels: np.ndarray, task_type: str,

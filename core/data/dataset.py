@@ -16,7 +16,7 @@ import attrs
 import numpy as np
 
 from modalbag.errors import DataError, close_matches
-from modalbag.kernel.modalities import MODALITY_TYPES, ModalitySpec
+from modalbag.kernel.modalities import MODALITY_TYPES, ModalitySpec, modality_name_problem
 
 
 def _infer_type(array: np.ndarray) -> str:
@@ -33,6 +33,9 @@ def _check_shape(name: str, kind: str, array: np.ndarray) -> None:
 
 def as_modality_array(name: str, value: Any, kind: str | None = None) -> tuple[np.ndarray, str]:
     """Validate one modality's raw array (and optional type); returns float32 data and its type."""
+    problem = modality_name_problem(name)
+    if problem is not None:
+        raise DataError(problem)
     if isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], str):
         value, kind = value
     try:

@@ -16,7 +16,7 @@ import numpy as np
 from modalbag.data.bags import Bag, split_validation
 from modalbag.data.dataset import MultimodalDataset, complete_rows
 from modalbag.kernel.components import build_options
-from modalbag.kernel.fit import FitState
+from modalbag.kernel.fit import FitState, training_seed
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog
 from modalbag.kernel.run import BagData, Run, TaskInfo
@@ -36,7 +36,8 @@ def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets
     nothing (the fits that measure a candidate are not learners of the run).
     """
     started = time.perf_counter()
-    fit = FitState(spec=spec, bag=bag, gradient_clipping=run.config.gradient_clipping)
+    fit = FitState(spec=spec, bag=bag, seed=training_seed(run.config.random_state, bag.seed),
+                   gradient_clipping=run.config.gradient_clipping)
     bound = log.bind(run=run.run_id, learner=spec.learner_id, bag=bag.id, trainer=spec.trainer)
     try:
         if learner is None:

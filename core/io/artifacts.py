@@ -171,6 +171,21 @@ def move_into_place(source: str | os.PathLike[str], target: str | os.PathLike[st
     fsync_directory(Path(target).parent)
 
 
+def inside(root: str | os.PathLike[str], relative: str, *, named_in: str | os.PathLike[str]) -> Path:
+    """``root / relative``, refused unless it stays under ``root`` (a file ``named_in`` names it).
+
+    An absolute path, ``..`` or a symbolic link that leads out of ``root`` would let a crafted
+    manifest load files from anywhere: `ArtifactError` instead.
+    """
+    base = Path(root).resolve()
+    if not isinstance(relative, str) or not relative or Path(relative).is_absolute():
+        raise ArtifactError(named_in, f"names {relative!r}, which is not a path inside {base}")
+    target = (base / relative).resolve()
+    if not target.is_relative_to(base):
+        raise ArtifactError(named_in, f"names {relative!r}, which leads outside {base}: refused")
+    return target
+
+
 _TEMPORARY_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # atomic_file's mkstemp names
 _TEMPORARY_DIR = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|old)-[0-9a-f]{8}$")  # atomic_directory's
 
@@ -335,6 +350,6 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
 
 
 __all__ = ["atomic_directory", "atomic_file", "atomic_save_npz", "atomic_torch_save", "atomic_write_bytes",
-           "atomic_write_json", "check_format", "clean_temporaries", "file_entries", "load_npz", "load_safetensors",
+           "atomic_write_json", "check_format", "clean_temporaries", "file_entries", "inside", "load_npz", "load_safetensors",
            "move_into_place", "publish_file", "read_json", "safe_torch_load", "save_safetensors", "sha256_file",
            "to_json", "verify_files"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, Generic, TypeVar
 
 import attrs
+import numpy as np
 
 from modalbag.kernel.records import EpochRecord, LearnerSpec
 
@@ -54,12 +55,27 @@ class Control:
         self.should_stop, self.stop_reason = True, reason
 
 
+def training_seed(random_state: int, bag_seed: int) -> int:
+    """The seed of one learner's fit: a hash of the training ``random_state`` and its bag's seed.
+
+    The bags (rows, modalities, bag seeds) come from the ensemble's seed; the training seed then
+    changes every learner's initialisation and data order without changing its bag. A 31-bit value,
+    which every library's seed accepts.
+    """
+    return int(np.random.SeedSequence([int(random_state), int(bag_seed)]).generate_state(1)[0] & 0x7FFFFFFF)
+
+
 @attrs.define(eq=False)
 class FitState:
-    """One learner's fit in progress. ``model``/``optimizer`` are set by neural trainers only."""
+    """One learner's fit in progress. ``model``/``optimizer`` are set by neural trainers only.
+
+    ``seed`` seeds the fit's own randomness (initialisation, data order, a model's random state):
+    `training_seed` of the training ``random_state`` and the bag's seed, so that both matter.
+    """
 
     spec: LearnerSpec
     bag: Any
+    seed: int = 0
     model: Any = None
     optimizer: Any = None
     aux_modules: Any = None
@@ -114,4 +130,4 @@ class FitState:
         self.optimizer.zero_grad(set_to_none=True)
 
 
-__all__ = ["Control", "FitState", "Stash", "StashKey"]
+__all__ = ["Control", "FitState", "Stash", "StashKey", "training_seed"]

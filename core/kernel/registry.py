@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import attrs
-import pluggy
 
 from modalbag.config import training as config_training
 from modalbag.errors import DuplicatePluginError, PluginLoadError, UnknownPluginError

@@ -41,6 +41,7 @@ from modalbag.io.artifacts import (
     atomic_write_json,
     check_format,
     file_entries,
+    inside,
     load_npz,
     read_json,
     to_json,
@@ -386,11 +387,11 @@ def _read(root: Path, manifest: Mapping[str, Any], catalog: Any) -> SavedEnsembl
     for entry in manifest["learners"]:
         lid = str(entry["learner_id"])
         if entry["folder"]:
-            learners[lid] = load_learner(root / str(entry["folder"]), catalog)
+            learners[lid] = load_learner(inside(root, entry["folder"], named_in=manifest_path), catalog)
         else:
             learners[lid] = TrainedLearner(spec_from_dict(entry["spec"]), str(entry["status"]), error=entry["error"])
         if entry.get("validation_predictions"):
-            predictions[lid] = load_npz(root / str(entry["validation_predictions"]))
+            predictions[lid] = load_npz(inside(root, entry["validation_predictions"], named_in=manifest_path))
     return SavedEnsemble(root, catalog, dataset, task, training_config, ensemble_config, bags, learners, predictions,
                          _load_ensemble_state(root, task, learners), manifest.get("run_id"))
 

@@ -38,6 +38,7 @@ from modalbag.io.artifacts import (
     atomic_write_json,
     check_format,
     clean_temporaries,
+    inside,
     load_npz,
     move_into_place,
     read_json,
@@ -296,7 +297,8 @@ class Journal:
         out = {}
         for lid, entry in self.record.data["learners"].items():
             if isinstance(entry, Mapping) and entry.get("status") == "trained" and entry.get("folder"):
-                out[lid] = load_learner(self.record.run_dir / str(entry["folder"]), catalog)
+                out[lid] = load_learner(inside(self.record.run_dir, entry["folder"], named_in=self.record.path),
+                                        catalog)
         return out
 
 

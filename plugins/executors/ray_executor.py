@@ -25,6 +25,7 @@ from modalbag import hookimpl
 from modalbag.errors import ConfigError
 from modalbag.execution import JobResult, LearnerJob, NotPicklableError, TrainingWork, WorkerContext, fit_in_worker
 from modalbag.kernel import Register
+from modalbag.kernel.options import integer_at_least
 from modalbag.logs import get_logger
 
 log = get_logger("modalbag.executors.ray")
@@ -37,7 +38,7 @@ class RayOptions:
             "help": "Address of the Ray cluster to connect to ('auto' finds a running one; None starts a local "
                     "Ray instance). Unused when Ray is already initialised in this process."})
     ray_num_cpus: int | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.ge(1)), metadata={
+        default=None, validator=attrs.validators.optional(integer_at_least(1)), metadata={
             "help": "CPUs of the local Ray instance started when ray_address is None (None: Ray detects them); "
                     "unused when connecting to a cluster."})
 

@@ -34,6 +34,7 @@ import attrs
 from modalbag import hookimpl
 from modalbag.execution import JobResult, LearnerJob, TrainingWork, available_cores, dumps, loads
 from modalbag.kernel import Register
+from modalbag.kernel.options import integer_at_least
 from modalbag.logs import get_logger
 from modalbag.plugins.executors._torchrun_rank import RankRequest, fit_on_rank, saved_epoch, with_checkpoints
 from modalbag.training.distributed import init_distributed, under_torchrun
@@ -46,7 +47,7 @@ RANK_PROGRAM = "modalbag.plugins.executors._torchrun_rank"
 
 @attrs.frozen(kw_only=True)
 class TorchrunOptions:
-    distributed_max_restarts: int = attrs.field(default=1, validator=attrs.validators.ge(0), metadata={
+    distributed_max_restarts: int = attrs.field(default=1, validator=integer_at_least(0), metadata={
         "help": "Relaunches of a learner's torchrun job that ended without a result, each resuming from the "
                 "last saved full training state (every checkpoint_interval epochs; 0: no relaunch)."})
 

@@ -25,7 +25,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
-from modalbag.kernel.options import non_negative, positive, strictly_between_0_and_1
+from modalbag.kernel.options import non_negative, positive, seed, strictly_between_0_and_1
 from modalbag.plugins.reports._common import (
     label,
     levels,
@@ -70,7 +70,7 @@ class SafetyOptions:
     worst_case_analysis: bool | None = attrs.field(default=None, metadata={
         "help": "Score every combination of up to max_failures missing sensors, not only single failures "
                 "(None: the training config's worst_case_analysis)."})
-    random_state: int = attrs.field(default=0, metadata={
+    random_state: int = attrs.field(default=0, validator=seed, metadata={
         "help": "Seed of the noise drawn for the noised-sensor scenarios."})
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
-from modalbag.kernel.options import non_negative, positive
+from modalbag.kernel.options import finite, integer_at_least, non_negative, positive
 from modalbag.plugins.reports._common import require_task, series, switch
 
 
@@ -29,7 +29,7 @@ class FinanceOptions:
     periods_per_year: float = attrs.field(default=252.0, validator=positive, metadata={
         "help": "Periods (rows) per year, used to annualise the Sharpe and information ratios (252: "
                 "trading days)."})
-    risk_free: float = attrs.field(default=0.0, metadata={
+    risk_free: float = attrs.field(default=0.0, validator=finite, metadata={
         "help": "Risk-free return per period, subtracted from the strategy's returns in the Sharpe ratio."})
     transaction_cost: float = attrs.field(default=0.0, validator=non_negative, metadata={
         "help": "Cost per unit of position change, as a return: s_t = p_t * r_t - cost * |p_t - p_(t-1)| "
@@ -42,7 +42,7 @@ class FinanceOptions:
     walk_forward_windows: int = attrs.field(default=5, validator=positive, metadata={
         "help": "Consecutive windows of about equal length the periods are split into for the walk-forward "
                 "figures."})
-    regime_window: int = attrs.field(default=20, validator=attrs.validators.ge(2), metadata={
+    regime_window: int = attrs.field(default=20, validator=integer_at_least(2), metadata={
         "help": "Periods in the trailing window whose benchmark standard deviation sets the volatility regime "
                 "(at least 2)."})
     walk_forward_validation: bool | None = attrs.field(default=None, metadata={

@@ -18,7 +18,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
-from modalbag.kernel.options import non_negative, positive, strictly_between_0_and_1
+from modalbag.kernel.options import non_negative, positive, seed, strictly_between_0_and_1
 from modalbag.plugins.reports._common import require_task, switch
 
 
@@ -44,7 +44,7 @@ class MedicalOptions:
     regulatory_compliance: bool | None = attrs.field(default=None, metadata={
         "help": "Add the checklist of clinical reporting items this run documents, not a compliance claim "
                 "(None: the training config's regulatory_compliance)."})
-    random_state: int = attrs.field(default=0, metadata={
+    random_state: int = attrs.field(default=0, validator=seed, metadata={
         "help": "Seed of the bootstrap resamples and of the noise draws."})
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
-from modalbag.kernel.options import positive
+from modalbag.kernel.options import positive, seed
 from modalbag.plugins.reports._common import levels, rates, tuple_of_floats
 
 _DEFAULT_RATES = tuple(round(0.1 * i, 1) for i in range(10))
@@ -42,7 +42,7 @@ class RobustnessOptions:
     noise_levels: tuple[float, ...] = attrs.field(default=(0.1, 0.5, 1.0, 2.0), converter=tuple_of_floats,
                                                   validator=levels, metadata={
         "help": "Gaussian noise added to one modality at a time, in standard deviations of each feature."})
-    random_state: int = attrs.field(default=0, metadata={
+    random_state: int = attrs.field(default=0, validator=seed, metadata={
         "help": "Seed of the subset sampling, the missing masks and the noise draws."})
 
 

@@ -20,12 +20,13 @@ import attrs
 from modalbag import hookimpl
 from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState
+from modalbag.kernel.options import positive
 from modalbag.kernel.records import EpochRecord, TrainedLearner
 
 
 @attrs.frozen(kw_only=True)
 class TensorBoardOptions:
-    tensorboard_flush_secs: float = attrs.field(default=30.0, validator=attrs.validators.gt(0), metadata={
+    tensorboard_flush_secs: float = attrs.field(default=30.0, validator=positive, metadata={
         "help": "Seconds between TensorBoard's background flushes (each epoch is flushed anyway)."})
 
 

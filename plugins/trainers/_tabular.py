@@ -58,6 +58,7 @@ from modalbag.config.training import TrainingConfig
 from modalbag.errors import ConfigError, MissingExtraError
 from modalbag.io.artifacts import to_json
 from modalbag.kernel import BagData, FitState, Run
+from modalbag.kernel.options import integer_at_least, positive
 from modalbag.kernel.records import EpochRecord, LearnerSpec
 from modalbag.training.metrics import primary_loss, task_metrics
 
@@ -394,8 +395,9 @@ class RoundRecorder:
 
 
 def optional_positive(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-        raise ValueError(f"{attribute.name} must be a number > 0 (or None), got {value!r}")
+    """None, or a finite number > 0."""
+    if value is not None:
+        positive(instance, attribute, value)
 
 
 def unit_interval(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -413,12 +415,12 @@ class TabularOptions:
     ``top_features``: features ``describe()`` lists.
     """
 
-    image_grid: int = attrs.field(default=4, validator=attrs.validators.gt(0), metadata={
+    image_grid: int = attrs.field(default=4, validator=integer_at_least(1), metadata={
         "help": "Cells per side of the grid raw images are averaged over (per channel) to make columns."})
     threads: int | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Threads the library trains with (None: one for a small training matrix, else the "
                 "library's default)."})
-    top_features: int = attrs.field(default=10, validator=attrs.validators.gt(0), metadata={
+    top_features: int = attrs.field(default=10, validator=integer_at_least(1), metadata={
         "help": "Features describe() lists by importance."})
 
 
@@ -577,7 +579,7 @@ class TabularLearner(abc.ABC):
             w = sample_weights(config.class_weights, y, self.task_type, self.n_outputs)
             return Matrix(x_all[np.searchsorted(universe, rows)], y, w)
 
-        seed = int(fit.bag.seed) % (2 ** 31 - 1)
+        seed = fit.seed
         params = self._params(seed)
         folds = self._folds(train_rows, data.targets, seed)
         searching = folds is not None and bool(config.hpo_trials or config.hpo_time_budget)

@@ -28,6 +28,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
+from modalbag.kernel.options import non_negative
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.logs import get_logger
 from modalbag.plugins.trainers._tabular import (
@@ -60,7 +61,7 @@ class CatBoostOptions(TabularOptions):
     gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Shrinkage of each round's tree. None: 0.2, 0.1 or 0.03 for the speed, balanced or "
                 "accuracy strategy."})
-    l2_leaf_reg: float = attrs.field(default=3.0, validator=attrs.validators.ge(0.0), metadata={
+    l2_leaf_reg: float = attrs.field(default=3.0, validator=non_negative, metadata={
         "help": "L2 penalty on leaf values (CatBoost's l2_leaf_reg)."})
     catboost_params: dict[str, Any] = attrs.field(factory=dict, converter=dict, metadata={
         "help": "Native CatBoost parameters, passed as they are after the options above, so they override them."})

@@ -43,6 +43,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
+from modalbag.kernel.options import integer_at_least, non_negative
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import ArraysFile, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
@@ -77,9 +78,9 @@ class HistGradientBoostingOptions(TabularOptions):
     gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Shrinkage of each round's trees. None: 0.2, 0.1 or 0.05 for the speed, balanced or "
                 "accuracy strategy."})
-    max_leaf_nodes: int = attrs.field(default=31, validator=attrs.validators.ge(2), metadata={
+    max_leaf_nodes: int = attrs.field(default=31, validator=integer_at_least(2), metadata={
         "help": "Leaves per tree at most."})
-    l2_regularization: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0), metadata={
+    l2_regularization: float = attrs.field(default=0.0, validator=non_negative, metadata={
         "help": "L2 penalty on leaf values."})
 
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
+from modalbag.kernel.options import integer_at_least, non_negative
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
@@ -58,13 +59,13 @@ class LightGBMOptions(TabularOptions):
     gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Shrinkage of each round's tree. None: 0.2, 0.1 or 0.03 for the speed, balanced or "
                 "accuracy strategy."})
-    min_child_samples: int = attrs.field(default=20, validator=attrs.validators.ge(1), metadata={
+    min_child_samples: int = attrs.field(default=20, validator=integer_at_least(1), metadata={
         "help": "Training rows a leaf must hold at least."})
     subsample: float = attrs.field(default=1.0, validator=unit_interval, metadata={
         "help": "Share of the training rows drawn afresh for each round's tree, in (0, 1] (1: every row)."})
     colsample_bytree: float = attrs.field(default=1.0, validator=unit_interval, metadata={
         "help": "Share of the feature columns each tree may use, in (0, 1] (1: every column)."})
-    reg_lambda: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0), metadata={
+    reg_lambda: float = attrs.field(default=0.0, validator=non_negative, metadata={
         "help": "L2 penalty on leaf values (0: none)."})
     lightgbm_params: dict[str, Any] = attrs.field(factory=dict, converter=dict, metadata={
         "help": "Native LightGBM parameters, passed as they are after the options above, so they override them."})

@@ -31,6 +31,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
+from modalbag.kernel.options import integer_at_least
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import fit_threads, inner_folds, limited_threads
 from modalbag.plugins.trainers._tabular import Matrix, RoundRecorder, TabularOptions, tabular_score
@@ -42,13 +43,13 @@ LOW, HIGH = -3.0, 3.0
 
 @attrs.frozen(kw_only=True)
 class LogisticOptions(TabularOptions):
-    logistic_cs: int = attrs.field(default=7, validator=attrs.validators.ge(2), metadata={
+    logistic_cs: int = attrs.field(default=7, validator=integer_at_least(2), metadata={
         "help": "Regularisation strengths tried: C log-spaced over [1e-3, 1e3] (ridge: alpha = 1 / C); the "
                 "best held-out loss wins."})
-    logistic_folds: int = attrs.field(default=3, validator=attrs.validators.ge(2), metadata={
+    logistic_folds: int = attrs.field(default=3, validator=integer_at_least(2), metadata={
         "help": "Folds of the internal cross-validation that chooses C (fewer when the rarest class has "
                 "fewer distinct rows)."})
-    max_iter: int = attrs.field(default=1000, validator=attrs.validators.ge(1), metadata={
+    max_iter: int = attrs.field(default=1000, validator=integer_at_least(1), metadata={
         "help": "Solver iterations at most per logistic regression fit."})
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
+from modalbag.kernel.options import integer_at_least
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     Choice,
@@ -60,7 +61,7 @@ class RandomForestOptions(TabularOptions):
     max_features: str | float | int | None = attrs.field(default=None, validator=_max_features, metadata={
         "help": "Features considered at each split: 'sqrt', 'log2', a fraction in (0, 1] or a count "
                 "(None: scikit-learn's default, 'sqrt' for classification and every feature for regression)."})
-    min_samples_leaf: int = attrs.field(default=1, validator=attrs.validators.ge(1), metadata={
+    min_samples_leaf: int = attrs.field(default=1, validator=integer_at_least(1), metadata={
         "help": "Training rows a leaf must hold at least."})
     extra_trees: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool), metadata={
         "help": "Grow extremely randomised trees (scikit-learn's ExtraTrees: random split thresholds) "

@@ -27,7 +27,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
-from modalbag.kernel.options import positive
+from modalbag.kernel.options import integer_at_least, positive
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
@@ -43,7 +43,7 @@ from modalbag.plugins.trainers._tabular import (
 class LinearOptions(TabularOptions):
     linear_alpha: float = attrs.field(default=1.0, validator=positive, metadata={
         "help": "L2 regularisation strength: ridge's alpha, logistic regression's 1 / C (larger: stronger)."})
-    max_iter: int = attrs.field(default=1000, validator=attrs.validators.ge(1), metadata={
+    max_iter: int = attrs.field(default=1000, validator=integer_at_least(1), metadata={
         "help": "Solver iterations at most per logistic regression fit (ridge does not use it)."})
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from modalbag import hookimpl
 from modalbag.kernel import Register
+from modalbag.kernel.options import non_negative
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
     FloatRange,
@@ -61,9 +62,9 @@ class XGBoostOptions(TabularOptions):
         "help": "Share of the training rows sampled for each tree, in (0, 1] (1: every row)."})
     colsample_bytree: float = attrs.field(default=1.0, validator=unit_interval, metadata={
         "help": "Share of the feature columns sampled for each tree, in (0, 1] (1: every column)."})
-    min_child_weight: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0), metadata={
+    min_child_weight: float = attrs.field(default=1.0, validator=non_negative, metadata={
         "help": "Smallest sum of instance weights (hessian) a child node must have for a split to be kept."})
-    reg_lambda: float = attrs.field(default=1.0, validator=attrs.validators.ge(0.0), metadata={
+    reg_lambda: float = attrs.field(default=1.0, validator=non_negative, metadata={
         "help": "L2 penalty on leaf weights (0: none)."})
     xgboost_params: dict[str, Any] = attrs.field(factory=dict, converter=dict, metadata={
         "help": "Native XGBoost parameters, passed as they are after the options above, so they override them."})

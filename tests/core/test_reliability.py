@@ -261,3 +261,67 @@ def test_a_run_record_that_stops_being_writable_does_not_stop_training(tmp_path,
     assert len(model.learners) == 2 and all(r.ok for r in model.learners.values())
     assert np.isfinite(model.predict_proba(held_out[0])).all()
     assert os.path.exists(tmp_path / "run" / "run.json")
+
+
+# -- seeds and names -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("trainer", ["neural", "random_forest"])
+def test_the_training_seed_seeds_training_and_the_ensemble_seed_keeps_the_bags(trainer, held_out):
+    def train(seed: int):
+        model = _model(n_bags=2, trainers=(trainer,))
+        model.train_ensemble(**QUICK, random_state=seed)
+        return model
+
+    three, four, again = train(3), train(4), train(3)
+    assert [b.rows.tolist() for b in three.bags] == [b.rows.tolist() for b in four.bags]  # create_ensemble's seed
+    np.testing.assert_array_equal(three.predict_proba(held_out[0]), again.predict_proba(held_out[0]))
+    assert not np.array_equal(three.predict_proba(held_out[0]), four.predict_proba(held_out[0]))
+
+
+@pytest.mark.parametrize("name", ["image.rgb", "", 7])
+def test_a_modality_name_pytorch_cannot_hold_is_refused_with_the_data(name):
+    from modalbag import DataError, MultimodalDataset
+
+    with pytest.raises(DataError, match="modality name"):
+        MultimodalDataset.from_arrays({name: np.zeros((8, 3)), "other": np.ones((8, 2))})
+
+
+# -- what a crafted export may name, and read-only places ------------------------------------------
+
+
+@pytest.mark.parametrize("folder", ["../outside", "/tmp/outside", "learners/../../outside"])
+def test_an_export_naming_a_learner_folder_outside_itself_is_refused(tmp_path, folder):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    _model(n_bags=1).train_ensemble(**QUICK, run_dir=str(run_dir))
+    export = run_dir / "export"
+    manifest = json.loads((export / "manifest.json").read_text())
+    entry = manifest["learners"][0]
+    target = (export / folder).resolve() if not folder.startswith("/") else tmp_path / "abs-outside"
+    shutil.copytree(export / entry["folder"], target, dirs_exist_ok=True)
+    entry["folder"] = folder if not folder.startswith("/") else str(target)
+    (export / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="outside|not a path inside"):
+        load_ensemble(export)
+
+
+def test_report_on_a_read_only_run_prints_the_summary_and_says_where_to_write(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from modalbag.api.model import MultiModalEnsembleModel
+    from modalbag.cli.app import cli
+
+    run_dir = tmp_path / "run"
+    _model(n_bags=1).train_ensemble(**QUICK, run_dir=str(run_dir))
+
+    def read_only(self, path=None, data=None, labels=None):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    monkeypatch.setattr(MultiModalEnsembleModel, "write_html_report", read_only)
+    result = CliRunner().invoke(cli, ["report", str(run_dir), "--json"])
+    assert result.exit_code == 1
+    printed = json.loads(result.stdout)
+    assert printed["summary"]["total_learners"] == 1 and printed["html_report"] is None
+    assert "--html PATH" in printed["html_report_error"] and "Read-only" in result.stderr

@@ -42,7 +42,7 @@ FEATURES = {
     "progressive": {"enable_progressive_learning": True, "progressive_stages": STAGES, "scheduler_type": "none"},
     "accumulation": {"gradient_accumulation_steps": 2, "enable_denoising": True,
                      "denoising_objectives": ["alignment"]},
-    "early-stopping": {"early_stopping_patience": 1, "epochs": 6, "learning_rate": 0.05},
+    "early-stopping": {"early_stopping_patience": 1, "epochs": 12, "learning_rate": 0.1},
 }
 
 

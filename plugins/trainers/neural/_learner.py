@@ -112,7 +112,7 @@ class NeuralLearner:
 
     def fit(self, data: BagData, run: Run, fit: FitState) -> None:
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(fit.bag.seed)
+            torch.manual_seed(fit.seed)
             loop = self._prepare(data, run, fit)
             loop.optimizer.zero_grad(set_to_none=True)
             first_epoch = restore_training_state(run, fit, schedule=loop.schedule, generator=loop.generator)
@@ -152,7 +152,7 @@ class NeuralLearner:
         return TrainingLoop(
             learner=self, run=run, fit=fit, data=data, model=model, net=net, optimizer=optimizer, schedule=schedule,
             loss_fn=self._loss_fn(run).to(device), source=source, validation=validation, device=device,
-            generator=torch.Generator().manual_seed(fit.bag.seed), n_rows=n, steps_per_epoch=steps_per_epoch,
+            generator=torch.Generator().manual_seed(fit.seed), n_rows=n, steps_per_epoch=steps_per_epoch,
             plan=plan, ddp=ddp, ddp_ignored=ddp_ignored)
 
     def _network_for(self, data: BagData, rows: np.ndarray, run: Run, fit: FitState,

@@ -6,10 +6,13 @@ from typing import Any
 
 import attrs
 
+from modalbag.kernel.options import integer_at_least, non_negative
+
 
 def _positive_or_none(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
-    if value is not None and value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0")
+    """None, or an integer >= 1 (a width, a count)."""
+    if value is not None:
+        integer_at_least(1)(instance, attribute, value)
 
 
 def _device(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -37,7 +40,7 @@ class NeuralOptions:
     standardize: bool = attrs.field(default=True, metadata={
         "help": "Standardise each modality's inputs with the mean and standard deviation of the training rows "
                 "that have it (per feature; per channel for images)."})
-    eval_batch_size: int = attrs.field(default=1024, validator=attrs.validators.gt(0), metadata={
+    eval_batch_size: int = attrs.field(default=1024, validator=integer_at_least(1), metadata={
         "help": "Rows per batch when computing validation losses and predictions."})
     device: str = attrs.field(default="auto", validator=_device, metadata={
         "help": "Device the network trains on: 'auto' (CUDA when available, else CPU), 'cpu', 'cuda' or "
@@ -50,7 +53,7 @@ class NeuralOptions:
                                          metadata={"help": "Probability of zeroing each standardised input value "
                                                            "during training (inverted dropout), in [0, 1); 0 "
                                                            "disables."})
-    noise_injection: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0), metadata={
+    noise_injection: float = attrs.field(default=0.0, validator=non_negative, metadata={
         "help": "Standard deviation of the Gaussian noise added to the standardised inputs during training "
                 "(0 disables)."})
     modality_dropout: float = attrs.field(default=0.0, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)],
@@ -58,10 +61,10 @@ class NeuralOptions:
                                                             "training sample, in [0, 1); 0 disables. A draw that "
                                                             "would hide all of them hides none; one-modality bags "
                                                             "are unaffected."})
-    mixup_alpha: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0), metadata={
+    mixup_alpha: float = attrs.field(default=0.0, validator=non_negative, metadata={
         "help": "Mixup in the fused representation, with mixing weights drawn from Beta(alpha, alpha) "
                 "(0 disables). With cutmix_alpha also set, each batch uses one of the two at random."})
-    cutmix_alpha: float = attrs.field(default=0.0, validator=attrs.validators.ge(0.0), metadata={
+    cutmix_alpha: float = attrs.field(default=0.0, validator=non_negative, metadata={
         "help": "CutMix on raw images: a box of another sample's images pasted in, its area share drawn from "
                 "Beta(alpha, alpha) (0 disables). Without raw images, mixup is used instead where mixup_alpha is set."})
     image_augmentation: bool = attrs.field(default=False, metadata={
@@ -73,7 +76,7 @@ class NeuralOptions:
                                     metadata={"help": "'auto': stream batches with a DataLoader when a modality "
                                                       "is memory-mapped (data on disk) or num_workers > 0, else "
                                                       "index in-memory tensors; 'memory' or 'loader' force one."})
-    num_workers: int = attrs.field(default=0, validator=attrs.validators.ge(0), metadata={
+    num_workers: int = attrs.field(default=0, validator=integer_at_least(0), metadata={
         "help": "DataLoader worker processes that read training batches (0: read in the training process)."})
     pin_memory: bool = attrs.field(default=False, metadata={
         "help": "Pin the DataLoader's batches in page-locked memory for faster copies to a CUDA device "
