@@ -104,6 +104,8 @@ def _missing_rows(name: str, array: np.ndarray, mask: np.ndarray | None) -> np.n
 
 def label_array(labels: Any) -> np.ndarray:
     """Labels as an array of one entry per sample; a scalar or ragged input is a `DataError`."""
+    if isinstance(labels, (list, tuple)):  # numpy would turn [1, "a"] into strings silently
+        _check_object_labels(np.array(labels, dtype=object))
     try:
         y = np.asarray(labels)
     except (ValueError, TypeError) as exc:  # ragged nested lists
@@ -111,6 +113,19 @@ def label_array(labels: Any) -> np.ndarray:
     if y.ndim == 0:
         raise DataError(f"labels must hold one value per sample, got a single value {y.item()!r}")
     return y
+
+
+def _check_object_labels(y: np.ndarray) -> None:
+    """Labels of mixed Python objects: refuse missing values and a mix of text and numbers."""
+    values = y.ravel().tolist() if y.ndim == 1 else []  # nested lists (multilabel rows) are checked later
+    missing = [i for i, v in enumerate(values) if v is None]
+    if missing:
+        raise DataError(f"labels are missing (None) for {len(missing)} samples, first at rows "
+                        f"{missing[:5]}: drop those samples or give them a label")
+    kinds = sorted({"text" if isinstance(v, (str, bytes, np.str_)) else type(v).__name__ for v in values})
+    if "text" in kinds and len(kinds) > 1:
+        raise DataError(f"labels mix types ({', '.join(kinds)}): give every label the same type, for example "
+                        f"strings (np.asarray(labels).astype(str))")
 
 
 def encode_labels(labels: Any, task_type: str, num_classes: int | None = None,
@@ -151,14 +166,14 @@ def encode_labels(labels: Any, task_type: str, num_classes: int | None = None,
                 raise DataError(f"labels out of range: num_classes={num_classes} needs labels in "
                                 f"0..{num_classes - 1}, found {sorted(set(y[bad].tolist()))[:5]}")
             return y.astype(np.int64), np.arange(num_classes)
-        if (y < 0).any():
-            raise DataError("integer class labels must be >= 0")
-        classes = np.unique(y)
+        classes = np.unique(y)  # any integers: -1/1 labels are classes like any other
         if classes.size < 2:
             raise DataError(f"classification needs at least 2 classes, labels hold {classes.size}")
-        if classes[-1] == classes.size - 1:  # already 0..K-1
+        if classes[0] == 0 and classes[-1] == classes.size - 1:  # already 0..K-1
             return y.astype(np.int64), classes
         return np.searchsorted(classes, y).astype(np.int64), classes
+    if y.dtype == object:
+        _check_object_labels(y)
     classes, encoded = np.unique(y, return_inverse=True)
     if num_classes is not None and classes.size > num_classes:
         raise DataError(f"num_classes={num_classes} but labels hold {classes.size} distinct values")

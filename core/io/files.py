@@ -119,7 +119,7 @@ def _load_delimited(path: Path, name: str, key: str | None) -> np.ndarray:
             if not cells:  # blank line
                 continue
             line = reader.line_num
-            if header is None and not rows and not all(_is_number(c) for c in cells):
+            if header is None and not rows and _looks_like_header(cells):
                 header = [c.strip() for c in cells]
                 width = len(cells)
                 continue
@@ -135,6 +135,16 @@ def _load_delimited(path: Path, name: str, key: str | None) -> np.ndarray:
         raise _error(name, path, "no data rows", "Add at least one row of numbers below the "
                      "header (or point to the right file).")
     return np.asarray(rows, dtype=np.float32)
+
+
+def _looks_like_header(cells: list[str]) -> bool:
+    """A first row is a header when none of its cells is a number (empty or missing-value cells aside).
+
+    A data row with one stray non-number stays data, so its bad cell is reported instead of the row
+    being dropped silently as a "header".
+    """
+    present = [c for c in cells if c.strip().lower() not in _MISSING_CELLS]
+    return bool(present) and not any(_is_number(c) for c in present)
 
 
 def _is_number(cell: str) -> bool:

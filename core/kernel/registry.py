@@ -26,6 +26,9 @@ from modalbag.kernel.isolation import RunPluginManager
 from modalbag.kernel.kinds import KINDS
 from modalbag.kernel.markers import NAME
 from modalbag.kernel.tracing import trace_hook_calls, tracing_wanted
+from modalbag.logs import get_logger
+
+log = get_logger("modalbag.registry")
 
 
 @attrs.frozen
@@ -77,6 +80,7 @@ class Catalog:
         self._components: dict[tuple[str, str], list[Component]] = {}
         self._loaded: dict[tuple[str, str], list[Component]] = {}
         self._failures: dict[tuple[str, str], PluginLoadError] = {}
+        self._warned: set[tuple[str, str]] = set()
 
     # -- listing (no imports) ------------------------------------------------------------------
 
@@ -190,15 +194,29 @@ class Catalog:
             raise DuplicatePluginError(qualified, [s.distribution for _, s in providers])
         if providers:
             self._load(*providers[0])
-        elif (kind, name) not in self._components:
+        else:  # every bundle, so that which one provides a name never depends on what was looked up before
             self._load_bundles()
         comps = self._components.get((kind, name), [])
+        if providers:  # the entry point named for it wins over a bundle registering the same name
+            own = [c for c in comps if c.source.entry_point == qualified]
+            if own and len(own) < len(comps):
+                self._warn_shadowed(qualified, [c for c in comps if c.source.entry_point != qualified])
+                comps = own
         if not comps:
             raise UnknownPluginError(kind, name, self.names(kind))
         distinct = {(c.source.distribution, c.source.entry_point) for c in comps}
         if len(distinct) > 1:
             raise DuplicatePluginError(qualified, [f"{d} ({e})" for d, e in distinct])
         return comps[0]
+
+    def _warn_shadowed(self, qualified: str, ignored: list[Component]) -> None:
+        key = ("shadowed", qualified)
+        if key in self._warned:
+            return
+        self._warned.add(key)
+        log.warning("plugin.name_shadowed", component=qualified,
+                    ignored=[f"{c.source.distribution} ({c.source.entry_point})" for c in ignored],
+                    hint=f"the entry point {qualified!r} provides it; rename the bundle's component")
 
     def components(self, kind: str) -> list[Component]:
         """Every component of ``kind`` that loads; plugins that fail are skipped (see failures())."""

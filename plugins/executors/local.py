@@ -22,15 +22,18 @@ or ``ProcessPoolExecutor``, breaks as a whole when one worker dies, failing ever
 
 from __future__ import annotations
 
+import ast
 import multiprocessing
 import os
 import platform
 import signal
+import sys
 import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -206,6 +209,27 @@ def describe_exit(code: int | None, job: LearnerJob | None) -> str:
     return f"the worker process exited with code {code}"
 
 
+def main_guard_hint() -> str:
+    """Why workers die while starting when the main script trains at import time, or "".
+
+    A ``forkserver`` or ``spawn`` worker imports the parent's main script; without an
+    ``if __name__ == "__main__":`` guard, the training code at its top level runs again in the
+    worker, which fails while bootstrapping (exit code 1). Said only when the script has no guard.
+    """
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return ""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return ""
+    if any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body):
+        return ""
+    return (f"; {path} has no `if __name__ == \"__main__\":` guard: each worker process imports that script, so "
+            f"the training code at its top level runs again there and the worker fails while starting. Put the "
+            f"code that trains under that guard, or train with executor='serial'")
+
+
 def start_fork_server() -> None:
     """Start this process's fork server now, preloading `PRELOAD`, unless it already runs.
 
@@ -326,7 +350,8 @@ class _Pool:
             self.workers.remove(w)
             self.gate.release(w.reserved)
             if w.job is not None:
-                yield self.work.lost(w.job, describe_exit(w.exitcode(), w.job), w.name)
+                reason = describe_exit(w.exitcode(), w.job) + ("" if w.ready else main_guard_hint())
+                yield self.work.lost(w.job, reason, w.name)
             w.stop(wait_s=0)
 
     def _next_deadline(self) -> float | None:

@@ -93,10 +93,13 @@ def standardization(x: np.ndarray, layout: Any) -> tuple[np.ndarray, np.ndarray,
     """``(mean, scale, presence)`` from training rows ``x``: each column's mean and standard deviation
     over its observed (non-NaN) values (scale 1 for a constant or all-NaN column), and the first column
     of each modality block when the bag has several modalities (one presence column each)."""
+    # in float64 throughout: numpy's nanstd squares the deviations in the input's dtype, and a float32
+    # feature of magnitude 1e20 squares to infinity (a scale of inf would zero the feature out)
+    x = np.asarray(x, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns of an absent modality
-        mean = np.nan_to_num(np.nanmean(x, axis=0, dtype=np.float64))
-        std = np.nan_to_num(np.nanstd(x, axis=0, dtype=np.float64))
+        mean = np.nan_to_num(np.nanmean(x, axis=0))
+        std = np.nan_to_num(np.nanstd(x, axis=0), posinf=0.0)
     scale = np.where(std > 1e-12, std, 1.0)
     starts = np.cumsum([0] + [b.width for b in layout.blocks])[:-1]
     presence = starts if len(starts) > 1 else np.empty(0, dtype=np.int64)

@@ -316,3 +316,32 @@ def test_registered_options_class_is_kept():
     comp = catalog.get("scheduler", "stepper")
     assert comp.options is Opts and comp.source.entry_point == "with-options"
     assert catalog.option_owners(["scheduler"]) == {"gamma": [comp]}
+
+
+@pytest.mark.parametrize("order", ["built-in first", "bundle first"])
+def test_a_bundle_registering_a_builtin_name_never_breaks_the_builtin(install, order):
+    """Whichever is looked up first, the entry point named optimizer.adamw provides adamw; the bundle's
+    other components still load, and the shadowed registration is said once."""
+    import structlog
+
+    install("fakeshadow", {"shadowing": "shadow_mod"}, {"shadow_mod": """
+        from modalbag import hookimpl
+
+        class Opt:
+            def __init__(self, config, options):
+                pass
+
+        @hookimpl
+        def modalbag_register_optimizers(register):
+            register("adamw", Opt)
+            register("shadowfree", Opt)
+    """})
+    catalog = Catalog()
+    with structlog.testing.capture_logs() as logs:
+        if order == "bundle first":
+            assert catalog.get("optimizer", "shadowfree").source.distribution == "fakeshadow"
+        adamw = catalog.get("optimizer", "adamw")
+        assert catalog.get("optimizer", "shadowfree").source.distribution == "fakeshadow"
+        assert catalog.get("optimizer", "adamw") is adamw and catalog.get("optimizer", "adamw") is adamw
+    assert adamw.source.distribution == "modalbag" and adamw.source.entry_point == "optimizer.adamw"
+    assert [e["component"] for e in logs if e["event"] == "plugin.name_shadowed"] == ["optimizer.adamw"]

@@ -325,3 +325,40 @@ def test_report_on_a_read_only_run_prints_the_summary_and_says_where_to_write(tm
     printed = json.loads(result.stdout)
     assert printed["summary"]["total_learners"] == 1 and printed["html_report"] is None
     assert "--html PATH" in printed["html_report_error"] and "Read-only" in result.stderr
+
+
+# -- labels and files ------------------------------------------------------------------------------
+
+
+def test_negative_integer_labels_are_classes_like_any_other():
+    from modalbag.data.dataset import encode_labels
+
+    encoded, classes = encode_labels([-1, 1, 1, -1], "classification")
+    assert encoded.tolist() == [0, 1, 1, 0] and classes.tolist() == [-1, 1]
+    model = make_model(n_samples=120)
+    model.dataset.labels = np.where(model.dataset.labels == 0, -1, model.dataset.labels)
+    model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(trainers=["logistic"], instantiate=False)
+    model.train_ensemble(**QUICK)
+    assert -1 in model.classes_.tolist() and set(np.unique(model.predict(model.synthetic_task.sample(30)[0]))) <= set(
+        model.classes_.tolist())
+
+
+@pytest.mark.parametrize("labels,message", [([1, "a", None], "missing"), ([1, "a", 2], "mix types")])
+def test_missing_or_mixed_type_labels_are_data_errors(labels, message):
+    from modalbag import DataError
+    from modalbag.data.dataset import encode_labels
+
+    with pytest.raises(DataError, match=message):
+        encode_labels(labels, "classification")
+
+
+def test_a_headerless_csv_whose_first_row_has_a_stray_word_is_not_read_as_a_header(tmp_path):
+    from modalbag import DataError
+    from modalbag.io.files import _load_delimited
+
+    (tmp_path / "data.csv").write_text("abc,1.0\n2,3\n")
+    with pytest.raises(DataError, match="row 1, column 1: 'abc' is not a number"):
+        _load_delimited(tmp_path / "data.csv", "meta", None)
+    (tmp_path / "named.csv").write_text("height,,weight\n2,,3\n")
+    assert _load_delimited(tmp_path / "named.csv", "meta", None).shape == (1, 3)

@@ -15,7 +15,17 @@ import pytest
 import structlog
 
 from modalbag import ConfigError, TrainingConfig, UnknownPluginError, hookimpl
-from modalbag.execution import MIB, Footprint, LearnerJob, MemoryGate, NotPicklableError, WorkerLostError, available_cores, estimate_footprint, threads_for
+from modalbag.execution import (
+    MIB,
+    Footprint,
+    LearnerJob,
+    MemoryGate,
+    NotPicklableError,
+    WorkerLostError,
+    available_cores,
+    estimate_footprint,
+    threads_for,
+)
 from modalbag.kernel.records import LearnerSpec
 from tests.conftest import FAST, make_model
 
@@ -331,3 +341,22 @@ def test_worker_lost_error_is_a_modalbag_error():
     from modalbag import ModalbagError
 
     assert issubclass(WorkerLostError, ModalbagError) and issubclass(NotPicklableError, ModalbagError)
+
+
+def test_workers_dying_at_start_name_a_main_script_without_its_guard(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from modalbag.plugins.executors.local import main_guard_hint
+
+    script = tmp_path / "train.py"
+    script.write_text("import modalbag\nmodel = modalbag.load_ensemble('run')\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    hint = main_guard_hint()
+    assert str(script) in hint and 'if __name__ == "__main__":' in hint and "executor='serial'" in hint
+    script.write_text("import modalbag\nif __name__ == '__main__':\n    modalbag.load_ensemble('run')\n")
+    assert main_guard_hint() == ""
+    main.__file__ = None  # an interactive session or a notebook: nothing to say
+    assert main_guard_hint() == ""

@@ -401,3 +401,18 @@ def test_library_version_and_layout_are_recorded_beside_the_model(tmp_path):
         xgboost.XGBoostLearner.load(tmp_path / "cb")
     with pytest.raises(FileNotFoundError, match="no learner.json"):
         load_learner(tmp_path)
+
+
+def test_the_linear_trainer_learns_from_features_of_huge_magnitude():
+    """Standardisation in float32 overflowed at 1e20 (variance inf) and the model predicted a constant."""
+    import modalbag
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 300)
+    x = (rng.normal(size=(300, 4)) + 2.0 * y[:, None]) * 1e20
+    model = modalbag.MultiModalEnsembleModel(modalbag.MultimodalDataset.from_arrays({"big": x}, labels=y))
+    model.create_ensemble(n_bags=2, random_state=0)
+    model.select_base_learners(trainers=["sklearn_linear"], instantiate=False)
+    model.train_ensemble(epochs=1)
+    proba = model.predict_proba({"big": x})
+    assert (proba.argmax(axis=1) == y).mean() > 0.8
