@@ -39,7 +39,7 @@ One plugin's exception never discards a run (`modalbag.kernel.isolation`):
 - A hook that **owns behaviour** (`fit_setup`, `fit_start`, `epoch_end` of a validator, `fit_end`,
   the per-step hooks, ...) fails the learner being fitted: it is recorded as failed with the error,
   the other learners train, and the ensemble is built from those that did.
-- An **observing** hook (`run_end`, `fit_error`) runs once the outcome is settled: its exception is
+- An **observing** hook (`run_end`, `fit_error`, `log_step`) only reports: its exception is
   logged (`plugin.hook_failed`, once per plugin and hook), recorded in `run.json` under
   `plugin_failures`, and the other plugins are still called. The trained learners and the export
   are kept.

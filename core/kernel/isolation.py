@@ -6,9 +6,10 @@ Hooks either *own behaviour* or *observe*:
   hooks, ...): an exception fails the learner being fitted, recorded with its error; the other
   learners go on (`modalbag.execution.fitting`). A plugin that changes training cannot be skipped
   silently.
-- Observing hooks (`OBSERVING_HOOKS`: ``run_end``, ``fit_error``): they run after the learners'
-  outcome is settled, so an exception there is recorded against its plugin (`HookFailure`) and
-  logged, and the call goes on to the other plugins. The trained learners are kept.
+- Observing hooks (`OBSERVING_HOOKS`: ``run_end``, ``fit_error``, ``log_step``): they only report
+  (the first two once a learner's outcome is settled), so an exception there is recorded against
+  its plugin (`HookFailure`) and logged, and the call goes on to the other plugins. The trained
+  learners are kept.
 - Observers (the kinds the kind table marks ``observer``: sinks): every hook of theirs is
   isolated. The first exception (a full disk, a revoked permission, a lost server) disables that
   instance for the rest of the run with one warning; training, the other sinks and the run's own
@@ -31,8 +32,9 @@ from modalbag.logs import get_logger
 
 log = get_logger("modalbag.plugins")
 
-#: Hooks called once the learners' outcome is settled: a plugin raising there cannot change it.
-OBSERVING_HOOKS = frozenset({"modalbag_run_end", "modalbag_fit_error"})
+#: Hooks that only report: called once the outcome is settled (run_end, fit_error) or to hand measured
+#: values to whoever listens (log_step); a plugin raising there cannot change training.
+OBSERVING_HOOKS = frozenset({"modalbag_run_end", "modalbag_fit_error", "modalbag_log_step"})
 
 
 @attrs.frozen
