@@ -403,3 +403,19 @@ def test_demo_runs_the_quick_start():
     assert trained and int(trained.group(1)) >= 2  # small measured subsets train one learner per fold
     assert lines[1].startswith("Average accuracy: ") and lines[3].startswith("Held-out ensemble accuracy: ")
     assert "(chance 0.200); without image_features: " in lines[3]
+
+
+@pytest.mark.parametrize("where", ["--run-dir", "default"])
+def test_sinks_that_write_under_the_run_directory_combine_with_any_run_directory(tmp_path, monkeypatch, where):
+    """The config was checked before --run-dir applied: 'run_dir is None' for the TensorBoard sink."""
+    monkeypatch.chdir(tmp_path)
+    args = ["train", str(QUICKSTART), "--set", "training.tensorboard_logging=true", "--json"]
+    if where == "--run-dir":
+        args += ["--run-dir", str(tmp_path / "chosen")]
+    for override in TINY:
+        args += ["--set", override]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == EXIT_OK, result.stderr
+    run_dir = Path(json.loads(result.stdout)["run_dir"])
+    assert run_dir == (tmp_path / "chosen" if where == "--run-dir" else run_dir)
+    assert (run_dir / "tensorboard").is_dir()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import inspect
 import re
+import sys
 import tomllib
 from pathlib import Path
 
@@ -76,6 +77,38 @@ def test_every_package_is_listed_for_the_wheel():
     found = {".".join((name, *init.parent.relative_to(ROOT / folder).parts))
              for folder, name in roots.items() for init in (ROOT / folder).rglob("__init__.py")}
     assert found == set(setuptools["packages"])
+
+
+#: Import names whose distribution is named otherwise.
+DISTRIBUTION_OF = {"sklearn": "scikit-learn"}
+
+
+def test_every_third_party_import_is_a_declared_requirement():
+    """An import of an undeclared library works here (it happens to be installed) and fails on a
+    user's machine: every one, at module level or inside a function, must be a dependency or an extra."""
+    import re
+
+    project = PYPROJECT["project"]
+    declared = {re.split(r"[<>=!~\[ ;]", req, maxsplit=1)[0].lower()
+                for req in [*project["dependencies"], *(r for reqs in project["optional-dependencies"].values()
+                                                       for r in reqs)]}
+    missing = {}
+    for folder in ("core", "plugins"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    names = [node.module]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in sys.stdlib_module_names or top == "modalbag":
+                        continue
+                    if DISTRIBUTION_OF.get(top, top).lower() not in declared:
+                        missing.setdefault(top, str(path.relative_to(ROOT)))
+    assert not missing, f"imported but not declared in pyproject.toml: {missing}"
 
 
 def test_installed_metadata_matches_pyproject(fresh_catalog):

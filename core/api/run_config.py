@@ -278,9 +278,14 @@ def check_run_config(source: str | PathLike[str] | Mapping[str, Any], overrides:
 
 def load_run_config(source: str | PathLike[str] | Mapping[str, Any], overrides: Sequence[str] = (), *,
                     base_dir: str | PathLike[str] | None = None, check_data: bool = False,
-                    catalog: Any = None) -> RunConfig:
-    """A validated `RunConfig`; raises one `ConfigError` listing every issue."""
-    config, issues = check_run_config(source, overrides, base_dir=base_dir, check_data=check_data, catalog=catalog)
+                    catalog: Any = None, run_dir: str | PathLike[str] | None = None) -> RunConfig:
+    """A validated `RunConfig`; raises one `ConfigError` listing every issue.
+
+    ``run_dir``: the run directory the caller will train in when the file names none, so that options
+    needing one (the TensorBoard, W&B and jsonl sinks) are checked as they will run.
+    """
+    config, issues = check_run_config(source, overrides, base_dir=base_dir, check_data=check_data, catalog=catalog,
+                                      run_dir=run_dir)
     if issues or config is None:
         raise ConfigError(issues)
     return config

@@ -60,8 +60,11 @@ def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
     directory, which the last line of output names.
     """
 
-    run_config = load_run_config(config, overrides)
-    configured = run_config.training.run_dir
+    # checked with the run directory it will train in (the CLI always gives it one), so that sinks
+    # writing under it are valid whether the directory comes from --run-dir, the file or the default
+    probe = (run_dir if run_dir is not None else default_run_dir(config.stem)).resolve()
+    run_config = load_run_config(config, overrides, run_dir=probe)
+    configured = None if run_config.training.run_dir == str(probe) else run_config.training.run_dir
     if run_dir is None and configured is not None:
         run_dir = Path(configured)
     if run_dir is None and resume:

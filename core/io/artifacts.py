@@ -45,12 +45,34 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+_UMASK: int | None = None
+
+
+def process_umask() -> int:
+    """This process's umask (read once: ``/proc/self/status`` where there is one, else set and restored)."""
+    global _UMASK
+    if _UMASK is None:
+        try:
+            with open("/proc/self/status", encoding="ascii") as fh:
+                _UMASK = next(int(line.split()[1], 8) for line in fh if line.startswith("Umask:"))
+        except (OSError, StopIteration, ValueError, IndexError):
+            _UMASK = os.umask(0o022)
+            os.umask(_UMASK)
+    return _UMASK
+
+
 @contextlib.contextmanager
 def atomic_file(path: str | os.PathLike[str]) -> Iterator[Any]:
-    """Yield a binary file handle; on success its bytes replace ``path`` in one rename."""
+    """Yield a binary file handle; on success its bytes replace ``path`` in one rename.
+
+    The file gets the mode any new file of the user gets (0666 less the umask): ``mkstemp`` creates
+    its temporary file 0600, which would leave a report or an export unreadable to a team.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with contextlib.suppress(OSError, AttributeError):  # no fchmod on Windows
+        os.fchmod(fd, 0o666 & ~process_umask())
     try:
         with os.fdopen(fd, "wb") as fh:
             yield fh

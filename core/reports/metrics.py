@@ -189,20 +189,21 @@ def recall_at_k(y: np.ndarray, scores: np.ndarray, k: int) -> float | None:
 
 
 def ndcg_at_k(y: np.ndarray, scores: np.ndarray, k: int) -> float | None:
-    """Mean NDCG@k over users with at least one relevant item (binary gains).
+    """Mean NDCG@k over users with at least one relevant item (binary gains), by scikit-learn.
 
     DCG@k = sum_{i=1..k} rel_i / log2(i + 1); IDCG@k is the DCG of the ideal order, so NDCG = DCG/IDCG.
+    Items with tied scores share the average gain of the positions they span (``ndcg_score``'s tie
+    handling), so a recommender that scores everything alike is not credited with the items' order.
     """
+    from sklearn.metrics import ndcg_score
+
     rows = _relevant_rows(y)
     if not rows.any():
         return None
-    y, scores = (np.asarray(y)[rows] > 0).astype(float), np.asarray(scores)[rows]
-    k = min(k, y.shape[1])
-    discount = 1.0 / np.log2(np.arange(2, k + 2))
-    dcg = (np.take_along_axis(y, top_k(scores, k), axis=1) * discount).sum(axis=1)
-    n_rel = np.minimum(y.sum(axis=1), k).astype(int)
-    idcg = np.cumsum(discount)[n_rel - 1]
-    return float(np.mean(dcg / idcg))
+    y, scores = (np.asarray(y)[rows] > 0).astype(float), np.asarray(scores, dtype=np.float64)[rows]
+    if y.shape[1] < 2:  # sklearn needs two items to rank; one relevant item alone is a perfect ranking
+        return 1.0
+    return float(ndcg_score(y, scores, k=min(k, y.shape[1])))
 
 
 def mean_average_precision(y: np.ndarray, scores: np.ndarray) -> float | None:

@@ -450,7 +450,15 @@ class TrainingReports:
         diagnostics = self.get_training_diagnostics()
         resources = self.check_resource_constraints()
         importance = self.analyze_modality_importance(data, labels) if getattr(self.model, "ensemble", None) else None
-        images = self._plots(importance)
+        try:
+            images = self._plots(importance)
+            missing_plots = ""
+        except plots.PlotsUnavailableError as exc:  # a core install: the numbers, without the images
+            images, missing_plots = {}, f"<p class='note'>No plots in this report: {H.html.escape(str(exc))}.</p>"
+
+        def figure(name: str, alt: str) -> str:
+            return H.image(images[name], alt) if name in images else missing_plots
+
         metric = A.PRIMARY_METRIC[self.model.task_type]
         columns = ["learner", "trainer", "modalities", "status", f"val {metric}", "epochs", "best epoch",
                    "convergence epoch", "overfitting", "stability", "samples/s", "seconds"]
@@ -461,8 +469,8 @@ class TrainingReports:
         sections = [
             ("Overview", H.key_value_table(overview)
              + (f"<p class='note'>{'<br>'.join(map(H.html.escape, detailed['notes']))}</p>" if detailed["notes"] else "")),
-            ("Training curves", H.image(images["training_curves"], "training and validation loss per learner")),
-            ("Learners", H.image(images["learner_comparison"], "validation score and training time per learner")
+            ("Training curves", figure("training_curves", "training and validation loss per learner")),
+            ("Learners", figure("learner_comparison", "validation score and training time per learner")
              + H.table(columns, rows)),
         ]
         if importance is not None:

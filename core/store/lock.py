@@ -65,7 +65,8 @@ def acquire(run_dir: str | os.PathLike[str]) -> None:
             fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise StorageError(root, "cannot create the run directory or its lock file: pass a run_dir on a "
-                                     "writable file system, or fix its permissions", exc) from exc
+                                     "writable file system, or fix its permissions (a finished run on read-only "
+                                     "media needs no resume: load it with modalbag.load_ensemble)", exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -23,6 +23,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.errors import MissingExtraError
 from modalbag.kernel import Register
 from modalbag.kernel.options import integer_at_least
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
@@ -34,6 +35,7 @@ from modalbag.plugins.trainers._tabular import (
     TabularLearner,
     TabularOptions,
     import_library,
+    library_available,
     optional_positive,
     tabular_score,
 )
@@ -85,6 +87,14 @@ class RandomForestLearner(TabularLearner):
     @classmethod
     def options_class(cls) -> type:
         return RandomForestOptions
+
+    @classmethod
+    def check_available(cls) -> None:
+        """scikit-learn trains it, but only skops stores it without pickle: a forest that could train and
+        then not be saved would fail the run at its end, so without skops it is not a candidate."""
+        super().check_available()
+        if not library_available("skops"):
+            raise MissingExtraError(cls.trainer, "skops", "skops")
 
     @staticmethod
     def propose(profile: BagProfile, strategy: str) -> LearnerProposal:

@@ -169,3 +169,17 @@ def test_save_training_plots_writes_pngs(trained_model, tmp_path):
     assert set(paths) == {"training_curves", "learner_comparison", "modality_importance"}
     for path in paths.values():
         assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_without_matplotlib_the_report_keeps_its_numbers_and_says_how_to_get_plots(trained_model, tmp_path,
+                                                                                    monkeypatch):
+    import sys
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what a core install without the plots extra has
+    path = trained_model.write_html_report(tmp_path / "report.html")
+    text = path.read_text(encoding="utf-8")
+    assert "data:image/png" not in text
+    assert "pip install &#x27;modalbag[plots]&#x27;" in text or "pip install 'modalbag[plots]'" in text
+    assert "Learners" in text and "bag_000" in text

@@ -362,3 +362,17 @@ def test_a_headerless_csv_whose_first_row_has_a_stray_word_is_not_read_as_a_head
         _load_delimited(tmp_path / "data.csv", "meta", None)
     (tmp_path / "named.csv").write_text("height,,weight\n2,,3\n")
     assert _load_delimited(tmp_path / "named.csv", "meta", None).shape == (1, 3)
+
+
+def test_files_of_a_run_and_its_report_follow_the_umask_like_any_other_file(tmp_path):
+    import stat
+
+    run_dir = tmp_path / "run"
+    model = _model(n_bags=1)
+    model.train_ensemble(**QUICK, run_dir=str(run_dir))
+    model.write_html_report(run_dir / "report.html")
+    (tmp_path / "plain").write_text("a")
+    expected = stat.S_IMODE((tmp_path / "plain").stat().st_mode)
+    modes = {str(p.relative_to(run_dir)): stat.S_IMODE(p.stat().st_mode) for p in run_dir.rglob("*") if p.is_file()}
+    assert {"run.json", "report.html", "export/manifest.json"} <= set(modes)
+    assert {name: mode for name, mode in modes.items() if mode != expected} == {}

@@ -217,3 +217,15 @@ def test_rapl_reading_and_counter_wrap(tmp_path):
     (package / "energy_uj").write_text("100\n")
     after, _ = read_energy_uj(str(tmp_path))
     assert average_watts(before, after, 1e-4) == pytest.approx(200 / 1e6 / 1e-4)  # wrapped: 100 + 1000 - 900
+
+
+def test_ndcg_shares_the_gain_of_tied_scores_like_scikit_learn():
+    from sklearn.metrics import ndcg_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((40, 8)) < 0.3).astype(int)
+    y[:, 0] = 1  # every user has a relevant item
+    constant = np.zeros((40, 8))  # a recommender that ranks nothing: item order must not count
+    assert rm.ndcg_at_k(y, constant, 5) == pytest.approx(ndcg_score(y, constant, k=5))
+    partly_tied = np.round(rng.random((40, 8)), 1)
+    assert rm.ndcg_at_k(y, partly_tied, 3) == pytest.approx(ndcg_score(y, partly_tied, k=3))

@@ -416,3 +416,16 @@ def test_the_linear_trainer_learns_from_features_of_huge_magnitude():
     model.train_ensemble(epochs=1)
     proba = model.predict_proba({"big": x})
     assert (proba.argmax(axis=1) == y).mean() > 0.8
+
+
+def test_without_skops_the_forest_is_no_candidate_rather_than_a_failure_at_the_end(monkeypatch):
+    """A core install trained random forests, then could not store them and failed the run."""
+    from modalbag.errors import MissingExtraError
+    from modalbag.plugins.trainers import _tabular
+    from modalbag.plugins.trainers.random_forest import RandomForestLearner
+
+    real = _tabular.library_available
+    monkeypatch.setattr("modalbag.plugins.trainers.random_forest.library_available",
+                        lambda name: False if name == "skops" else real(name))
+    with pytest.raises(MissingExtraError, match=r"modalbag\[skops\]"):
+        RandomForestLearner.check_available()
