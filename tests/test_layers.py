@@ -29,7 +29,7 @@ LAYERS: dict[str, int] = {
     "store": 7,
     "engine": 8,
     "reports": 9,
-    "api": 10,
+    "api": 10, "sklearn": 10,
     "cli": 11,
 }
 
