@@ -419,3 +419,16 @@ def test_sinks_that_write_under_the_run_directory_combine_with_any_run_directory
     run_dir = Path(json.loads(result.stdout)["run_dir"])
     assert run_dir == (tmp_path / "chosen" if where == "--run-dir" else run_dir)
     assert (run_dir / "tensorboard").is_dir()
+
+
+def test_a_failed_run_that_left_a_record_says_the_exact_resume_command(tmp_path):
+    run_dir = tmp_path / "runs" / "failing"
+    args = ["train", str(QUICKSTART), "--run-dir", str(run_dir), "--set", "learning_rate=1e30"]
+    for override in TINY:
+        args += ["--set", override]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == EXIT_RUNTIME, result.stderr
+    assert "every learner failed" in result.stderr
+    command = result.stderr.split("continue it with:\n", 1)[1].strip().splitlines()[0]
+    assert command.startswith(f"modalbag train {QUICKSTART} --set learning_rate=1e30") and command.endswith(
+        f"--run-dir {run_dir} --resume")

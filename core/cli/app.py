@@ -43,6 +43,8 @@ class _Group(click.Group):
             if (ctx.obj or {}).get("debug"):
                 click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
             click.echo(f"Error: {exc}", err=True)
+            for note in getattr(exc, "__notes__", ()):
+                click.echo(note, err=True)
             ctx.exit(exit_code(exc))
 
 

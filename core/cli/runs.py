@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import shlex
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,7 @@ from modalbag.api.model import load_ensemble
 from modalbag.api.run_config import check_run_config, load_run_config
 from modalbag.cli.output import format_summary
 from modalbag.data.bags import EnsembleConfig
-from modalbag.errors import ConfigError, StorageError
+from modalbag.errors import ConfigError, ModalbagError, StorageError
 from modalbag.kernel.components import wanted_components
 from modalbag.logs import get_logger
 
@@ -39,6 +41,13 @@ def latest_run_dir(config_name: str, root: Path | None = None) -> Path | None:
     base = (root or Path.cwd()) / "runs"
     found = [p for p in base.glob(f"{config_name}-*") if p.is_dir()] if base.is_dir() else []
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
+
+
+def resume_command(config: Path, overrides: Sequence[str], run_dir: Path) -> str:
+    """The ``modalbag train ... --resume`` command line that continues the run in ``run_dir``."""
+    words = ["modalbag", "train", str(config), *[w for o in overrides for w in ("--set", o)],
+             "--run-dir", str(run_dir), "--resume"]
+    return shlex.join(words)
 
 
 def _echo_json(data: Any) -> None:
@@ -77,7 +86,17 @@ def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
     if resume and not run_dir.is_dir():
         raise ConfigError(f"--resume: run directory {run_dir} does not exist")
     log.info("cli.train", config=str(config), run_dir=str(run_dir), resume=resume)
-    model = run_config.train(run_dir=run_dir, resume=resume)
+    try:
+        model = run_config.train(run_dir=run_dir, resume=resume)
+    except (ModalbagError, KeyboardInterrupt) as exc:
+        if (run_dir / "run.json").is_file():  # what trained is recorded: say how to continue from it
+            hint = (f"The run is recorded in {run_dir}; once the cause is fixed, continue it with:\n  "
+                    f"{resume_command(config, overrides, run_dir)}")
+            if isinstance(exc, KeyboardInterrupt):
+                click.echo(hint, err=True)
+            else:
+                exc.add_note(hint)
+        raise
     summary = model.get_training_summary()
     if as_json:
         _echo_json({"run_dir": str(run_dir), "summary": summary})
@@ -148,4 +167,4 @@ def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
         raise problem
 
 
-__all__ = ["default_run_dir", "latest_run_dir", "report", "train", "validate"]
+__all__ = ["default_run_dir", "latest_run_dir", "report", "resume_command", "train", "validate"]
