@@ -73,3 +73,18 @@ def test_the_regressor_predicts_values_from_array_column_groups():
     y = X[:, 0] * 2 - X[:, 4] + rng.normal(scale=0.1, size=200)
     reg = MultiModalRegressor(modalities={"left": [0, 1, 2], "right": [3, 4, 5]}, n_bags=2).fit(X, y)
     assert reg.predict(X).shape == (200,) and reg.score(X, y) > 0.8
+
+
+def test_the_python_api_takes_a_dataframe_per_modality_and_a_series_of_labels(cancer):
+    import modalbag
+
+    X, y = cancer
+    views = {name: X[[c for c in X.columns if c.startswith(prefix)]] for name, prefix in
+             (("mean", "mean "), ("worst", "worst "))}
+    model = modalbag.create_model_from_arrays(views, y)
+    model.create_ensemble(n_bags=2, random_state=0)
+    model.select_base_learners(trainers=["logistic"], instantiate=False)
+    model.train_ensemble()
+    assert (model.predict(views) == y.to_numpy()).mean() > 0.9
+    with pytest.raises(DataError, match="must be numeric"):
+        modalbag.create_model_from_arrays({"mean": views["mean"].assign(kind="x")}, y)
