@@ -36,8 +36,10 @@ import json
 import math
 import resource
 import statistics
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -52,6 +54,9 @@ from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.registry import default_catalog
 from modalbag.kernel.run import TaskInfo
 from modalbag.plugins.precision.amp import choose
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from real_data import machine_info, print_machine  # noqa: E402 - the sibling benchmark's machine report
 from modalbag.plugins.trainers.neural import FusionNetwork, Standardize, VectorEncoder
 
 MODALITIES = {"text": (768, "text"), "image": (2048, "image"), "meta": (50, "tabular")}
@@ -239,7 +244,9 @@ def main() -> None:
     parser.add_argument("--json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    result: dict[str, object] = {"overhead": overhead(args.samples, args.epochs, args.repeats, args.device,
+    machine = machine_info()
+    print_machine(machine)  # the figures below are re-measured on other machines: say which one this is
+    result: dict[str, object] = {"machine": machine, "overhead": overhead(args.samples, args.epochs, args.repeats, args.device,
                                                       args.precision)}
     o = result["overhead"]
     print(f"median epoch (2nd epoch on, validation and hooks included): raw {o['raw_epoch_s']:.3f} s, "

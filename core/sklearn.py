@@ -19,6 +19,7 @@ The estimators follow scikit-learn's contract: parameters are stored as given an
 from __future__ import annotations
 
 import fnmatch
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -132,9 +133,9 @@ class _MultiModalEstimator(BaseEstimator):
         matrix, y = self._validated(X, fitting=True, y=y)
         self._check_targets(y)
         self.modality_columns_ = _resolve_groups(self.modalities, names, matrix.shape[1])
-        with np.errstate(all="ignore"):
-            means = np.nanmean(np.where(np.isnan(matrix), np.nan, matrix), axis=0) if len(matrix) else None
-        self.column_means_ = np.nan_to_num(means if means is not None else np.zeros(matrix.shape[1]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: its mean is 0 below
+            self.column_means_ = np.nan_to_num(np.nanmean(matrix, axis=0))
         arrays = self._split(matrix)
         typed = {name: (arrays[name], kind) for name, (_, kind) in self.modality_columns_.items()}
         model = create_model_from_arrays(typed, y, task_type=self._task_type)
