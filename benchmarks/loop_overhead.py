@@ -54,10 +54,10 @@ from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.registry import default_catalog
 from modalbag.kernel.run import TaskInfo
 from modalbag.plugins.precision.amp import choose
+from modalbag.plugins.trainers.neural import FusionNetwork, Standardize, VectorEncoder
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from real_data import machine_info, print_machine  # noqa: E402 - the sibling benchmark's machine report
-from modalbag.plugins.trainers.neural import FusionNetwork, Standardize, VectorEncoder
 
 MODALITIES = {"text": (768, "text"), "image": (2048, "image"), "meta": (50, "tabular")}
 HIDDEN, EMBEDDING, BATCH, LR = 128, 64, 64, 1e-3
