@@ -21,7 +21,7 @@ from modalbag.data.dataset import MultimodalDataset, encode_labels, prediction_i
 from modalbag.data.preprocessing import Preprocessing
 from modalbag.data.synthetic import SyntheticTask
 from modalbag.engine.engine import Engine
-from modalbag.engine.portfolio import Measurement
+from modalbag.engine.portfolio import CANNOT_LEARN, Measurement
 from modalbag.engine.selection import select_learners
 from modalbag.ensemble.ensemble import Ensemble, PredictionResult
 from modalbag.errors import ConfigError, DataError, ModalbagError, NotFittedError
@@ -428,6 +428,7 @@ class MultiModalEnsembleModel:
             "errors": {lid: r.error for lid, r in self.learners.items() if not r.ok},
             "notes": {lid: list(r.notes) for lid, r in self.learners.items() if r.notes},
             "selection": self._selection_summary(),
+            "unavailable_candidates": self._unavailable_candidates(),
             "combination": self._combination_summary(),
             "active_plugins": None,
         } | self._plugins_used()
@@ -441,6 +442,17 @@ class MultiModalEnsembleModel:
             if key not in out:
                 out[key] = {"trainer": spec.trainer, "reason": spec.reason, "candidates": list(spec.candidates),
                             "measured": {n: dict(v) for n, v in spec.measured.items()}}
+        return out
+
+    def _unavailable_candidates(self) -> dict[str, str]:
+        """Portfolio trainers that could not compete because their library or plugin is missing, with
+        the reason: the same config and seed choose differently where they are installed."""
+        out: dict[str, str] = {}
+        for record in self.learners.values():
+            for name, score in record.spec.measured.items():
+                reason = score.get("skipped")
+                if reason is not None and reason != CANNOT_LEARN:
+                    out.setdefault(name, reason)
         return out
 
     def _combination_summary(self) -> dict[str, Any]:

@@ -47,6 +47,10 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     plugins = summary.get("active_plugins")
     if plugins:
         lines += ["", "active plugins: " + ", ".join(plugins)]
+    unavailable = summary.get("unavailable_candidates") or {}
+    if unavailable:
+        lines += ["", "candidates not measured (not installed; installing them may change the choice):"]
+        lines += [f"  {name}: {reason}" for name, reason in unavailable.items()]
     errors = summary.get("errors") or {}
     if errors:
         lines += ["", "errors:"] + [f"  {lid}: {err}" for lid, err in errors.items()]

@@ -75,6 +75,8 @@ MAX_ROWS = 5000
 SINGLE_CANDIDATE_MAX_ROWS = 100
 #: Subsets up to this many rows are measured (and fold-bagged) with 5 folds, larger ones with 3.
 FIVE_FOLDS_MAX_ROWS = 500
+#: Why a candidate that is installed was not measured on a subset (the other reasons name what is missing).
+CANNOT_LEARN = "cannot learn this bag's modalities"
 
 
 @attrs.frozen
@@ -203,6 +205,7 @@ class Measurement:
                  targets: np.ndarray):
         self.engine, self.config, self.task, self.dataset, self.targets = engine, config, task, dataset, targets
         self._run: Any = None
+        self._reported: set[str] = set()
 
     @property
     def run(self) -> Any:
@@ -367,6 +370,10 @@ class Measurement:
             reason = self._unavailable(name, spec)
             if reason is not None:
                 scores[name] = {"skipped": reason}
+                if reason != CANNOT_LEARN and name not in self._reported:  # once a run, not once a subset
+                    self._reported.add(name)
+                    log.warning("selection.candidate_unavailable", trainer=name, reason=reason,
+                                consequence="the same config and seed may choose differently where it is installed")
                 continue
             began = time.perf_counter()
             try:
@@ -400,7 +407,7 @@ class Measurement:
         except PluginError as exc:
             return str(exc)
         if self._proposal(name, spec) is None:
-            return "cannot learn this bag's modalities"
+            return CANNOT_LEARN
         return None
 
     def _out_of_fold(self, trainer: str, rows: np.ndarray, slots: Sequence[tuple[Bag, LearnerSpec]]
@@ -425,4 +432,4 @@ class Measurement:
         return output, learners
 
 
-__all__ = ["MAX_ROWS", "CrossFit", "Measurement", "Plan", "folds_for", "probe_subsets", "quiet_run", "relative_probe_losses"]
+__all__ = ["CANNOT_LEARN", "MAX_ROWS", "CrossFit", "Measurement", "Plan", "folds_for", "probe_subsets", "quiet_run", "relative_probe_losses"]

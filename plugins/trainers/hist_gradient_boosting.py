@@ -56,15 +56,13 @@ from modalbag.plugins.trainers._tabular import (
     optional_positive,
     tabular_score,
 )
+from modalbag.plugins.trainers._trees import Nodes, concatenate
 
 ARCHITECTURES = {
     "speed": {"n_estimators": 100, "learning_rate": 0.2},
     "balanced": {"n_estimators": 300, "learning_rate": 0.1},
     "accuracy": {"n_estimators": 1000, "learning_rate": 0.05},
 }
-
-#: Query rows x trees per block of the tree walk.
-CHUNK_VALUES = 2_000_000
 
 #: Training rows on which each fit checks the arrays against scikit-learn's own predictions.
 CHECK_ROWS = 200
@@ -110,25 +108,12 @@ class TreeModel:
 
     def raw(self, x: np.ndarray) -> np.ndarray:
         """``baseline + the trees' leaf values``, summed tree by tree in training order (n, raw columns)."""
-        x = np.asarray(x, dtype=np.float64)
         out = np.tile(self.baseline, (len(x), 1))
-        n_trees = len(self.roots)
-        if n_trees == 0:
-            return out
-        chunk = max(1, CHUNK_VALUES // n_trees)
-        for start in range(0, len(x), chunk):
-            rows = x[start:start + chunk]
-            node = np.tile(self.roots, (len(rows), 1))
-            index = np.arange(len(rows))[:, None]
-            active = ~self.is_leaf[node]
-            while active.any():
-                values = rows[index, self.feature[node]]
-                go_left = np.where(np.isnan(values), self.missing_left[node], values <= self.threshold[node])
-                node = np.where(active, np.where(go_left, self.left[node], self.right[node]), node)
-                active = ~self.is_leaf[node]
-            leaf_values = self.value[node]
-            block = out[start:start + chunk]
-            for t in range(n_trees):
+        nodes = Nodes(self.feature, self.threshold, self.missing_left, self.left, self.right, self.is_leaf, self.roots)
+        for rows, leaves in nodes.leaves(x):
+            leaf_values = self.value[leaves]
+            block = out[rows]
+            for t in range(len(self.roots)):
                 block[:, self.tree_column[t]] += leaf_values[:, t]
         return out
 
@@ -163,10 +148,7 @@ class TreeModel:
 def trees_of(estimators: list[Any], rounds: list[int]) -> dict[str, np.ndarray]:
     """The node arrays of the first ``rounds[m]`` rounds of each fitted estimator ``m``; estimator
     ``m``'s ``k``-th tree of a round adds to raw column ``first_column(m) + k``."""
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("feature", "threshold", "missing_left", "left", "right",
-                                                          "is_leaf", "value", "gain")}
-    roots, columns, baseline = [], [], []
-    offset = 0
+    trees, columns, baseline = [], [], []
     for est, kept in zip(estimators, rounds, strict=True):
         first_column = len(baseline)
         baseline.extend(np.asarray(est._baseline_prediction, dtype=np.float64).ravel())
@@ -175,21 +157,15 @@ def trees_of(estimators: list[Any], rounds: list[int]) -> dict[str, np.ndarray]:
                 nodes = predictor.nodes
                 if nodes["is_categorical"].any():
                     raise ValueError("a tree splits on a categorical feature; modalbag passes none")
-                parts["feature"].append(nodes["feature_idx"].astype(np.int64))
-                parts["threshold"].append(nodes["num_threshold"].astype(np.float64))
-                parts["missing_left"].append(nodes["missing_go_to_left"].astype(bool))
-                parts["left"].append(nodes["left"].astype(np.int64) + offset)
-                parts["right"].append(nodes["right"].astype(np.int64) + offset)
-                parts["is_leaf"].append(nodes["is_leaf"].astype(bool))
-                parts["value"].append(nodes["value"].astype(np.float64))
-                parts["gain"].append(np.where(nodes["is_leaf"], 0.0, nodes["gain"]).astype(np.float64))
-                roots.append(offset)
+                trees.append({"feature": nodes["feature_idx"], "threshold": nodes["num_threshold"],
+                              "missing_left": nodes["missing_go_to_left"], "left": nodes["left"],
+                              "right": nodes["right"], "is_leaf": nodes["is_leaf"], "value": nodes["value"],
+                              "gain": np.where(nodes["is_leaf"], 0.0, nodes["gain"])})
                 columns.append(first_column + k)
-                offset += len(nodes)
-    empty = {"feature": np.int64, "left": np.int64, "right": np.int64, "missing_left": bool, "is_leaf": bool}
-    out = {k: (np.concatenate(v) if v else np.empty(0, dtype=empty.get(k, np.float64))) for k, v in parts.items()}
-    return out | {"roots": np.array(roots, dtype=np.int64), "tree_column": np.array(columns, dtype=np.int64),
-                  "baseline": np.array(baseline, dtype=np.float64)}
+    values = {key: (np.concatenate([np.asarray(t[key], dtype=np.float64) for t in trees]) if trees else np.empty(0))
+              for key in ("value", "gain")}
+    return concatenate(trees).arrays() | values | {"tree_column": np.array(columns, dtype=np.int64),
+                                                    "baseline": np.array(baseline, dtype=np.float64)}
 
 
 class HistGradientBoostingLearner(ArraysFile, TabularLearner):

@@ -5,8 +5,15 @@ one multi-output forest for multilabel and multi-target tasks. Missing modalitie
 scikit-learn's trees route natively (random forests since scikit-learn 1.4, extra trees since 1.6);
 ``class_weights`` become sample weights. A forest has no rounds: one `EpochRecord` holds the loss
 on the training rows and the loss and metrics on the validation rows. Importance is the mean
-decrease in impurity. The model saves in skops format (scikit-learn's secure persistence: a zip of
-JSON and arrays, no pickle), which needs ``pip install modalbag[skops]``.
+decrease in impurity.
+
+**Saved as arrays** (``model.npz``, no pickle, no extra library): every tree's nodes as flat arrays
+(see `modalbag.plugins.trainers._trees`) and, per node, the tree's prediction there in the learner's
+output columns: class fractions for classification, the probability of each label for multilabel,
+the target means for regression. A forest predicts the mean over its trees of the leaf each row
+reaches, as scikit-learn's forests do; every fit checks the arrays against scikit-learn's own
+predictions on training rows. Runs saved by earlier versions in skops format (``model.skops``) still
+load when skops is installed.
 
 Options (``None``: what learner selection chose for the strategy): ``n_estimators`` (trees),
 ``max_depth`` (None: grow until pure), ``max_features`` (None: scikit-learn's default for the
@@ -23,10 +30,10 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
-from modalbag.errors import MissingExtraError
 from modalbag.kernel import Register
 from modalbag.kernel.options import integer_at_least
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
+from modalbag.plugins.trainers._classical import ArraysFile
 from modalbag.plugins.trainers._tabular import (
     Choice,
     IntRange,
@@ -35,15 +42,19 @@ from modalbag.plugins.trainers._tabular import (
     TabularLearner,
     TabularOptions,
     import_library,
-    library_available,
     optional_positive,
     tabular_score,
 )
+from modalbag.plugins.trainers._trees import Nodes, concatenate
 
 ARCHITECTURES = {"speed": {"n_estimators": 100}, "balanced": {"n_estimators": 200}, "accuracy": {"n_estimators": 500}}
 
-#: The only type a saved forest may hold beyond what skops trusts by default.
+#: The only type a skops-format forest (saved by modalbag 0.1's first releases) may hold beyond what
+#: skops trusts by default.
 TRUSTED_TYPES = ("sklearn.tree._tree.Tree",)
+
+#: Training rows on which each fit checks the arrays against scikit-learn's own predictions.
+CHECK_ROWS = 200
 
 
 def _max_features(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -70,14 +81,38 @@ class RandomForestOptions(TabularOptions):
                 "instead of a random forest."})
 
 
-class RandomForestLearner(TabularLearner):
+@attrs.frozen
+class ForestModel:
+    """A fitted forest as arrays: ``nodes`` of every tree, ``value`` (nodes, outputs) each tree's
+    prediction at each node, ``importance`` scikit-learn's mean decrease in impurity per feature."""
+
+    nodes: Nodes
+    value: np.ndarray
+    importance: np.ndarray
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(x), self.value.shape[1]))
+        for rows, leaves in self.nodes.leaves(x, per_block=self.value.shape[1]):
+            out[rows] = self.value[leaves].mean(axis=1)
+        return out
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return self.nodes.arrays() | {"value": self.value, "importance": self.importance}
+
+    @classmethod
+    def from_arrays(cls, saved: Any) -> ForestModel:
+        nodes = Nodes(**{f.name: saved[f.name] for f in attrs.fields(Nodes)})
+        return cls(nodes, saved["value"], saved["importance"])
+
+
+class RandomForestLearner(ArraysFile, TabularLearner):
     """One bag's forest; see the module docstring."""
 
     trainer = "random_forest"
     library = "sklearn"
     extra = None  # scikit-learn is a dependency of modalbag itself
     importance_type = "mean_decrease_in_impurity"
-    MODEL_FILE = "model.skops"
+    MODEL_CLASS = ForestModel
     SEARCH_SPACE = {
         "max_depth": Choice((None, 4, 8, 16)),
         "max_features": Choice(("sqrt", 0.5, 1.0)),
@@ -87,14 +122,6 @@ class RandomForestLearner(TabularLearner):
     @classmethod
     def options_class(cls) -> type:
         return RandomForestOptions
-
-    @classmethod
-    def check_available(cls) -> None:
-        """scikit-learn trains it, but only skops stores it without pickle: a forest that could train and
-        then not be saved would fail the run at its end, so without skops it is not a candidate."""
-        super().check_available()
-        if not library_available("skops"):
-            raise MissingExtraError(cls.trainer, "skops", "skops")
 
     @staticmethod
     def propose(profile: BagProfile, strategy: str) -> LearnerProposal:
@@ -119,43 +146,101 @@ class RandomForestLearner(TabularLearner):
         return getattr(ensemble, kind + role)(**params)
 
     def _train(self, params: dict[str, Any], train: Matrix, val: Matrix | None,
-               recorder: RoundRecorder | None) -> Any:
+               recorder: RoundRecorder | None) -> ForestModel:
         y = train.y.astype(np.int64) if self.task_type == "multilabel" else train.y
         if self.task_type == "regression" and y.shape[1] == 1:
             y = y[:, 0]
-        return self._estimator(params).fit(train.x, y, sample_weight=train.w)
+        forest = self._estimator(params).fit(train.x, y, sample_weight=train.w)
+        model = ForestModel(concatenate([_tree_nodes(tree.tree_) for tree in forest.estimators_]),
+                            np.concatenate([self._node_outputs(forest, tree.tree_) for tree in forest.estimators_]),
+                            np.asarray(forest.feature_importances_, dtype=np.float64))
+        check = train.x[:CHECK_ROWS]
+        if not np.allclose(model.predict(check), self._sklearn_outputs(forest, check), rtol=1e-9, atol=1e-9):
+            import sklearn
 
-    def _predict(self, model: Any, x: np.ndarray) -> np.ndarray:
+            raise RuntimeError(f"scikit-learn {sklearn.__version__} stores forest trees in a way this modalbag "
+                               "does not read correctly; please report it")
+        return model
+
+    def _node_outputs(self, forest: Any, tree: Any) -> np.ndarray:
+        """One tree's prediction at each of its nodes, in the learner's output columns (nodes, outputs)."""
+        value = np.asarray(tree.value, dtype=np.float64)  # (nodes, scikit-learn outputs, classes or 1)
+        out = np.zeros((len(value), self.n_outputs))
+        if self.task_type == "regression":
+            return value[:, :, 0]
+        if self.task_type == "classification":
+            counts = value[:, 0, :len(forest.classes_)]
+            out[:, forest.classes_.astype(np.int64)] = counts / _nonzero(counts.sum(axis=1, keepdims=True))
+            return out
+        for j, classes in enumerate(forest.classes_):
+            counts = value[:, j, :len(classes)]
+            positive = np.flatnonzero(classes == 1)
+            if len(positive):
+                out[:, j] = counts[:, positive[0]] / _nonzero(counts.sum(axis=1))
+        return out
+
+    def _sklearn_outputs(self, forest: Any, x: np.ndarray) -> np.ndarray:
+        """scikit-learn's own predictions in the learner's output columns, which the arrays must equal."""
         n = len(x)
         if self.task_type == "regression":
-            return np.asarray(model.predict(x), dtype=np.float64).reshape(n, -1)
-        proba = model.predict_proba(x)
-        if self.task_type == "classification":
-            out = np.zeros((n, self.n_outputs))
-            out[:, model.classes_.astype(np.int64)] = proba
-            return out
+            return np.asarray(forest.predict(x), dtype=np.float64).reshape(n, -1)
+        proba = forest.predict_proba(x)
         out = np.zeros((n, self.n_outputs))
-        for j, (classes, p) in enumerate(zip(model.classes_, proba, strict=True)):
+        if self.task_type == "classification":
+            out[:, forest.classes_.astype(np.int64)] = proba
+            return out
+        for j, (classes, p) in enumerate(zip(forest.classes_, proba, strict=True)):
             positive = np.flatnonzero(classes == 1)
             if len(positive):
                 out[:, j] = p[:, positive[0]]
         return out
 
-    def _raw_importance(self) -> np.ndarray:
-        return np.asarray(self.model.feature_importances_, dtype=np.float64)
+    def _predict(self, model: ForestModel, x: np.ndarray) -> np.ndarray:
+        return model.predict(x)
 
-    def _save_model(self, directory: Path) -> list[str]:
-        sio = import_library("skops.io", self.trainer, "skops")
-        sio.dump(self.model, directory / self.MODEL_FILE)
-        return [self.MODEL_FILE]
+    def _raw_importance(self) -> np.ndarray:
+        return np.asarray(self.model.importance, dtype=np.float64)
 
     def _load_model(self, directory: Path, files: list[str]) -> Any:
-        sio = import_library("skops.io", self.trainer, "skops")
-        path = directory / files[0]
-        untrusted = set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES)
-        if untrusted:
-            raise ValueError(f"{path} holds types a forest never contains: {sorted(untrusted)}; refusing to load it")
-        return sio.load(path, trusted=list(TRUSTED_TYPES))
+        if files[0].endswith(".skops"):
+            return _SkopsForest(self, _load_skops(directory / files[0], self.trainer))
+        return super()._load_model(directory, files)
+
+
+@attrs.frozen
+class _SkopsForest:
+    """A forest saved in skops format by an earlier modalbag, predicting like `ForestModel`."""
+
+    learner: RandomForestLearner
+    forest: Any
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.learner._sklearn_outputs(self.forest, x)
+
+    @property
+    def importance(self) -> np.ndarray:
+        return self.forest.feature_importances_
+
+
+def _load_skops(path: Path, trainer: str) -> Any:
+    sio = import_library("skops.io", trainer, "skops")
+    untrusted = set(sio.get_untrusted_types(file=path)) - set(TRUSTED_TYPES)
+    if untrusted:
+        raise ValueError(f"{path} holds types a forest never contains: {sorted(untrusted)}; refusing to load it")
+    return sio.load(path, trusted=list(TRUSTED_TYPES))
+
+
+def _tree_nodes(tree: Any) -> dict[str, np.ndarray]:
+    """A fitted scikit-learn ``Tree``'s node arrays (a leaf's children are -1)."""
+    left = np.asarray(tree.children_left, dtype=np.int64)
+    missing = getattr(tree, "missing_go_to_left", None)  # absent before scikit-learn 1.3's NaN support
+    return {"feature": tree.feature, "threshold": tree.threshold, "left": left, "right": tree.children_right,
+            "is_leaf": left < 0,
+            "missing_left": np.zeros(len(left), dtype=bool) if missing is None else np.asarray(missing, dtype=bool)}
+
+
+def _nonzero(total: np.ndarray) -> np.ndarray:
+    return np.where(total == 0, 1.0, total)
 
 
 @hookimpl

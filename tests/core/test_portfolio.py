@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 import modalbag
+from modalbag.cli.output import format_summary
 from modalbag.engine.selection import PORTFOLIOS, prune
 from tests.conftest import catalog_without
 
@@ -89,6 +90,12 @@ def test_same_seed_same_choice_and_a_missing_library_is_reported_not_replaced():
     assert "hist_gradient_boosting" in chosen["candidates"]
     assert "skipped" in chosen["measured"]["hist_gradient_boosting"]
     assert chosen["trainer"] == "logistic"
+    # the run says plainly which candidates could not compete, in its summary and the CLI's text of it
+    unavailable = without.get_training_summary()["unavailable_candidates"]
+    assert list(unavailable) == ["hist_gradient_boosting"] and "hist_gradient_boosting" in unavailable[
+        "hist_gradient_boosting"]
+    assert "hist_gradient_boosting" in format_summary(without.get_training_summary()).split("not measured")[1]
+    assert first.get_training_summary()["unavailable_candidates"] == {}
 
 
 def test_portfolios_follow_the_strategy_and_the_data_size():

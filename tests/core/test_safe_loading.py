@@ -116,10 +116,13 @@ def test_skops_model_with_an_unreviewed_type_is_refused(tmp_path):
     model.train_ensemble(**{**FAST, "threads_per_learner": 1})
     root = model.export_training_artifacts(tmp_path / "export")
     folder = root / "learners" / "bag_000"
+    # a forest saved in skops format, as modalbag's first releases did, whose file holds another type
     skops_io.dump(FunctionTransformer(func=print), folder / "model" / "model.skops")
+    learner_json = folder / "model" / "learner.json"
+    learner_json.write_text(json.dumps(json.loads(learner_json.read_text()) | {"model_files": ["model.skops"]}))
     manifest = json.loads((folder / "manifest.json").read_text())  # the attacker fixes the checksums too
-    manifest["files"]["model/model.skops"] = {"sha256": sha256_file(folder / "model" / "model.skops"),
-                                              "bytes": (folder / "model" / "model.skops").stat().st_size}
+    for name in ("model/model.skops", "model/learner.json"):
+        manifest["files"][name] = {"sha256": sha256_file(folder / name), "bytes": (folder / name).stat().st_size}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="refusing to load"):
         load_learner(folder, default_catalog())

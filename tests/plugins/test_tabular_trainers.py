@@ -418,14 +418,39 @@ def test_the_linear_trainer_learns_from_features_of_huge_magnitude():
     assert (proba.argmax(axis=1) == y).mean() > 0.8
 
 
-def test_without_skops_the_forest_is_no_candidate_rather_than_a_failure_at_the_end(monkeypatch):
-    """A core install trained random forests, then could not store them and failed the run."""
-    from modalbag.errors import MissingExtraError
-    from modalbag.plugins.trainers import _tabular
+def test_the_forest_is_a_candidate_without_skops(monkeypatch):
+    """A core install trained random forests, then could not store them; they are now plain arrays."""
     from modalbag.plugins.trainers.random_forest import RandomForestLearner
 
-    real = _tabular.library_available
-    monkeypatch.setattr("modalbag.plugins.trainers.random_forest.library_available",
-                        lambda name: False if name == "skops" else real(name))
-    with pytest.raises(MissingExtraError, match=r"modalbag\[skops\]"):
-        RandomForestLearner.check_available()
+    monkeypatch.setitem(sys.modules, "skops", None)
+    monkeypatch.setitem(sys.modules, "skops.io", None)
+    RandomForestLearner.check_available()  # raises MissingExtraError when a candidate cannot run
+
+
+@pytest.mark.parametrize("task_type", ["classification", "multilabel", "regression"])
+def test_forest_arrays_predict_what_scikit_learn_predicts_with_nan(task_type):
+    """The saved arrays send NaN to the side scikit-learn learned, on rows the fit-time check never saw."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+
+    from modalbag.plugins.trainers._trees import concatenate
+    from modalbag.plugins.trainers.random_forest import ForestModel, RandomForestLearner, _tree_nodes
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(300, 3))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    signal = np.nan_to_num(x[:, 0]) + np.isnan(x[:, 1])
+    y = {"classification": (signal > 0.3).astype(np.int64) + (signal > 1.0),
+         "multilabel": np.stack([signal > 0.3, np.isnan(x[:, 2])], axis=1).astype(np.int64),
+         "regression": np.stack([signal, np.nan_to_num(x[:, 2])], axis=1)}[task_type]
+    learner = object.__new__(RandomForestLearner)  # only its output mapping is used
+    learner.task_type, learner.n_outputs = task_type, 4 if task_type == "classification" else 2
+    make = RandomForestRegressor if task_type == "regression" else RandomForestClassifier
+    forest = make(n_estimators=7, random_state=0).fit(x[:200], y[:200])
+    model = ForestModel(concatenate([_tree_nodes(t.tree_) for t in forest.estimators_]),
+                        np.concatenate([learner._node_outputs(forest, t.tree_) for t in forest.estimators_]),
+                        forest.feature_importances_)
+    query = x[200:]
+    assert np.isnan(query).any()
+    np.testing.assert_allclose(model.predict(query), learner._sklearn_outputs(forest, query), rtol=0, atol=1e-12)
+    if task_type == "classification":
+        assert np.allclose(model.predict(query)[:, 3], 0)  # a class the rows lack keeps its column at 0
