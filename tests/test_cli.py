@@ -432,3 +432,46 @@ def test_a_failed_run_that_left_a_record_says_the_exact_resume_command(tmp_path)
     command = result.stderr.split("continue it with:\n", 1)[1].strip().splitlines()[0]
     assert command.startswith(f"modalbag train {QUICKSTART} --set learning_rate=1e30") and command.endswith(
         f"--run-dir {run_dir} --resume")
+
+
+# -- progress on a terminal ------------------------------------------------------------------------
+
+
+def _train_on_a_terminal(tmp_path: Path, *args: str) -> str:
+    """Run ``modalbag [args] train`` with stderr on a pseudo-terminal; everything it drew there."""
+    import os
+    import pty
+
+    leader, follower = pty.openpty()
+    command = [sys.executable, "-m", "modalbag.cli", *args, "train", str(QUICKSTART), "--run-dir", str(tmp_path / "run"),
+               *[f"--set={o}" for o in TINY]]
+    env = {**os.environ, "COLUMNS": "120", "TERM": "xterm"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=follower, stdin=subprocess.DEVNULL,
+                               cwd=tmp_path, env=env)
+    os.close(follower)
+    drawn = bytearray()
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed: the process ended
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    assert process.wait(timeout=300) == 0, drawn.decode(errors="replace")[-3000:]
+    return drawn.decode(errors="replace")
+
+
+def test_a_terminal_gets_progress_bars_with_logs_printed_between_them(tmp_path):
+    drawn = _train_on_a_terminal(tmp_path)
+    assert re.search(r"bags: 100%\|.*\| 2/2 \[[0-9:]+<[0-9:]+, +[0-9.]+(bag/s|s/bag)\]", drawn)  # rate and ETA
+    lines = [line for part in drawn.split("\r\n") for line in part.split("\r")]
+    logged = [line for line in lines if "run.start" in line or "learner.trained" in line]
+    assert logged, drawn[-2000:]
+    # a log line is printed whole on its own line, never into a bar
+    assert not any("bags:" in line or "epoch/s" in line for line in logged), logged
+
+
+def test_quiet_draws_no_bar_on_a_terminal(tmp_path):
+    assert "bags:" not in _train_on_a_terminal(tmp_path, "-q")

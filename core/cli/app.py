@@ -64,6 +64,7 @@ def cli(ctx: click.Context, debug: bool, log_json: bool, verbose: int, quiet: in
 
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["quiet"] = quiet
     steps = ["debug", "info", "warning", "error"]
     level = steps[max(0, min(3, 1 - (verbose + debug) + quiet))]
     ctx.call_on_close(configure_logging(level, json=log_json))

@@ -62,7 +62,11 @@ def _echo_json(data: Any) -> None:
 @click.option("--resume", is_flag=True,
               help="Continue the run in --run-dir (default: the latest runs/<config>-* directory).")
 @click.option("--json", "as_json", is_flag=True, help="Print the training summary as JSON.")
-def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool, as_json: bool) -> None:
+@click.option("--progress/--no-progress", default=None,
+              help="Draw progress bars on stderr (default: when stderr is a terminal and -q is not given).")
+@click.pass_context
+def train(ctx: click.Context, config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume: bool,
+          as_json: bool, progress: bool | None) -> None:
     """Train the ensemble a CONFIG file describes.
 
     Everything the run writes (its record, checkpoints, export, reports) goes under the run
@@ -87,7 +91,7 @@ def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
         raise ConfigError(f"--resume: run directory {run_dir} does not exist")
     log.info("cli.train", config=str(config), run_dir=str(run_dir), resume=resume)
     try:
-        model = run_config.train(run_dir=run_dir, resume=resume)
+        model = run_config.train(run_dir=run_dir, resume=resume, **_progress(ctx, progress))
     except (ModalbagError, KeyboardInterrupt) as exc:
         if (run_dir / "run.json").is_file():  # what trained is recorded: say how to continue from it
             hint = (f"The run is recorded in {run_dir}; once the cause is fixed, continue it with:\n  "
@@ -106,6 +110,15 @@ def train(config: Path, overrides: tuple[str, ...], run_dir: Path | None, resume
     if summary["failed"]:
         click.echo(f"Warning: {summary['failed']} of {summary['total_learners']} learners failed; the ensemble "
                    f"uses the others (errors in the summary)", err=True)
+
+
+def _progress(ctx: click.Context, asked: bool | None) -> dict[str, bool]:
+    """The flag's ``progress_bar`` when given; else ``True`` on a terminal without ``-q``, else nothing
+    (the config's own value holds)."""
+    if asked is not None:
+        return {"progress_bar": asked}
+    quiet = bool((ctx.find_root().obj or {}).get("quiet"))
+    return {"progress_bar": True} if not quiet and click.get_text_stream("stderr").isatty() else {}
 
 
 @click.command()

@@ -277,7 +277,9 @@ class TrainingConfig:
     distributed_timeout: float = _opt(300.0, "Seconds a DDP rank waits for its peers (joining the group, each "
                                       "collective) before failing.", category="parallel", converter=_number,
                                       validator=positive)
-    progress_bar: bool = _opt(False, "Draw one progress bar over the bags on stderr.", category="parallel",
+    progress_bar: bool = _opt(False, "Draw progress bars on stderr (tqdm): the bags with rate and ETA, and the "
+                              "epochs of a learner training in this process. `modalbag train` draws them by "
+                              "default when stderr is a terminal.", category="parallel",
                               converter=_boolean)
     plugin_options: Mapping[str, Any] = attrs.field(
         factory=dict, converter=dict,
