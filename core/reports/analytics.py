@@ -119,6 +119,27 @@ def stability_score(records: Sequence[EpochRecord]) -> float | None:
     return 1.0 if down + up == 0 else down / (down + up)
 
 
+#: A learner whose monitored loss fell by more than this share over its last fifth of epochs, ending
+#: at its lowest, was still learning when training stopped.
+STILL_IMPROVING = 0.01
+
+
+def still_improving(records: Sequence[EpochRecord]) -> float | None:
+    """The share by which the monitored loss fell over the last ``max(1, round(E / 5))`` epochs, when
+    the last epoch has the lowest loss and the fall exceeds `STILL_IMPROVING`; ``None`` otherwise
+    (fewer than two epochs, a loss that flattened or rose again)."""
+    losses = [r.monitored() for r in records]
+    losses = [v for v in losses if v is not None]
+    if len(losses) < 2:
+        return None
+    k = max(1, round(len(losses) / 5))
+    before, last = losses[-1 - k], losses[-1]
+    if last > min(losses) or before <= 0:
+        return None
+    fall = (before - last) / before
+    return float(fall) if fall > STILL_IMPROVING else None
+
+
 def throughput(records: Iterable[EpochRecord]) -> float | None:
     """Samples per second over the epochs: ``sum(sps * t) / sum(t)``."""
     pairs = [(r.samples_per_second, r.training_time) for r in records
@@ -269,8 +290,8 @@ def oob_combined(ensemble: Any, learner_ids: Sequence[str]) -> tuple[np.ndarray,
 
 
 __all__ = [
-    "CONVERGENCE_TOLERANCE", "PRIMARY_METRIC", "STABLE_SCORE", "best_learner", "convergence_epoch",
+    "CONVERGENCE_TOLERANCE", "PRIMARY_METRIC", "STABLE_SCORE", "STILL_IMPROVING", "best_learner", "convergence_epoch",
     "convergence_rate", "denoising_analysis", "denoising_share", "generalization_gap", "learner_summary",
     "mean_or_none", "median_or_none", "objective_effectiveness", "oob_combined", "overfitting_score",
-    "primary_score", "stability_issues", "stability_score", "throughput", "update_rate",
+    "primary_score", "stability_issues", "stability_score", "still_improving", "throughput", "update_rate",
 ]

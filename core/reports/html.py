@@ -23,6 +23,7 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: left; vertic
 th { background: #f3f3f3; }
 img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 .note { color: #666; font-size: 0.85em; }
+.headline { font-size: 1.25em; }
 """
 
 
@@ -52,6 +53,15 @@ def table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def paragraph(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
+
+
+def notes(lines: Sequence[str]) -> str:
+    """Small print under a table: what a figure was measured on, why one is missing."""
+    return f"<p class='note'>{'<br>'.join(map(html.escape, lines))}</p>" if lines else ""
+
+
 def image(png: bytes, alt: str) -> str:
     data = base64.b64encode(png).decode("ascii")
     return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
@@ -73,4 +83,4 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> Path:
     return target
 
 
-__all__ = ["fmt", "image", "key_value_table", "page", "table", "write_atomic"]
+__all__ = ["fmt", "image", "key_value_table", "notes", "page", "paragraph", "table", "write_atomic"]

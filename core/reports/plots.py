@@ -1,4 +1,5 @@
-"""Pictures of a run as PNG bytes: training curves per learner, learner comparison, modality importance.
+"""Pictures of a run as PNG bytes: robustness curves, training curves per learner, learner comparison,
+modality importance.
 
 Drawn with matplotlib's object API on an Agg canvas (no pyplot state, no display needed); matplotlib
 is the ``plots`` extra and is imported only here, when a picture is asked for.
@@ -16,6 +17,8 @@ from modalbag.kernel.records import TrainedLearner
 
 #: At most this many learners get a curve panel (the rest are listed in the report's tables).
 MAX_CURVE_PANELS = 24
+#: At most this many modality subsets get a bar (all are in the report's table).
+MAX_SUBSET_BARS = 20
 
 
 class PlotsUnavailableError(ModalbagError, ImportError):
@@ -102,5 +105,26 @@ def modality_importance_png(importance: Mapping[str, float], metric: str) -> byt
     return _png(figure)
 
 
-__all__ = ["MAX_CURVE_PANELS", "PlotsUnavailableError", "learner_comparison_png", "modality_importance_png",
-           "training_curves_png"]
+def robustness_png(headline: Mapping[str, Any]) -> bytes:
+    """The ensemble's score as modalities go missing: by share missing (left), by subset present (right)."""
+    metric = headline["metric"]
+    figure = _figure(10, 3.2)
+    left, right = figure.subplots(1, 2)
+    curve = [(p["share_missing"], p["score"]) for p in headline["by_share_missing"] if p["score"] is not None]
+    if curve:
+        left.plot(*zip(*curve, strict=True), marker="o", color="tab:blue")
+    left.set_xlabel("share of (row, modality) pairs missing")
+    left.set_ylabel(metric)
+    left.set_title(f"{metric} as modalities go missing", fontsize=9)
+    subsets = [(" + ".join(s["present"]), s["score"]) for s in headline["by_subset"] if s["score"] is not None]
+    subsets = subsets[:MAX_SUBSET_BARS]
+    right.barh([n for n, _ in subsets], [v for _, v in subsets], color="tab:green")
+    right.invert_yaxis()
+    right.set_xlabel(metric)
+    right.set_title("with only these modalities present", fontsize=9)
+    right.tick_params(axis="y", labelsize=7)
+    return _png(figure)
+
+
+__all__ = ["MAX_CURVE_PANELS", "MAX_SUBSET_BARS", "PlotsUnavailableError", "learner_comparison_png",
+           "modality_importance_png", "robustness_png", "training_curves_png"]

@@ -15,11 +15,13 @@ import numpy as np
 
 from modalbag.errors import ConfigError, NotFittedError
 from modalbag.io.artifacts import atomic_write_bytes
+from modalbag.io.machine import describe_machine, machine_line
 from modalbag.kernel.records import TrainedLearner
 from modalbag.reports import analytics as A
 from modalbag.reports import html as H
 from modalbag.reports import plots
 from modalbag.reports.denoising_impact import measure_denoising_impact
+from modalbag.reports.headline import ensemble_headline
 from modalbag.reports.robustness import LOWER_IS_BETTER, modality_ablation, resolve_metric
 from modalbag.training.metrics import task_metrics
 
@@ -172,6 +174,13 @@ class TrainingReports:
             if not learner.ok:
                 kind = "diverged" if learner.error and "TrainingDivergedError" in learner.error else "failed"
                 loss_issues.append({"type": kind, "learner_id": lid, "description": learner.error})
+            fall = A.still_improving(records) if learner.ok else None
+            if fall is not None:
+                k = max(1, round(len(records) / 5))
+                loss_issues.append({
+                    "type": "still_improving", "learner_id": lid,
+                    "description": f"monitored loss fell {fall:.1%} over the last {k} of {len(records)} epochs and "
+                                   f"was lowest at the end: training stopped before it converged; raise epochs"})
             score = A.overfitting_score(records)
             if score is not None and score > A.OVERFITTING_THRESHOLD:
                 loss_issues.append({"type": "validation_loss_rising", "learner_id": lid,
@@ -179,7 +188,7 @@ class TrainingReports:
         return {"denoising_issues": denoising_issues, "loss_issues": loss_issues,
                 "healthy": not denoising_issues and not loss_issues,
                 "thresholds": {"denoising_dominance": A.DENOISING_DOMINANCE,
-                               "overfitting": A.OVERFITTING_THRESHOLD}}
+                               "overfitting": A.OVERFITTING_THRESHOLD, "still_improving": A.STILL_IMPROVING}}
 
     def get_training_stability_report(self) -> dict[str, Any]:
         """Stability per learner and its issues; ``unstable_training`` when any issue is high-severity
@@ -433,10 +442,12 @@ class TrainingReports:
 
     def write_html_report(self, path: str | os.PathLike[str] | None = None, data: Mapping[str, Any] | None = None,
                           labels: Any = None) -> Path:
-        """One self-contained HTML file: the reports' numbers and the plots inline (PNG data URIs).
+        """One self-contained HTML file that answers first how good the ensemble is and how that changes
+        as modalities go missing, then shows the learners, curves, importance, checks and the run.
 
-        ``path`` defaults to ``<run_dir>/report.html``; ``data``/``labels`` (held out) make modality
-        importance use them instead of out-of-bag rows. Returns the path written.
+        ``path`` defaults to ``<run_dir>/report.html``; ``data``/``labels`` (held out) make the headline
+        and modality importance use them instead of out-of-fold training rows. Without matplotlib the
+        report has every table and says how to get the images. Returns the path written.
         """
         config = getattr(self.model, "training_config", None)
         if path is None:
@@ -444,14 +455,15 @@ class TrainingReports:
                 raise ConfigError("write_html_report needs a path (or train with run_dir set to write "
                                   "<run_dir>/report.html)")
             path = Path(config.run_dir) / "report.html"
-        detailed = self.get_detailed_training_report()
-        analysis = self.get_learner_training_analysis()
-        stability = self.get_training_stability_report()
-        diagnostics = self.get_training_diagnostics()
-        resources = self.check_resource_constraints()
-        importance = self.analyze_modality_importance(data, labels) if getattr(self.model, "ensemble", None) else None
+        if data is not None and labels is None:
+            raise ConfigError("write_html_report(data=..., labels=...): labels are needed with held-out data")
+        has_ensemble = getattr(self.model, "ensemble", None) is not None
+        headline = ensemble_headline(self.model, data, labels) if has_ensemble else None
+        importance = self.analyze_modality_importance(data, labels) if has_ensemble else None
         try:
             images = self._plots(importance)
+            if headline is not None:
+                images["robustness"] = plots.robustness_png(headline)
             missing_plots = ""
         except plots.PlotsUnavailableError as exc:  # a core install: the numbers, without the images
             images, missing_plots = {}, f"<p class='note'>No plots in this report: {H.html.escape(str(exc))}.</p>"
@@ -459,35 +471,96 @@ class TrainingReports:
         def figure(name: str, alt: str) -> str:
             return H.image(images[name], alt) if name in images else missing_plots
 
+        sections = []
+        if headline is not None:
+            sections.append(("Ensemble", self._headline_html(headline) + figure(
+                "robustness", "ensemble score by share of modalities missing and by modalities present")))
+        sections.append(("Learners", self._learners_html() + figure(
+            "learner_comparison", "validation score and training time per learner")))
+        sections.append(("Training curves", figure("training_curves", "training and validation loss per learner")))
+        if importance is not None:
+            body = H.paragraph(f"Drop in the ensemble's {importance['metric']} when each modality is missing from "
+                               f"every row, on {importance['n_rows']} {importance['source']} (score with every "
+                               f"modality: {H.fmt(importance['baseline_score'])}).")
+            body += figure("modality_importance", "drop in score without each modality")
+            body += H.table(["modality", f"drop in {importance['metric']}", f"{importance['metric']} without it"],
+                            [[m, v, importance["score_without"].get(m)] for m, v in importance["importance"].items()])
+            body += H.notes(importance["notes"])
+            sections.append(("Modality importance", body))
+        detailed = self.get_detailed_training_report()
+        if detailed["denoising_analysis"]:
+            sections.append(("Denoising", H.table(["objective", "loss fall, first to last epoch"],
+                                                  list(detailed["denoising_analysis"].items()))))
+        sections.append(("Checks", self._checks_html()))
+        sections.append(("Run", self._run_html(detailed)))
+        title = f"modalbag run {getattr(self.model, 'run_id', None) or ''}".strip()
+        return H.write_atomic(path, H.page(title, sections))
+
+    def _headline_html(self, headline: Mapping[str, Any]) -> str:
+        metric, score = headline["metric"], headline["score"]
+        where = f"{headline['rows']} {headline['source']}"
+        text = (f"Ensemble {metric} <strong>{H.html.escape(H.fmt(score))}</strong> on {H.html.escape(where)}, "
+                f"with every modality present." if score is not None else
+                f"The ensemble's {H.html.escape(metric)} could not be measured on {H.html.escape(where)}.")
+        shares = H.table(["share of modalities missing", metric],
+                         [[f"{p['share_missing']:.0%}", p["score"]] for p in headline["by_share_missing"]])
+        subsets = H.table(["modalities present", metric, "rows"],
+                          [[" + ".join(s["present"]), s["score"], s["rows"]] for s in headline["by_subset"]])
+        return f"<p class='headline'>{text}</p>" + shares + subsets + H.notes(headline["notes"])
+
+    def _learners_html(self) -> str:
+        analysis = self.get_learner_training_analysis()
+        learners = self._trained_learners()
         metric = A.PRIMARY_METRIC[self.model.task_type]
-        columns = ["learner", "trainer", "modalities", "status", f"val {metric}", "epochs", "best epoch",
-                   "convergence epoch", "overfitting", "stability", "samples/s", "seconds"]
+        best = A.best_learner(learners, self.model.task_type)
+        intro = ""
+        if best is not None:
+            intro = H.paragraph(f"Best single learner: {best} ({learners[best].spec.trainer}, "
+                                f"{' + '.join(learners[best].spec.modalities)}), validation {metric} "
+                                f"{H.fmt(A.primary_score(learners[best], self.model.task_type))} on its own "
+                                f"held-out rows. Each learner sees only its bag's modalities.")
+        columns = ["learner", "trainer", "modalities", "status", f"validation {metric}", "epochs", "best epoch",
+                   "convergence epoch", "overfitting (share)", "stability (0-1)", "throughput (samples/s)",
+                   "training time (s)"]
         rows = [[lid, a["trainer"], a["modalities"], a["status"], a["validation"].get(metric), a["epochs"],
                  a["best_epoch"], a["convergence_epoch"], a["overfitting_score"], a["stability_score"],
                  a["throughput"], a["training_time"]] for lid, a in analysis.items()]
-        overview = {k: v for k, v in detailed.items() if k not in ("notes", "denoising_analysis")}
-        sections = [
-            ("Overview", H.key_value_table(overview)
-             + (f"<p class='note'>{'<br>'.join(map(H.html.escape, detailed['notes']))}</p>" if detailed["notes"] else "")),
-            ("Training curves", figure("training_curves", "training and validation loss per learner")),
-            ("Learners", figure("learner_comparison", "validation score and training time per learner")
-             + H.table(columns, rows)),
-        ]
-        if importance is not None:
-            body = H.key_value_table({"metric": importance["metric"], "source": importance["source"],
-                                      "rows": importance["n_rows"], "baseline score": importance["baseline_score"]})
-            if "modality_importance" in images:
-                body += H.image(images["modality_importance"], "drop in score without each modality")
-            body += H.table(["modality", "importance (drop)", "score without"],
-                            [[m, v, importance["score_without"].get(m)] for m, v in importance["importance"].items()])
-            sections.append(("Modality importance", body))
-        if detailed["denoising_analysis"]:
-            sections.append(("Denoising", H.table(["objective", "effectiveness"],
-                                                  list(detailed["denoising_analysis"].items()))))
-        issue_rows = [[i.get("type"), i.get("severity", ""), i.get("learner_id", ""), i.get("description")]
-                      for i in stability["issues"] + diagnostics["denoising_issues"] + diagnostics["loss_issues"]
-                      + resources["memory_issues"] + resources["speed_issues"]]
-        sections.append(("Issues", H.table(["type", "severity", "learner", "description"], issue_rows)
-                         if issue_rows else "<p>No issue found in the records.</p>"))
-        title = f"modalbag run {getattr(self.model, 'run_id', None) or ''}".strip()
-        return H.write_atomic(path, H.page(title, sections))
+        return intro + H.table(columns, rows)
+
+    def _checks_html(self) -> str:
+        stability = self.get_training_stability_report()
+        diagnostics = self.get_training_diagnostics()
+        resources = self.check_resource_constraints()
+        issues = (stability["issues"] + diagnostics["denoising_issues"] + diagnostics["loss_issues"]
+                  + resources["memory_issues"] + resources["speed_issues"])
+        checked = H.paragraph("Checked in every learner's epoch records: loss still falling when training stopped, "
+                              "validation loss rising, divergence and failures, loss spikes and oscillation, "
+                              "denoising terms that dominate or do not learn, memory and speed.")
+        if not issues:
+            return checked + H.paragraph("No issue found.")
+        rows = [[i.get("type"), i.get("severity", ""), i.get("learner_id", ""), i.get("description")] for i in issues]
+        return checked + H.table(["check", "severity", "learner", "finding"], rows)
+
+    def _run_html(self, detailed: Mapping[str, Any]) -> str:
+        import datetime as _dt
+
+        labels = {"total_learners": "learners", "trained": "learners trained", "failed": "learners failed",
+                  "total_time": "training time, learners summed (s)", "total_epochs": "epochs, all learners",
+                  "avg_epoch_time": "mean epoch time (s)", "peak_memory": "peak memory (MB)",
+                  "gpu_utilization": "GPU utilisation (%)", "throughput": "throughput (samples/s)",
+                  "update_rate": "optimizer updates per second", "final_loss": "final monitored loss, mean",
+                  "convergence_epoch": "convergence epoch, median", "stability_score": "stability (0-1), mean",
+                  "overfitting_score": "overfitting (share above the minimum validation loss), mean",
+                  "denoising_share": "denoising share of the loss, mean",
+                  "denoising_impact": "denoising impact (measured on held-out data)"}
+        figures = {label: detailed.get(key) for key, label in labels.items()}
+        machine = describe_machine()
+        config = getattr(self.model, "training_config", None)
+        about = {"run id": getattr(self.model, "run_id", None),
+                 "report written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                 "modalbag": machine["modalbag"], "libraries": machine["libraries"],
+                 "machine": machine_line(machine)}
+        body = H.key_value_table(figures) + H.notes(detailed["notes"]) + H.key_value_table(about)
+        if config is not None:
+            body += "<h3>Configuration</h3>" + H.key_value_table(config.to_dict())
+        return body

@@ -1,7 +1,7 @@
 """One trained learner as a folder: its model in its trainer's own safe format, its record as JSON.
 
     <folder>/model/        what the trainer's ``save(path)`` writes (neural: safetensors + JSON;
-                           GBMs: their native files; scikit-learn: skops or arrays) - never pickle
+                           GBMs: their native files; scikit-learn: arrays) - never pickle
     <folder>/record.json   spec, status, epoch records, validation metrics, notes, training time
     <folder>/manifest.json every file above with its size and SHA-256
 

@@ -9,7 +9,7 @@ session and without running any code from the files (format: docs/export.md)::
                            greedy weights cached per availability pattern (JSON + arrays, no pickle)
     bags.npz               each bag's rows and out-of-bag rows
     learners/<id>/         each trained learner (`modalbag.store.learners`): neural weights as
-                           safetensors, GBMs in their native formats, scikit-learn via skops/arrays
+                           safetensors, GBMs in their native formats, scikit-learn as arrays
     predictions/<id>.npz   each learner's predictions on its validation rows (rows, output, targets)
 
 It is written to a temporary sibling folder and renamed into place, so a failure while exporting
@@ -147,8 +147,6 @@ class ModelStore:
                 if isinstance(library, str):
                     name = _DISTRIBUTION.get(library.split(".")[0], library.split(".")[0])
                     libraries[name] = _version(name)
-                if learner.spec.trainer == "random_forest":
-                    libraries["skops"] = _version("skops")
             if lid in predictions:
                 atomic_save_npz(root / "predictions" / f"{lid}.npz", predictions[lid])
                 entry["validation_predictions"] = f"predictions/{lid}.npz"

@@ -17,6 +17,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from modalbag import ConfigError
@@ -128,7 +129,7 @@ def test_report_is_one_self_contained_file(report, trained_model):
     text = report.read_text(encoding="utf-8")
     assert text.startswith("<!DOCTYPE html>")
     sources = re.findall(r'src="([^"]+)"', text)
-    assert len(sources) == 3  # curves, learner comparison, modality importance
+    assert len(sources) == 4  # robustness, learner comparison, curves, modality importance
     for src in sources:
         assert src.startswith("data:image/png;base64,")
         assert base64.b64decode(src.split(",", 1)[1])[:8] == b"\x89PNG\r\n\x1a\n"
@@ -141,7 +142,7 @@ def test_report_is_one_self_contained_file(report, trained_model):
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed here (.ci/run installs it)")
 def test_report_renders_in_headless_chromium(report, tmp_path):
     images, problems = open_in_chromium(report, tmp_path / "profile")
-    assert len(images) == 3
+    assert len(images) == 4
     for img in images:
         assert img["complete"] and img["width"] > 0 and img["height"] > 0, img
     assert problems == []
@@ -183,3 +184,46 @@ def test_without_matplotlib_the_report_keeps_its_numbers_and_says_how_to_get_plo
     assert "data:image/png" not in text
     assert "pip install &#x27;modalbag[plots]&#x27;" in text or "pip install 'modalbag[plots]'" in text
     assert "Learners" in text and "bag_000" in text
+
+
+def test_the_report_answers_first_with_the_ensembles_held_out_score_and_its_missing_modality_curve(
+        report, trained_model, held_out):
+    data, labels = held_out
+    text = report.read_text(encoding="utf-8")
+    headings = re.findall(r"<h2>([^<]+)</h2>", text)
+    assert headings[0] == "Ensemble" and headings[-1] == "Run"
+    measured = trained_model.evaluate(data, labels)["accuracy"]
+    shown = re.search(r"Ensemble accuracy <strong>([0-9.]+)</strong> on (\d+) held-out data", text)
+    assert shown and float(shown.group(1)) == pytest.approx(measured, abs=5e-4) and int(shown.group(2)) == len(labels)
+    # the curve: a score per share missing, the first (nothing missing) equal to the headline
+    first_share = re.search(r"<tr><td>0%</td><td>([0-9.]+)</td></tr>", text)
+    assert first_share and float(first_share.group(1)) == pytest.approx(measured, abs=5e-4)
+    for share in ("25%", "50%", "75%", "90%"):
+        assert f"<td>{share}</td>" in text
+    only_one = min(trained_model.dataset.specs)
+    alone = trained_model.evaluate({m: (v if m == only_one else np.full_like(v, np.nan)) for m, v in data.items()},
+                                   labels)["accuracy"]
+    row = re.search(rf"<tr><td>{only_one}</td><td>([0-9.]+)</td>", text)
+    assert row and float(row.group(1)) == pytest.approx(alone, abs=5e-4)
+    # the run: its configuration, versions, date and machine, with labels a reader understands
+    import modalbag
+
+    for shown_text in ("Configuration", "random_state", modalbag.__version__, "report written", "cores",
+                       "training time, learners summed (s)"):
+        assert shown_text in text, shown_text
+    assert "best_validation_score" not in text and "total_time" not in text
+
+
+def test_a_run_stopped_while_its_loss_still_falls_is_not_called_converged(tmp_path):
+    from tests.conftest import make_model
+
+    model = make_model(n_samples=200)
+    model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
+    model.train_ensemble(epochs=3, warmup_epochs=0, learning_rate=1e-3, validation_split=0.2, random_state=0)
+    losses = [r.monitored() for r in model.learners["bag_000"].records]
+    assert losses[-1] < losses[-2]  # the premise: it was still learning
+    issues = model.get_training_diagnostics()["loss_issues"]
+    assert [i["type"] for i in issues] == ["still_improving"]
+    text = model.write_html_report(tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "still_improving" in text and "No issue found" not in text

@@ -138,8 +138,10 @@ def test_stability_report_and_assessment(model):
 def test_diagnostics(model):
     d = model.get_training_diagnostics()
     assert d["denoising_issues"] == []  # terms were 8% and 9% of the task loss, and the objective learned
-    assert {(i["type"], i["learner_id"]) for i in d["loss_issues"]} == {
-        ("diverged", "bag_002"), ("validation_loss_rising", "bag_000")}
+    assert {(i["type"], i["learner_id"]) for i in d["loss_issues"]} == {  # bag_001: 1.5 -> 1.2, lowest at the end
+        ("diverged", "bag_002"), ("validation_loss_rising", "bag_000"), ("still_improving", "bag_001")}
+    (still,) = [i for i in d["loss_issues"] if i["type"] == "still_improving"]
+    assert "fell 20.0% over the last 1 of 2 epochs" in still["description"]
     model.learners["bag_000"].records[0] = _epoch(1, 0.1, 0.9, 0.5, 2.0, 100, metrics={"reconstruction.loss": 0.8},
                                                   terms={"denoising.reconstruction": 0.5})
     model.learners["bag_000"].records[3] = _epoch(4, 0.5, 0.6, 0.75, 1.0, 200, metrics={"reconstruction.loss": 0.9})
