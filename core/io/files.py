@@ -3,13 +3,19 @@
 Supported: ``.npy`` (memory-mapped), ``.npz``, ``.csv``, ``.tsv``, ``.h5``/``.hdf5`` (needs
 ``h5py``) and ``.parquet`` (needs ``pyarrow``). Every failure raises
 :class:`~modalbag.errors.DataError` naming the modality, the file and the fix.
+
+CSV/TSV files go to pandas' C parser (numpy's without pandas) when they are plain enough that it
+reads them exactly as the hand-written parser does; that parser takes the rest, and its errors point
+at the bad cell.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import math
 import os
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,6 +29,14 @@ SUPPORTED_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".h5", ".hdf5", ".parquet"
 
 # Cells read as a missing value (NaN) in CSV/TSV files; compared case-insensitively.
 _MISSING_CELLS = frozenset({"", "na", "nan", "null"})
+# The same words in every mix of cases, for pandas, which compares them as written.
+_MISSING_SPELLINGS = sorted({
+    "".join(c.upper() if mask >> i & 1 else c for i, c in enumerate(word))
+    for word in _MISSING_CELLS for mask in range(1 << len(word))
+})
+# What a plain CSV/TSV data line may hold besides its delimiters: number characters, spaces and the
+# letters of inf, infinity, nan, na and null.
+_NUMBER_BYTES = b"0123456789+-.eE " + b"afilntuyAFILNTUY"
 
 
 def load_array(path: str | os.PathLike[str], *, name: str, key: str | None = None) -> np.ndarray:
@@ -109,7 +123,111 @@ def _missing_entry(name: str, path: Path, key: str | None, what: str, keys: list
 
 
 def _load_delimited(path: Path, name: str, key: str | None) -> np.ndarray:
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    """A CSV/TSV file as a 2-D float32 matrix: a library's C parser reads plain files (several times
+    faster: benchmarks/csv_reading.py), the hand-written parser everything else, so the result is
+    the same either way and a bad file still gets an error naming its row, column and cell."""
+    fast = _read_plain_delimited(path)
+    return fast if fast is not None else _parse_delimited(path, name, key)
+
+
+def _read_plain_delimited(path: Path) -> np.ndarray | None:
+    """The matrix by pandas (or numpy without it), or None when the file is not plain, the library
+    refuses it, or its table does not have the shape the hand-written parser would give."""
+    delimiter = _delimiter(path)
+    try:
+        layout = _plain_layout(path, delimiter)
+        if layout is None:
+            return None
+        skip, width, rows = layout
+        values = _read_numbers(path, delimiter, skip)
+    except Exception:  # noqa: BLE001 - any refusal: the hand-written parser says where and why
+        return None
+    if values.shape != (rows, width):
+        return None
+    return values.astype(np.float32, order="C")  # float64 -> float32, as float() then asarray does
+
+
+def _delimiter(path: Path) -> str:
+    return "\t" if path.suffix.lower() == ".tsv" else ","
+
+
+def _plain_layout(path: Path, delimiter: str) -> tuple[int, int, int] | None:
+    """(lines the header takes, columns, data rows) when every data line is plain, else None.
+
+    Plain lines hold no quotes and the same number of cells each, so splitting them on the
+    delimiter is what the csv module does; `_is_plain_line` keeps out the spellings where pandas'
+    number parser and float() disagree.
+    """
+    skip, width = _header_layout(path, delimiter)
+    separator = delimiter.encode()
+    allowed = _NUMBER_BYTES + separator
+    rows = 0
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, 1):
+            line = raw.removesuffix(b"\n").removesuffix(b"\r")
+            if number <= skip:
+                if b"\r" in line:  # a lone carriage return ends a row for csv, not for this count
+                    return None
+                continue
+            if number == 1:
+                line = line.removeprefix(codecs.BOM_UTF8)
+            if not line:  # a blank line, skipped by both parsers
+                continue
+            if not _is_plain_line(line, allowed):
+                return None
+            cells = line.count(separator) + 1
+            if width is None:
+                width = cells
+            elif cells != width:
+                return None
+            rows += 1
+    return (skip, width, rows) if rows and width is not None else None
+
+
+def _header_layout(path: Path, delimiter: str) -> tuple[int, int | None]:
+    """(lines the header takes, its cell count), or (0, None) without a header: the first row
+    that is not blank, read and judged as the hand-written parser does."""
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        for cells in reader:
+            if cells:
+                return (reader.line_num, len(cells)) if _looks_like_header(cells) else (0, None)
+    return 0, None
+
+
+def _is_plain_line(line: bytes, allowed: bytes) -> bool:
+    """Only number characters, missing-value words, spaces and delimiters, and no line of spaces
+    alone (pandas skips it; the csv module reads a cell).
+
+    pandas reads a '+'-signed number next to a space with a less precise parser (and accepts
+    '+1E 5'), so a line with a space may not hold a '+'.
+    """
+    if not line.strip() or line.translate(None, allowed):  # a lone "\r" is not allowed either
+        return False
+    return b"+" not in line or b" " not in line
+
+
+def _read_numbers(path: Path, delimiter: str, skip: int) -> np.ndarray:
+    """The cells after the header as float64, by pandas' C parser, or numpy's when pandas is not
+    installed (numpy reads no missing-value words: such files fail here and go by hand)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return np.loadtxt(path, delimiter=delimiter, skiprows=skip, comments=None, ndmin=2,
+                          encoding="utf-8-sig", dtype=np.float64)
+    with warnings.catch_warnings():  # mixed-type warnings: the dtype check below decides
+        warnings.simplefilter("ignore")
+        frame = pd.read_csv(path, sep=delimiter, header=None, skiprows=skip, engine="c",
+                            encoding="utf-8-sig", keep_default_na=False,
+                            na_values=_MISSING_SPELLINGS)
+    if not all(dtype.kind in "iuf" for dtype in frame.dtypes):  # a word pandas kept as text
+        raise ValueError("a column is not numeric")
+    return frame.to_numpy(dtype=np.float64)
+
+
+def _parse_delimited(path: Path, name: str, key: str | None = None) -> np.ndarray:
+    """The hand-written parser: slow, but its errors name the row, column and cell at fault."""
+    delimiter = _delimiter(path)
     rows: list[list[float]] = []
     header: list[str] | None = None
     width = 0
