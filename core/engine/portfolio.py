@@ -13,7 +13,10 @@ trainers' own proposal scores order it, and k-fold cross-validation decides:
    so no row is predicted by a model that saw later rows); score the out-of-fold predictions by log loss after temperature
    scaling (so a well-ranked but over-confident learner is not penalised for what calibration
    fixes), squared error for regression, binary log loss for multilabel;
-3. the lowest loss wins (ties: the earlier candidate);
+3. the lowest loss wins (ties: the earlier candidate). Under ``speed`` and ``balanced`` the candidates
+   race: after the first `RACE_FOLDS` folds, one whose loss on those folds' held-out rows is clearly
+   worse than the best's (`race`: a paired test and a margin) stops there and is reported as
+   stopped; a candidate close to the best always runs every fold;
 4. the winner's out-of-fold predictions are the subset's *cross-fitted* outputs: predictions of
    every row from a model that did not see it, which `modalbag.ensemble.ensemble` calibrates and combines.
 
@@ -75,6 +78,12 @@ MAX_ROWS = 5000
 SINGLE_CANDIDATE_MAX_ROWS = 100
 #: Subsets up to this many rows are measured (and fold-bagged) with 5 folds, larger ones with 3.
 FIVE_FOLDS_MAX_ROWS = 500
+#: Racing: after this many folds, a candidate clearly worse than the best stops (`race`).
+RACE_FOLDS = 2
+#: ... clearly worse: its paired per-row loss difference above this many standard errors ...
+RACE_Z = 2.5
+#: ... and its loss above this multiple of the best's.
+RACE_MARGIN = 1.2
 #: Why a candidate that is installed was not measured on a subset (the other reasons name what is missing).
 CANNOT_LEARN = "cannot learn this bag's modalities"
 
@@ -95,8 +104,12 @@ class CrossFit:
     def summary(self) -> str:
         measured = {n: s for n, s in self.scores.items() if "loss" in s}
         ranked = ", ".join(f"{n} {s['loss']:.4f}" for n, s in sorted(measured.items(), key=lambda kv: kv[1]["loss"]))
-        skipped = [n for n, s in self.scores.items() if "loss" not in s]
+        stopped = [n for n, s in self.scores.items() if "stopped" in s]
+        narrowed = [n for n, s in self.scores.items() if "narrowed" in s]
+        skipped = [n for n, s in self.scores.items() if not {"loss", "stopped", "narrowed"} & set(s)]
         text = f"{self.winner}: lowest {self.folds}-fold CV loss on {len(self.rows)} rows ({ranked})"
+        text += f"; raced out after {RACE_FOLDS} folds: {', '.join(stopped)}" if stopped else ""
+        text += f"; narrowed away by the probe subsets: {', '.join(narrowed)}" if narrowed else ""
         return text + (f"; not measured: {', '.join(skipped)}" if skipped else "")
 
 
@@ -257,7 +270,7 @@ class Measurement:
             if narrowed:
                 assert regret is not None
                 found = attrs.evolve(found, scores={**found.scores, **{
-                    n: {"skipped": _narrowed_reason(n, names[0], regret)} for n in narrowed}})
+                    n: {"narrowed": _narrowed_reason(n, names[0], regret)} for n in narrowed}})
             results[modalities] = found
         plan_specs = [self._with_winner(spec, results[tuple(spec.modalities)])
                       if tuple(spec.modalities) in results else spec for spec in plan_specs]
@@ -358,14 +371,15 @@ class Measurement:
 
     def _measure_slots(self, spec: LearnerSpec, candidates: Sequence[str], slots: Sequence[tuple[Bag, LearnerSpec]],
                        keep: bool) -> tuple[CrossFit | None, dict[str, TrainedLearner]]:
-        """Fit each candidate on every (fold bag, spec) slot and score its out-of-fold outputs; with
-        ``keep``, also return the winner's fitted learners by learner id."""
+        """Fit each candidate on every (fold bag, spec) slot and score its out-of-fold outputs, racing
+        them where the strategy allows (see `race`); with ``keep``, also return the winner's fitted
+        learners by learner id."""
         modalities = tuple(spec.modalities)
         rows = np.unique(np.concatenate([bag.oob_rows for bag, _ in slots]))  # every row unless forward-chaining
         y = self.targets[rows]
         scores: dict[str, dict[str, Any]] = {}
-        best: tuple[str, np.ndarray, dict[str, TrainedLearner]] | None = None
         started = time.perf_counter()
+        running: dict[str, _Partial] = {}
         for name in candidates:
             reason = self._unavailable(name, spec)
             if reason is not None:
@@ -375,24 +389,37 @@ class Measurement:
                     log.warning("selection.candidate_unavailable", trainer=name, reason=reason,
                                 consequence="the same config and seed may choose differently where it is installed")
                 continue
-            began = time.perf_counter()
-            try:
-                output, learners = self._out_of_fold(name, rows, slots)
-            except Exception as exc:  # noqa: BLE001 - a failing candidate is reported, the others go on
-                scores[name] = {"failed": f"{type(exc).__name__}: {exc}"}
-                continue
-            scores[name] = {**_score(self.task.task_type, y, output), "seconds": time.perf_counter() - began}
-            if best is None or scores[name]["loss"] < scores[best[0]]["loss"]:  # ties: the earlier candidate
-                best = (name, output, learners if keep else {})
+            running[name] = _Partial(np.zeros((len(rows), self.task.n_outputs)), np.zeros(len(rows), dtype=bool), {})
+        racing = spec.strategy != "accuracy" and len(running) > 1 and len(slots) > RACE_FOLDS
+        stages = (slots[:RACE_FOLDS], slots[RACE_FOLDS:]) if racing else (slots,)
+        for i, stage in enumerate(stages):
+            for name in list(running):
+                began = time.perf_counter()
+                try:
+                    self._out_of_fold(name, rows, stage, running[name])
+                except Exception as exc:  # noqa: BLE001 - a failing candidate is reported, the others go on
+                    scores[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+                    del running[name]
+                    continue
+                running[name].seconds += time.perf_counter() - began
+            if racing and i == 0 and len(running) > 1:
+                for name, why in race(self.task.task_type, self.targets[rows], running).items():
+                    scores[name] = {"stopped": why, "seconds": running.pop(name).seconds}
+        best: str | None = None
+        for name, partial in running.items():
+            scores[name] = {**_score(self.task.task_type, y, partial.output), "seconds": partial.seconds}
+            if best is None or scores[name]["loss"] < scores[best]["loss"]:  # ties: the earlier candidate
+                best = name
+        scores = {n: scores[n] for n in candidates if n in scores}  # the portfolio's order
         if best is None:
             log.warning("selection.nothing_measured", modalities=list(modalities), scores=scores)
             return None, {}
-        winner, output, learners = best
-        found = CrossFit(modalities, winner, rows, output, scores, len(slots))
-        log.info("selection.measured", modalities=list(modalities), winner=winner, rows=len(rows),
+        found = CrossFit(modalities, best, rows, running[best].output, scores, len(slots))
+        log.info("selection.measured", modalities=list(modalities), winner=best, rows=len(rows),
                  folds=len(slots), seconds=round(time.perf_counter() - started, 3),
-                 losses={n: round(s["loss"], 4) for n, s in scores.items() if "loss" in s})
-        return found, learners
+                 losses={n: round(s["loss"], 4) for n, s in scores.items() if "loss" in s},
+                 stopped=[n for n, s in scores.items() if "stopped" in s])
+        return found, running[best].learners if keep else {}
 
     def _unavailable(self, name: str, spec: LearnerSpec) -> str | None:
         catalog: Catalog = self.engine.catalog
@@ -410,14 +437,12 @@ class Measurement:
             return CANNOT_LEARN
         return None
 
-    def _out_of_fold(self, trainer: str, rows: np.ndarray, slots: Sequence[tuple[Bag, LearnerSpec]]
-                     ) -> tuple[np.ndarray, dict[str, TrainedLearner]]:
-        """``trainer``'s outputs on ``rows``, each from the slot whose held-out fold has it; and its learners."""
+    def _out_of_fold(self, trainer: str, rows: np.ndarray, slots: Sequence[tuple[Bag, LearnerSpec]],
+                     partial: _Partial) -> None:
+        """Fit ``trainer`` on each slot and write its outputs on the slot's held-out rows into ``partial``."""
         planned = slots[0][1]  # the rule's choice keeps its (possibly user-edited) architecture
         architecture = (dict(planned.architecture) if trainer == planned.trainer
                         else dict(self._proposal(trainer, planned).architecture))
-        output = np.zeros((len(rows), self.task.n_outputs))
-        learners = {}
         for bag, spec in slots:
             fold_spec = attrs.evolve(spec, trainer=trainer, architecture=architecture, candidates=(),
                                      measured={}, reason="")
@@ -426,10 +451,50 @@ class Measurement:
             if not result.ok:
                 raise RuntimeError(f"fold {bag.fold + 1}: {result.error}")
             held_out = bag.oob_rows
-            output[np.searchsorted(rows, held_out)] = result.model.predict_output(
+            at = np.searchsorted(rows, held_out)
+            partial.output[at] = result.model.predict_output(
                 {m: self.dataset.arrays[m][held_out] for m in spec.modalities})
-            learners[spec.learner_id] = result
-        return output, learners
+            partial.done[at] = True
+            partial.learners[spec.learner_id] = result
+
+
+@attrs.define
+class _Partial:
+    """A candidate's out-of-fold outputs so far (``done``: the rows predicted), fitted learners and seconds."""
+
+    output: np.ndarray
+    done: np.ndarray
+    learners: dict[str, TrainedLearner]
+    seconds: float = 0.0
+
+
+def race(task_type: str, y: np.ndarray, running: Mapping[str, _Partial]) -> dict[str, str]:
+    """The candidates to stop after the first `RACE_FOLDS` folds, with why.
+
+    On the rows those folds held out, each candidate's per-row loss (after temperature scaling, as
+    `_score`) is compared with the best candidate's, row by row: a candidate is stopped when the mean
+    of the paired differences exceeds `RACE_Z` standard errors, a one-sided test that it is worse,
+    and its loss is more than `RACE_MARGIN` times the best's. A candidate close to the best always
+    finishes; one that is clearly worse does not cost the remaining folds.
+    """
+    done = next(iter(running.values())).done
+    yy = y[done]
+    losses = {}
+    for name, partial in running.items():
+        out = partial.output[done]
+        if task_type == "classification":
+            out = np.exp(calibrated_log_probabilities(out, fit_temperature(out, yy)))
+        losses[name] = task_loss(task_type, yy, out)
+    leader = min(losses, key=lambda n: losses[n].mean())
+    best = float(losses[leader].mean())
+    stopped = {}
+    for name, loss in losses.items():
+        diff = loss - losses[leader]
+        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
+        if name != leader and diff.mean() > RACE_Z * se and loss.mean() > RACE_MARGIN * best:
+            stopped[name] = (f"stopped after {RACE_FOLDS} folds: loss {loss.mean():.4f} on their {len(yy)} held-out "
+                             f"rows against {leader}'s {best:.4f} ({diff.mean() / se:.1f} standard errors worse)")
+    return stopped
 
 
 __all__ = ["CANNOT_LEARN", "MAX_ROWS", "CrossFit", "Measurement", "Plan", "folds_for", "probe_subsets", "quiet_run", "relative_probe_losses"]

@@ -62,7 +62,43 @@ def test_the_weaker_learner_is_not_chosen():
     model.train_ensemble(**QUIET)
     chosen = model.get_training_summary()["selection"]["xor"]
     assert chosen["trainer"] in ("svm", "knn"), chosen
-    assert chosen["measured"]["logistic"]["loss"] > chosen["measured"][chosen["trainer"]]["loss"] + 0.1
+    # the linear model is clearly worse on the first two folds' held-out rows: raced out, not fitted on the rest
+    assert chosen["measured"]["logistic"]["stopped"].startswith("stopped after 2 folds"), chosen
+    assert chosen["measured"]["logistic"]["seconds"] >= 0
+
+
+def test_racing_stops_only_a_clearly_worse_candidate_and_accuracy_runs_every_fold():
+    from modalbag.engine.portfolio import _Partial, race
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    margin = 2.0 * (2 * y - 1) + rng.normal(size=200)  # an informative score, overlapping classes
+
+    def probabilities(score):
+        p = 1 / (1 + np.exp(-score))
+        return np.column_stack([1 - p, p])
+
+    good = probabilities(margin)
+    close = probabilities(margin + 0.3 * rng.normal(size=200))
+    coin = probabilities(rng.normal(size=200))
+
+    def partial(out):
+        return _Partial(out, np.arange(200) < 120, {})  # the first two folds' rows are predicted
+
+    stopped = race("classification", y, {"good": partial(good), "close": partial(close), "coin": partial(coin)})
+    assert list(stopped) == ["coin"] and "against good's" in stopped["coin"]
+    assert race("classification", y, {"good": partial(good), "close": partial(close)}) == {}
+
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(300, 2)).astype("float32")
+    y = (x[:, 0] * x[:, 1] > 0).astype(int)
+    model = modalbag.create_model_from_arrays({"xor": (x, "tabular")}, labels=y)
+    model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                               trainers=["logistic", "knn"], optimization_strategy="accuracy")
+    model.train_ensemble(**QUIET)
+    measured = model.get_training_summary()["selection"]["xor"]["measured"]
+    assert all("loss" in s for s in measured.values()), measured  # accuracy: every candidate on every fold
 
 
 def test_same_seed_same_choice_and_a_missing_library_is_reported_not_replaced():
@@ -248,7 +284,8 @@ def test_balanced_narrows_the_portfolio_to_the_probe_winners_and_accuracy_does_n
             if narrowed:
                 assert measured == {kept} and chosen["trainer"] == kept, chosen
                 (other,) = {"logistic", "knn"} - {kept}
-                assert "narrowed away" in chosen["measured"][other]["skipped"]
+                assert "narrowed away" in chosen["measured"][other]["narrowed"]
+                assert model.get_training_summary()["unavailable_candidates"] == {}  # narrowed is not missing
             else:
                 assert measured == {"logistic", "knn"}
 
@@ -273,4 +310,6 @@ def test_the_callers_plugins_shape_the_measured_models_that_become_learners():
     model.train_ensemble(**QUIET)
     for lid, record in model.learners.items():
         assert (lid, record.spec.trainer, model.bags[int(lid[-3:])].fold) in seen.fits
-    assert len(seen.fits) == 2 * len(model.learners)  # both candidates on every fold
+    measured = next(iter(model.get_training_summary()["selection"].values()))["measured"]
+    folds = {n: (len(model.learners) if "loss" in s else 2) for n, s in measured.items()}  # raced out: two folds
+    assert len(seen.fits) == sum(folds.values())

@@ -260,6 +260,23 @@ def test_logistic_linear_model_predicts_what_logistic_regression_cv_does(classes
     np.testing.assert_allclose(model.predict(x), lr.predict_proba(x), rtol=0, atol=1e-10)
 
 
+@pytest.mark.parametrize("classes", [2, 4])
+def test_logistic_path_reaches_scikit_learns_optimum_at_every_strength(classes):
+    from sklearn.linear_model import LogisticRegression
+
+    from modalbag.plugins.trainers._logistic_path import fit_path, probabilities
+
+    x, y = _blobs(classes=classes)
+    x = x + np.random.default_rng(1).normal(size=x.shape)  # overlapping classes: a finite optimum at every C
+    w = np.random.default_rng(2).uniform(0.5, 2.0, len(y))
+    grid = np.logspace(-3, 3, 5)
+    for c, params in zip(grid, fit_path(x, y, w, grid), strict=True):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            reference = LogisticRegression(C=c, tol=1e-12, max_iter=10_000).fit(x, y, sample_weight=w)
+        np.testing.assert_allclose(probabilities(x, params), reference.predict_proba(x), atol=1e-4)
+
+
 def test_logistic_chooses_its_strength_by_cross_validation():
     _, record = fit_one("logistic", "classification", 3, modalities=MIXED, hpo_trials=2, cross_validation_folds=2)
     described = record.model.describe()
