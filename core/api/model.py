@@ -460,9 +460,15 @@ class MultiModalEnsembleModel:
         if self.ensemble is None or not self.ensemble.learners:
             return {}
         self.ensemble.combination_for(list(self.ensemble.learners))  # the all-modalities pattern
-        return {" & ".join(sorted({m for lid in key for m in self.ensemble.learners[lid].spec.modalities})):
-                {"rule": c.rule, "experts": list(c.experts), "cv_loss": dict(c.cv_loss), "rows": c.n_rows}
-                for key, c in self.ensemble.combinations.items()}
+        out = {" & ".join(sorted({m for lid in key for m in self.ensemble.learners[lid].spec.modalities})):
+               {"rule": c.rule, "experts": list(c.experts), "cv_loss": dict(c.cv_loss), "rows": c.n_rows}
+               for key, c in self.ensemble.combinations.items()}
+        shared = self.ensemble.shared
+        if shared is not None:  # beyond five modalities: every other pattern, restricted from it
+            out["every other pattern (shared)"] = {"rule": shared.rule, "experts": list(shared.experts),
+                                                   "cv_loss": {}, "rows": shared.n_rows,
+                                                   "weights": [round(float(w), 4) for w in shared.weights]}
+        return out
 
     def _plugins_used(self) -> dict[str, Any]:
         cfg = self.training_config

@@ -16,6 +16,17 @@ availability pattern one of three rules is chosen by cross-validated log loss ov
   L2-regularised; tried only with at least `STACKING_ROWS_PER_FEATURE` rows per feature.
 
 Regression and multilabel use ``mean`` (with squared error or binary log loss as the loss).
+
+**One combination for many patterns.** Fitting a rule per pattern costs tens of milliseconds, and
+with many modalities missing at random a prediction call meets thousands of patterns. `fit_shared`
+fits one weighted product over *all* experts, trained with expert dropout: its rows are the
+experts' out-of-fold rows repeated with modalities dropped at random (each kept with probability
+1/2), a dropped or evidence-less expert standing in with the class prior's log-probabilities (what
+an expert that sees nothing should say). A pattern's combination is then that product restricted
+to its experts (`Combination.restricted`): the missing experts' constant terms fold into the bias,
+so it is exactly the shared model with the prior in their place, derived in microseconds. For
+regression and multilabel the shared combination is a mean with weights inversely proportional to
+each expert's own loss, renormalised over the experts a pattern has.
 """
 
 from __future__ import annotations
@@ -28,6 +39,8 @@ import attrs
 import numpy as np
 
 RULES = ("mean", "product", "stacking")
+#: Copies of the evidence rows, each with modalities dropped at random, that `fit_shared` trains on.
+SHARED_REPLICAS = 3
 STACKING_ROWS_PER_FEATURE = 4
 STACKING_MIN_ROWS = 100
 _EPS = 1e-6
@@ -75,27 +88,44 @@ def calibrated_log_probabilities(p: np.ndarray, temperature: float) -> np.ndarra
 # -- the rules ------------------------------------------------------------------------------------
 
 
+def mean_losses(task_type: str, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """`task_loss` averaged over rows, for a stack of outputs (..., n, k) at once; for classification
+    ``out`` is the true class's probabilities alone (..., n), see `true_class`."""
+    if task_type == "classification":
+        return -np.log(np.clip(out, 1e-7, 1.0)).mean(axis=-1)
+    if task_type == "multilabel":
+        p = np.clip(out, 1e-7, 1 - 1e-7)
+        return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=(-2, -1))
+    return ((out - y.reshape(len(y), -1)) ** 2).mean(axis=(-2, -1))
+
+
+def true_class(out: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The probability each row gives its true class, for a stack of outputs (..., n, k) -> (..., n):
+    all a log loss reads, so greedy selection scores every candidate on (E, n) instead of (E, n, k)."""
+    return np.take_along_axis(out, np.broadcast_to(y[:, None], out.shape[:-1] + (1,)), axis=-1)[..., 0]
+
+
 def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: int = _ROUNDS) -> np.ndarray:
     """Greedy ensemble selection with replacement over experts (E, n, k); weights sum to 1.
 
     Starts from the best single expert and keeps the best-scoring selection seen, so on these rows
-    it never scores worse than that expert.
+    it never scores worse than that expert. Every round scores all experts in one vectorised step.
     """
     n_experts = len(outputs)
-    single = [float(task_loss(task_type, y, outputs[e]).mean()) for e in range(n_experts)]
+    values = true_class(outputs, y) if task_type == "classification" else outputs
+    single = mean_losses(task_type, y, values)
     first = int(np.argmin(single))
     counts = np.zeros(n_experts)
     counts[first] = 1
-    total = outputs[first].copy()
-    best_loss, best_counts = single[first], counts.copy()
+    total = values[first].copy()
+    best_loss, best_counts = float(single[first]), counts.copy()
     for _ in range(rounds - 1):
-        trial = [float(task_loss(task_type, y, (total + outputs[e]) / (counts.sum() + 1)).mean())
-                 for e in range(n_experts)]
+        trial = mean_losses(task_type, y, (total[None] + values) / (counts.sum() + 1))
         pick = int(np.argmin(trial))
         counts[pick] += 1
-        total += outputs[pick]
+        total += values[pick]
         if trial[pick] < best_loss - 1e-12:
-            best_loss, best_counts = trial[pick], counts.copy()
+            best_loss, best_counts = float(trial[pick]), counts.copy()
     return best_counts / best_counts.sum()
 
 
@@ -106,14 +136,15 @@ def fit_product(logp: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.n
 
     n, n_experts, n_classes = logp.shape
     onehot = np.eye(n_classes)[y]
+    by_expert = np.ascontiguousarray(logp.transpose(1, 0, 2)).reshape(n_experts, n * n_classes)  # once, not per step
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:n_experts], theta[n_experts:]
-        z = np.tensordot(logp, w, axes=([1], [0])) + b
+        z = (w @ by_expert).reshape(n, n_classes) + b
         log_q = _log_softmax(z)
         loss = float(-(log_q * onehot).sum() / n + l2 * (w @ w))
         g = (np.exp(log_q) - onehot) / n  # dL/dz
-        grad_w = np.tensordot(logp, g, axes=([0, 2], [0, 1])) + 2 * l2 * w
+        grad_w = by_expert @ g.ravel() + 2 * l2 * w
         return loss, np.concatenate([grad_w, g.sum(axis=0)])
 
     start = np.concatenate([np.ones(n_experts), np.zeros(n_classes)])
@@ -156,6 +187,26 @@ class Combination:
     temperatures: np.ndarray = attrs.field(eq=False, factory=lambda: np.empty(0))  # classification (E,)
     cv_loss: Mapping[str, float] = attrs.field(factory=dict)  # each rule tried: cross-validated loss
     n_rows: int = 0
+    #: True for `fit_shared`'s combination over every expert and the patterns restricted from it.
+    shared: bool = False
+    #: The calibrated log-probabilities a missing expert stands in with (shared products: the prior's).
+    fill: np.ndarray = attrs.field(eq=False, factory=lambda: np.empty(0))
+
+    def restricted(self, experts: Sequence[str]) -> Combination:
+        """This shared combination over ``experts`` only: a product with the others' terms
+        (``weight * fill``) folded into the bias; a mean with the weights renormalised."""
+        index = [self.experts.index(e) for e in experts]
+        weights = self.weights[index]
+        temperatures = self.temperatures[index] if len(self.temperatures) else self.temperatures
+        if self.rule == "product":
+            missing = np.setdiff1d(np.arange(len(self.experts)), index)
+            bias = self.bias + self.weights[missing].sum() * self.fill
+            return Combination(tuple(experts), "product", weights, bias, temperatures=temperatures,
+                               n_rows=self.n_rows, shared=True, fill=self.fill)
+        total = weights.sum()
+        weights = weights / total if total > 0 else np.full(len(index), 1.0 / len(index))
+        return Combination(tuple(experts), "mean", weights, temperatures=temperatures, n_rows=self.n_rows,
+                           shared=True)
 
     def predict(self, outputs: np.ndarray, task_type: str) -> np.ndarray:
         """Combine the experts' outputs (E, n, k), in ``experts`` order."""
@@ -176,7 +227,8 @@ class Combination:
         return {"experts": list(self.experts), "rule": self.rule, "weights": self.weights.tolist(),
                 "bias": self.bias.tolist(), "stack_coef": self.stack_coef.tolist(),
                 "stack_intercept": self.stack_intercept.tolist(), "temperatures": self.temperatures.tolist(),
-                "cv_loss": dict(self.cv_loss), "n_rows": self.n_rows}
+                "cv_loss": dict(self.cv_loss), "n_rows": self.n_rows, "shared": self.shared,
+                "fill": self.fill.tolist()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Combination:
@@ -186,7 +238,40 @@ class Combination:
 
         return cls(tuple(data["experts"]), str(data["rule"]), arr("weights"), arr("bias"), arr("stack_coef", 2),
                    arr("stack_intercept"), arr("temperatures"),
-                   {str(k): float(v) for k, v in (data.get("cv_loss") or {}).items()}, int(data.get("n_rows", 0)))
+                   {str(k): float(v) for k, v in (data.get("cv_loss") or {}).items()}, int(data.get("n_rows", 0)),
+                   bool(data.get("shared", False)), arr("fill"))
+
+
+def fit_shared(experts: Sequence[str], outputs: np.ndarray, evidence: np.ndarray, y: np.ndarray, task_type: str,
+               temperatures: np.ndarray, prior: np.ndarray, modalities: Sequence[Sequence[str]], seed: int,
+               replicas: int = SHARED_REPLICAS) -> Combination:
+    """One combination over all ``experts`` that any subset of them can use (module docstring).
+
+    ``outputs`` (E, n, k) holds each expert's out-of-fold outputs on the rows ``y``, valid where
+    ``evidence`` (E, n) is True; ``modalities[e]`` are expert e's modalities, dropped together.
+    """
+    n_experts, n = evidence.shape
+    if task_type != "classification":
+        losses = np.array([float(task_loss(task_type, y[evidence[e]], outputs[e][evidence[e]]).mean())
+                           if evidence[e].any() else np.inf for e in range(n_experts)])
+        weights = np.where(np.isfinite(losses), 1.0 / np.maximum(losses, 1e-12), 0.0)
+        weights = weights / weights.sum() if weights.sum() > 0 else np.full(n_experts, 1.0 / n_experts)
+        return Combination(tuple(experts), "mean", weights, cv_loss={}, n_rows=int(n), shared=True)
+    fill = log_probabilities(prior)
+    logp = np.stack([calibrated_log_probabilities(o, t) for o, t in zip(outputs, temperatures, strict=True)], axis=1)
+    names = sorted({m for ms in modalities for m in ms})
+    member = np.array([[m in ms for m in names] for ms in modalities])  # (E, M)
+    rng = np.random.default_rng(seed)
+    blocks, targets = [], []
+    for r in range(replicas + 1):
+        keep = np.ones((n, len(names)), dtype=bool) if r == 0 else rng.random((n, len(names))) < 0.5
+        sees = evidence.T & ~(member[None, :, :] & ~keep[:, None, :]).any(axis=2)  # (n, E)
+        rows = sees.any(axis=1)  # a row no expert sees teaches nothing
+        blocks.append(np.where(sees[rows][:, :, None], logp[rows], fill))
+        targets.append(y[rows])
+    w, b = fit_product(np.concatenate(blocks), np.concatenate(targets))
+    return Combination(tuple(experts), "product", w, b, temperatures=np.asarray(temperatures, dtype=np.float64),
+                       cv_loss={}, n_rows=int(n), shared=True, fill=fill)
 
 
 def _fit_rule(rule: str, outputs: np.ndarray, logp: np.ndarray | None, y: np.ndarray, task_type: str,
@@ -255,5 +340,5 @@ def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarra
                        **{"bias": np.empty(0), **params})
 
 
-__all__ = ["RULES", "Combination", "calibrated_log_probabilities", "choose_combination", "fit_product",
+__all__ = ["RULES", "Combination", "calibrated_log_probabilities", "choose_combination", "fit_product", "fit_shared",
            "fit_stacking", "fit_temperature", "greedy_weights", "log_probabilities", "task_loss"]

@@ -9,6 +9,14 @@ experts that pattern can use are combined by the rule `modalbag.ensemble.combina
 picks on their out-of-fold rows (weighted mean, weighted product of calibrated experts, or
 stacking), fitted once and cached. A sample with no usable modality gets the training prior and is
 flagged.
+
+Beyond `EXACT_PATTERN_MAX_MODALITIES` modalities, patterns are too many to fit one by one (12
+modalities missing at random give thousands in one call, at tens of milliseconds each): every
+pattern but the all-learners one then uses the shared combination over all experts, trained with
+modality dropout and restricted to the pattern's experts
+(`modalbag.ensemble.combination.fit_shared`). Which way a pattern is combined depends on the
+ensemble alone, never on the other rows of a call, so a sample's prediction is the same whatever it
+is predicted with.
 """
 
 from __future__ import annotations
@@ -20,11 +28,24 @@ import attrs
 import numpy as np
 
 from modalbag.data.dataset import MultimodalDataset, complete_rows
-from modalbag.ensemble.combination import Combination, choose_combination, fit_temperature, task_loss
+from modalbag.ensemble.combination import (
+    Combination,
+    _log_softmax,
+    calibrated_log_probabilities,
+    choose_combination,
+    fit_shared,
+    fit_temperature,
+    mean_losses,
+    task_loss,
+    true_class,
+)
 from modalbag.kernel.records import TrainedLearner
 from modalbag.kernel.run import TaskInfo
 
 _MAX_WEIGHTING_ROWS = 5000
+#: Up to this many modalities, every availability pattern gets its own fitted combination (at most
+#: 2**5 - 1 = 31 of them); beyond, all but the all-learners pattern use the shared one.
+EXACT_PATTERN_MAX_MODALITIES = 5
 
 
 @attrs.frozen
@@ -61,6 +82,10 @@ class Ensemble:
     #: Learners whose evidence is their subset's cross-fit (every row of the subset, out of fold).
     cross_fitted: frozenset[str] = attrs.field(factory=frozenset, converter=frozenset)
     _expert_oof: dict[str, tuple[_OOB, float]] = attrs.field(factory=dict, repr=False, init=False)
+    #: The shared combination (`shared_combination`), fitted with the ensemble beyond
+    #: `EXACT_PATTERN_MAX_MODALITIES` modalities; None until needed otherwise.
+    shared: Combination | None = attrs.field(default=None, repr=False, kw_only=True)
+    _restricted: dict[frozenset[str], Combination] = attrs.field(factory=dict, repr=False, init=False)
 
     @classmethod
     def fit(cls, learners: Mapping[str, TrainedLearner], dataset: MultimodalDataset, targets: np.ndarray,
@@ -87,7 +112,10 @@ class Ensemble:
             if len(rows):
                 inputs = {m: dataset.arrays[m][rows] for m in record.spec.modalities}
                 oob[lid] = _OOB(rows, np.asarray(record.model.predict_output(inputs), dtype=np.float64))
-        return cls(task, ok, targets, oob, random_state, cross_fitted=cross_fitted)
+        ensemble = cls(task, ok, targets, oob, random_state, cross_fitted=cross_fitted)
+        if len(ensemble.modalities) > EXACT_PATTERN_MAX_MODALITIES:
+            ensemble.shared_combination()  # part of training: prediction calls never pay for it
+        return ensemble
 
     # -- experts and their evidence -------------------------------------------------------------
 
@@ -124,11 +152,54 @@ class Ensemble:
         return self._expert_oof[name]
 
     def combination_for(self, available: Sequence[str]) -> Combination:
-        """The fitted combination over the learners in ``available``, cached per set."""
+        """The combination over the learners in ``available``: fitted for that set and cached, or the
+        shared combination restricted to it (see the module docstring)."""
         key = frozenset(available)
-        if key not in self.combinations:
+        if key in self.combinations:
+            return self.combinations[key]
+        if self.pattern_fitted(key):
             self.combinations[key] = self._choose(sorted(key))
-        return self.combinations[key]
+            return self.combinations[key]
+        if key not in self._restricted:
+            self._restricted[key] = self.shared_combination().restricted(list(self.experts_of(sorted(key))))
+        return self._restricted[key]
+
+    def forget_pattern_combinations(self) -> None:
+        """Drop every pattern's combination (not the shared one, fitted with the ensemble); each is
+        fitted again, identically (same evidence, same seed), when next needed. For benchmarks of a
+        first prediction call."""
+        self.combinations.clear()
+        self._restricted.clear()
+
+    @property
+    def modalities(self) -> list[str]:
+        return sorted({m for record in self.learners.values() for m in record.spec.modalities})
+
+    def pattern_fitted(self, available: frozenset[str]) -> bool:
+        """Whether the pattern ``available`` gets a combination of its own (else the shared one's)."""
+        return len(self.modalities) <= EXACT_PATTERN_MAX_MODALITIES or available == frozenset(self.learners)
+
+    def shared_combination(self) -> Combination:
+        """`fit_shared` over every expert of the ensemble, on (at most `_MAX_WEIGHTING_ROWS` of) the
+        rows any of them has out-of-fold outputs for; fitted once, seeded by the ensemble."""
+        if self.shared is None:
+            experts = self.experts_of(sorted(self.learners))
+            evidence = [self.expert_evidence(name, members) for name, members in experts.items()]
+            rows = np.unique(np.concatenate([e.rows for e, _ in evidence] + [np.empty(0, dtype=np.int64)]))
+            if len(rows) > _MAX_WEIGHTING_ROWS:
+                rows = np.sort(np.random.default_rng(self.seed).choice(rows, _MAX_WEIGHTING_ROWS, replace=False))
+            outputs = np.zeros((len(experts), len(rows), self.task.n_outputs))
+            has = np.zeros((len(experts), len(rows)), dtype=bool)
+            for i, (e, _) in enumerate(evidence):
+                at = np.searchsorted(rows, e.rows)
+                inside = (at < len(rows)) & (rows[np.minimum(at, len(rows) - 1)] == e.rows)
+                outputs[i, at[inside]] = e.output[inside]
+                has[i, at[inside]] = True
+            members = [self.learners[experts[name][0]].spec.modalities for name in experts]
+            self.shared = fit_shared(list(experts), outputs, has, self.targets[rows], self.task.task_type,
+                                      np.array([t for _, t in evidence]), np.asarray(self.task.prior, dtype=float),
+                                      members, self.seed)
+        return self.shared
 
     def _choose(self, ids: list[str]) -> Combination:
         if not self.cross_fitted.issuperset(ids):  # partial out-of-bag coverage: the weighted mean
@@ -179,28 +250,36 @@ class Ensemble:
             preds[i, pos], covered[i, pos] = self.oob[lid].output, True
         y = self.targets[rows]
         fallback = (preds * covered[..., None]).sum(0) / covered.sum(0)[:, None]
+        task_type = self.task.task_type
+        if task_type == "classification":  # a log loss reads the true class's probability alone
+            preds, fallback = true_class(preds, y), true_class(fallback, y)
+        preds = preds * (covered if preds.ndim == 2 else covered[..., None])
 
-        def loss_of(total: np.ndarray, count: np.ndarray) -> float:
-            out = np.where((count > 0)[:, None], total / np.maximum(count, 1)[:, None], fallback)
-            return float(task_loss(self.task.task_type, y, out).mean())
+        def losses(total: np.ndarray, count: np.ndarray) -> np.ndarray:
+            """Loss of each stacked (total, count): the mean of the selection where it covers a row."""
+            if task_type != "classification":
+                count = count[..., None]
+            out = np.where(count > 0, total / np.maximum(count, 1), fallback)
+            return mean_losses(task_type, y, out)
 
-        single = [loss_of(preds[i] * covered[i][:, None], covered[i].astype(float)) for i in range(len(with_oob))]
-        own = [float(task_loss(self.task.task_type, y[covered[i]], preds[i][covered[i]]).mean())
-               for i in range(len(with_oob))]
+        cover = covered.astype(float)
+        single = losses(preds, cover)
+        own = [float(task_loss(task_type, y[covered[i]],
+                               self.oob[lid].output[np.searchsorted(self.oob[lid].rows, rows[covered[i]])]).mean())
+               for i, lid in enumerate(with_oob)]
         first = int(np.argmin(own))  # the best learner on its own out-of-bag rows
         counts = np.zeros(len(with_oob))
         counts[first] = 1
-        total = preds[first] * covered[first][:, None]
-        count = covered[first].astype(float)
-        best_loss, best_counts = single[first], counts.copy()
+        total, count = preds[first].copy(), cover[first].copy()
+        best_loss, best_counts = float(single[first]), counts.copy()
         for _ in range(rounds - 1):
-            trial = [loss_of(total + preds[i] * covered[i][:, None], count + covered[i]) for i in range(len(with_oob))]
+            trial = losses(total[None] + preds, count[None] + cover)  # every candidate at once
             pick = int(np.argmin(trial))
             counts[pick] += 1
-            total = total + preds[pick] * covered[pick][:, None]
-            count = count + covered[pick]
+            total += preds[pick]
+            count += cover[pick]
             if trial[pick] < best_loss - 1e-12:
-                best_loss, best_counts = trial[pick], counts.copy()
+                best_loss, best_counts = float(trial[pick]), counts.copy()
         weights = best_counts / best_counts.sum()
         return {lid: float(w) for lid, w in zip(with_oob, weights, strict=True) if w > 0}
 
@@ -266,18 +345,60 @@ class Ensemble:
         n_learners = np.zeros(n, dtype=np.int64)
         patterns, inverse = np.unique(availability, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
+        shared_rows = []
         for p, pattern in enumerate(patterns):
             if not pattern.any():
                 continue
             rows = np.flatnonzero(inverse == p)
             available = [lid for lid, on in zip(ids, pattern, strict=True) if on]
+            key = frozenset(available)
+            if key not in self.combinations and not self.pattern_fitted(key):
+                shared_rows.append(rows)
+                continue
             combination = self.combination_for(available)
             experts = self.experts_of(available)
             stacked = np.stack([np.mean([outputs[lid][rows] for lid in experts[name]], axis=0)
                                 for name in combination.experts])
             combined[rows] = combination.predict(stacked, self.task.task_type)
             n_learners[rows] = len(self.weights_for(available))  # those that contribute
+        if shared_rows:
+            rows = np.sort(np.concatenate(shared_rows))
+            combined[rows], n_learners[rows] = self._combine_shared(outputs, eligible, rows)
         return combined, n_learners
+
+    def _combine_shared(self, outputs: Mapping[str, np.ndarray], eligible: Mapping[str, np.ndarray],
+                        rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The shared combination on ``rows`` whatever their patterns, in one vectorised pass: what
+        `Combination.restricted` gives pattern by pattern (a missing expert's term is its fill)."""
+        shared = self.shared_combination()
+        experts = self.experts_of(sorted(self.learners))
+        n_learners = np.zeros(len(rows), dtype=np.int64)
+        sees = np.stack([eligible[experts[name][0]][rows] for name in shared.experts])  # (E, n)
+        weights = np.asarray(shared.weights, dtype=np.float64)
+        for name, w, on in zip(shared.experts, weights, sees, strict=True):
+            n_learners += on * (len(experts[name]) if w > 0 else 0)
+        if shared.rule == "product":
+            z = np.tile(shared.bias, (len(rows), 1))
+            for name, w, t, on in zip(shared.experts, weights, shared.temperatures, sees, strict=True):
+                if w == 0 or not on.any():
+                    z += w * shared.fill
+                    continue
+                mean = np.mean([outputs[lid][rows] for lid in experts[name]], axis=0)
+                z += w * np.where(on[:, None], calibrated_log_probabilities(mean, t), shared.fill)
+            return np.exp(_log_softmax(z)), n_learners
+        mass = weights[:, None] * sees  # (E, n)
+        none = mass.sum(axis=0) == 0
+        mass[:, none] = sees[:, none]  # no weighted expert sees the row: the ones that do, equally
+        total = np.zeros((len(rows), self.task.n_outputs))
+        for name, m in zip(shared.experts, mass, strict=True):
+            if m.any():
+                mean = np.mean([outputs[lid][rows] for lid in experts[name]], axis=0)
+                out = mean
+                if self.task.task_type == "classification" and len(shared.temperatures):
+                    out = np.exp(calibrated_log_probabilities(mean, shared.temperatures[shared.experts.index(name)]))
+                total += m[:, None] * out
+        n_learners[none] = sum(sees[i, none] * len(experts[name]) for i, name in enumerate(shared.experts))
+        return total / mass.sum(axis=0)[:, None], n_learners
 
     def _decode(self, output: np.ndarray) -> np.ndarray:
         if self.task.task_type == "classification":

@@ -194,7 +194,8 @@ class ModelStore:
             "format": "modalbag.ensemble", "version": VERSION, "seed": ensemble.seed,
             "learners": list(ensemble.learners), "oob": oob, "cross_fitted": sorted(ensemble.cross_fitted),
             "combinations": [{"available": sorted(key), **combination.to_dict()}
-                             for key, combination in ensemble.combinations.items()]})
+                             for key, combination in ensemble.combinations.items()],
+            "shared_combination": None if ensemble.shared is None else ensemble.shared.to_dict()})
 
     # -- integration check ------------------------------------------------------------------------
 
@@ -407,8 +408,10 @@ def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> 
     # an export written before the combination rules kept only mean weights: those are refitted from `oob`
     combinations = {frozenset(c["available"]): Combination.from_dict(c) for c in state.get("combinations", [])}
     trained = {lid: learners[lid] for lid in state["learners"]}
+    shared = state.get("shared_combination")  # absent before shared combinations: fitted again when needed
     return Ensemble(task, trained, arrays["targets"], oob, int(state.get("seed", 0)), combinations,
-                    cross_fitted=frozenset(state.get("cross_fitted", ())))
+                    cross_fitted=frozenset(state.get("cross_fitted", ())),
+                    shared=None if shared is None else Combination.from_dict(shared))
 
 
 __all__ = ["ModelStore", "SavedEnsemble", "export_directory", "read_export"]

@@ -99,3 +99,43 @@ def test_a_combination_survives_its_dict_form():
                                 temperatures=np.array([1.0, 1.2, 0.8]))
     again = Combination.from_dict(chosen.to_dict())
     np.testing.assert_array_equal(again.predict(outputs, "classification"), chosen.predict(outputs, "classification"))
+
+
+def test_a_restricted_shared_product_is_the_shared_product_with_the_prior_for_missing_experts():
+    from modalbag.ensemble.combination import fit_shared
+
+    outputs, y = _experts(300, informative=3, noise=1, seed=3)
+    prior = np.bincount(y, minlength=2) / len(y)
+    shared = fit_shared(["a", "b", "c", "d"], outputs, np.ones((4, 300), dtype=bool), y, "classification",
+                        np.ones(4), prior, [("a",), ("b",), ("c",), ("d",)], seed=0)
+    assert shared.rule == "product" and shared.shared and np.all(shared.weights >= 0)
+    part = shared.restricted(["a", "c"])
+    got = part.predict(outputs[[0, 2]], "classification")
+    # by hand: every expert's term, b and d standing in with the prior's log-probabilities
+    z = shared.bias + sum(w * (np.log(np.clip(outputs[i], 1e-6, 1)) if i in (0, 2) else np.log(prior))
+                          for i, w in enumerate(shared.weights))
+    expected = np.exp(z - z.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(got, expected / expected.sum(axis=1, keepdims=True), atol=1e-10)
+    assert Combination.from_dict(shared.to_dict()).restricted(["a", "c"]).predict(
+        outputs[[0, 2]], "classification") == pytest.approx(got)
+
+
+def test_greedy_weights_vectorised_pick_what_one_candidate_at_a_time_picks():
+    from modalbag.ensemble.combination import task_loss
+
+    outputs, y = _experts(200, informative=3, noise=3, seed=4)
+    weights = greedy_weights(outputs, y, "classification", rounds=15)
+    # the same selection, one candidate at a time
+    counts = np.zeros(len(outputs))
+    single = [task_loss("classification", y, o).mean() for o in outputs]
+    counts[int(np.argmin(single))] = 1
+    total = outputs[int(np.argmin(single))].copy()
+    best, best_counts = min(single), counts.copy()
+    for _ in range(14):
+        trial = [task_loss("classification", y, (total + o) / (counts.sum() + 1)).mean() for o in outputs]
+        pick = int(np.argmin(trial))
+        counts[pick] += 1
+        total += outputs[pick]
+        if trial[pick] < best - 1e-12:
+            best, best_counts = trial[pick], counts.copy()
+    np.testing.assert_allclose(weights, best_counts / best_counts.sum())

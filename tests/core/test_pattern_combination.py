@@ -1,0 +1,88 @@
+"""Many modalities: one shared combination serves every availability pattern, whatever the call."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import modalbag
+from modalbag.ensemble.ensemble import EXACT_PATTERN_MAX_MODALITIES
+
+QUIET = {"epochs": 2, "save_checkpoints": False, "threads_per_learner": 1, "random_state": 0}
+N_MODALITIES = EXACT_PATTERN_MAX_MODALITIES + 2
+
+
+def _data(n: int, seed: int):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 3, n)
+    centres = np.random.default_rng(99).normal(size=(N_MODALITIES, 3, 3))
+    return {f"m{i}": (centres[i][y] * 0.8 + rng.normal(size=(n, 3))).astype(np.float32)
+            for i in range(N_MODALITIES)}, y
+
+
+def _missing(data, p: float, seed: int):
+    rng = np.random.default_rng(seed)
+    n = len(next(iter(data.values())))
+    keep = rng.random((n, len(data))) >= p
+    keep[~keep.any(axis=1), 0] = True
+    return {m: np.where(keep[:, [j]], x, np.nan).astype(np.float32) for j, (m, x) in enumerate(data.items())}
+
+
+@pytest.fixture(scope="module")
+def model():
+    data, y = _data(300, 0)
+    model = modalbag.create_model_from_arrays({k: (v, "tabular") for k, v in data.items()}, labels=y)
+    model.create_ensemble(n_bags=10, random_state=0)
+    model.select_base_learners(task_type="classification", num_classes=3, instantiate=False, trainers=["logistic"])
+    model.train_ensemble(**QUIET)
+    return model
+
+
+def test_patterns_use_the_shared_combination_fitted_in_training(model):
+    ensemble = model.ensemble
+    assert ensemble.shared is not None and ensemble.shared.rule == "product"  # fitted with the ensemble
+    test, y = _data(200, 1)
+    missing = _missing(test, 0.5, 2)
+    ensemble.forget_pattern_combinations()
+    proba = model.predict_proba(missing)
+    assert set(ensemble.combinations) <= {frozenset(ensemble.learners)}  # no pattern fitted one by one
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.mean(proba.argmax(axis=1) == y) > 0.6  # three classes, about half the modalities left
+
+
+def test_a_row_is_predicted_the_same_alone_or_with_any_other_rows(model):
+    test, _ = _data(120, 3)
+    missing = _missing(test, 0.5, 4)
+    together = model.predict_proba(missing)
+    model.ensemble.forget_pattern_combinations()
+    for row in (0, 17, 88):
+        alone = model.predict_proba({m: x[row:row + 1] for m, x in missing.items()})
+        np.testing.assert_allclose(alone[0], together[row], rtol=0, atol=1e-12)
+
+
+def test_the_vectorised_pass_equals_each_patterns_restricted_combination(model):
+    ensemble = model.ensemble
+    test, _ = _data(80, 5)
+    missing = _missing(test, 0.6, 6)
+    proba = model.predict_proba(missing)
+    masks = {m: ~np.isnan(x).all(axis=1) for m, x in missing.items()}
+    for row in range(0, 80, 7):
+        available = [lid for lid, r in ensemble.learners.items() if all(masks[m][row] for m in r.spec.modalities)]
+        if not available or frozenset(available) == frozenset(ensemble.learners):
+            continue
+        combination = ensemble.combination_for(available)
+        experts = ensemble.experts_of(available)
+        outputs = np.stack([np.mean([ensemble.learners[lid].model.predict_output(
+            {m: missing[m][row:row + 1] for m in ensemble.learners[lid].spec.modalities}) for lid in experts[name]],
+            axis=0) for name in combination.experts])
+        np.testing.assert_allclose(combination.predict(outputs, "classification")[0], proba[row], atol=1e-10)
+
+
+def test_the_shared_combination_is_saved_with_the_model(model, tmp_path):
+    test, _ = _data(60, 7)
+    missing = _missing(test, 0.5, 8)
+    path = model.export_training_artifacts(tmp_path / "export")
+    loaded = modalbag.load_ensemble(path)
+    assert loaded.ensemble.shared is not None
+    np.testing.assert_allclose(loaded.ensemble.shared.weights, model.ensemble.shared.weights)
+    np.testing.assert_allclose(loaded.predict_proba(missing), model.predict_proba(missing), atol=1e-12)
