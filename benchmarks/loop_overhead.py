@@ -17,9 +17,11 @@ reported for whole fits (setup included): the ratio of median wall times, the me
 wall ratios, and the median of the paired ratios of this process's CPU time. One thread each unless
 ``--threads``.
 
-``--device`` and ``--precision`` (an ``amp_dtype``) move both loops to a GPU and/or force a precision:
-the raw loop then takes the autocast dtype and loss scaling that the ``amp`` plugin picks for the same
-device and setting, so both sides do the same arithmetic. Training samples per second (training
+``--device`` and ``--precision`` (an ``amp_dtype``) move both loops to a GPU and/or force a precision.
+The raw loop trains in the precision modalbag's learner used (read from its notes after an untimed
+first fit: with ``auto`` on a CPU with native bf16 that is what the ``amp`` plugin measured on the
+learner's own step and kept for this machine), with the same loss scaling, so both sides do the same
+arithmetic; ``--precision bf16`` runs both in bf16 autocast. Both are printed. Training samples per second (training
 rows / median epoch time) and, on CUDA, each side's peak allocated memory are reported too.
 
 ``--quickstart`` also trains the Quick Start ensemble (20 bags, 1000 samples) and reports its
@@ -34,12 +36,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import resource
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -70,14 +74,23 @@ def build_network(arrays: dict[str, np.ndarray], rows: np.ndarray, n_classes: in
     return FusionNetwork(encoders, scalers, EMBEDDING, HIDDEN, n_classes, 0.1)
 
 
+def used_precision(notes: list[str]) -> str:
+    """'bf16', 'fp16' or 'fp32': what a learner trained in, from the ``amp`` plugin's note."""
+    for note in notes:
+        found = re.match(r"precision: (?:CPU |CUDA )?(bf16|fp16|fp32)", note)
+        if found:
+            return found.group(1)
+    return "fp32"  # no amp note: mixed precision off
+
+
 def raw_loop(arrays: dict[str, np.ndarray], targets: np.ndarray, train: np.ndarray, val: np.ndarray,
              epochs: int, seed: int, epoch_ends: list[float] | None = None, device: str = "cpu",
-             precision: str = "auto") -> float:
+             precision: str = "fp32") -> float:
     """A hand-written loop; returns its final validation loss (so no work can be skipped) and
     appends the time at the end of each epoch (after its validation pass) to ``epoch_ends``.
 
-    It trains in the autocast dtype (and with the loss scaling) that the ``amp`` plugin chooses for
-    ``device`` and ``precision``, and validates in fp32 as modalbag's trainer does."""
+    It trains in ``precision`` ('bf16', 'fp16' with the loss scaling the ``amp`` plugin uses, or
+    'fp32') and validates in fp32 as modalbag's trainer does."""
     choice = choose(device, precision)
     torch.manual_seed(seed)
     net = build_network(arrays, train, int(targets.max()) + 1).to(device)
@@ -131,7 +144,7 @@ class EpochClock:
 
 
 def modalbag_fit(model, targets: np.ndarray, rows: np.ndarray, epochs: int, run_dir: str | None,
-                 clock: EpochClock | None = None, device: str = "cpu", precision: str = "auto") -> float:
+                 clock: EpochClock | None = None, device: str = "cpu", precision: str = "auto") -> Any:
     """The default configuration (but no warmup or schedule, which the raw loop has not either)."""
     dataset = model.dataset
     _, classes = encode_labels(dataset.labels, "classification")
@@ -150,7 +163,7 @@ def modalbag_fit(model, targets: np.ndarray, rows: np.ndarray, epochs: int, run_
     result = fit_learner(spec, bag, dataset, targets, run, engine.catalog)
     run.hook.modalbag_run_end(run=run, learners={spec.learner_id: result})
     assert result.ok, result.error
-    return result.records[-1].val_loss
+    return result
 
 
 def peak_cuda_mb(device: str) -> float | None:
@@ -181,13 +194,15 @@ def overhead(samples: int, epochs: int, repeats: int, device: str = "cpu",
     raw_peak: list[float] = []
     mb_peak: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        raw_loop(arrays, targets, train, val, 1, 0, device=device, precision=precision)  # warm both paths' kernels
-        modalbag_fit(model, targets, rows, 1, None, device=device, precision=precision)
+        first = modalbag_fit(model, targets, rows, 1, None, device=device, precision=precision)  # untimed
+        note = next((n for n in first.notes if n.startswith("precision:")), "precision: fp32 (mixed precision off)")
+        used = used_precision(first.notes)  # the raw loop trains in what modalbag's learner used
+        raw_loop(arrays, targets, train, val, 1, 0, device=device, precision=used)  # warm its kernels too
         for i in range(repeats):
             ends: list[float] = []
             reset_peak(device)
             wall, cpu = time.perf_counter(), time.process_time()
-            raw_loop(arrays, targets, train, val, epochs, i, ends, device, precision)
+            raw_loop(arrays, targets, train, val, epochs, i, ends, device, used)
             raw_times.append(time.perf_counter() - wall)
             raw_cpu.append(time.process_time() - cpu)
             raw_epochs += list(np.diff(ends))  # epochs 2..E: a whole epoch, validation included
@@ -195,7 +210,8 @@ def overhead(samples: int, epochs: int, repeats: int, device: str = "cpu",
             clock = EpochClock()
             reset_peak(device)
             wall, cpu = time.perf_counter(), time.process_time()
-            modalbag_fit(model, targets, rows, epochs, f"{tmp}/run{i}", clock, device, precision)
+            fitted = modalbag_fit(model, targets, rows, epochs, f"{tmp}/run{i}", clock, device, precision)
+            assert used_precision(fitted.notes) == used, (fitted.notes, used)  # a kept decision: every fit alike
             mb_times.append(time.perf_counter() - wall)
             mb_cpu.append(time.process_time() - cpu)
             mb_epochs += list(np.diff(clock.ends))  # the same span, with every hook and sink
@@ -204,7 +220,7 @@ def overhead(samples: int, epochs: int, repeats: int, device: str = "cpu",
     cpu_ratios = [m / r for m, r in zip(mb_cpu, raw_cpu, strict=True)]
     raw_epoch, mb_epoch = statistics.median(raw_epochs), statistics.median(mb_epochs)
     return {"samples": samples, "epochs": epochs, "repeats": repeats, "threads": torch.get_num_threads(),
-            "device": device, "precision": precision, "precision_chosen": choose(device, precision).reason,
+            "device": device, "precision": precision, "precision_used": used, "precision_note": note,
             "train_rows": len(train), "raw_epoch_s": raw_epoch, "modalbag_epoch_s": mb_epoch,
             "epoch_ratio": mb_epoch / raw_epoch,
             "raw_samples_per_s": len(train) / raw_epoch, "modalbag_samples_per_s": len(train) / mb_epoch,
@@ -255,7 +271,9 @@ def main() -> None:
           f"medians), {o['ratio_median']:.3f}x (median of paired ratios); CPU time {o['cpu_ratio_median']:.3f}x")
     print("paired wall ratios " + ", ".join(f"{r:.3f}" for r in o["ratios"]))
     print("paired CPU ratios  " + ", ".join(f"{r:.3f}" for r in o["cpu_ratios"]))
-    print(f"{o['device']}, {o['precision_chosen']}: raw {o['raw_samples_per_s']:.0f} samples/s, "
+    print(f"precision (--precision {o['precision']}): both sides {o['precision_used']}; modalbag's learner: "
+          f"{o['precision_note'].removeprefix('precision: ')}")
+    print(f"{o['device']}: raw {o['raw_samples_per_s']:.0f} samples/s, "
           f"modalbag {o['modalbag_samples_per_s']:.0f} samples/s")
     if args.quickstart:
         q = quickstart(args.quickstart_epochs)

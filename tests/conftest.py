@@ -18,6 +18,22 @@ def make_model(n_samples: int = 400, n_classes: int = 3, seed: int = 0, **kwargs
     return create_synthetic_model(SMALL, n_samples=n_samples, n_classes=n_classes, random_state=seed, **kwargs)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_decision_cache(tmp_path_factory):
+    """Kept precision decisions go to a folder of this session, not the user's cache: each test run
+    starts without decisions, and leaves none behind."""
+    import os
+
+    folder = tmp_path_factory.mktemp("modalbag-cache")
+    previous = os.environ.get("MODALBAG_CACHE_DIR")
+    os.environ["MODALBAG_CACHE_DIR"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("MODALBAG_CACHE_DIR", None)
+    else:
+        os.environ["MODALBAG_CACHE_DIR"] = previous
+
+
 @pytest.fixture(scope="session")
 def trained_model():
     """A 7-bag ensemble on a 3-modality task, trained once per session (about ten seconds)."""

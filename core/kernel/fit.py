@@ -6,6 +6,7 @@ and steer the loop only through `FitState.control`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -96,6 +97,9 @@ class FitState:
     #: Global gradient norms (0-d tensors, before clipping) of this epoch's clipped steps: the norm
     #: comes free with clipping; `gradient_norm_metrics` summarises them once per epoch.
     grad_norms: list[Any] = attrs.field(factory=list, repr=False)
+    #: Set by neural trainers before `modalbag_fit_ready`: ``trial_steps(n)`` times ``n`` real training
+    #: steps and undoes them (see that hook); None for trainers without steps.
+    trial_steps: Callable[[int], float] | None = attrs.field(default=None, repr=False)
 
     def clip_gradients(self) -> None:
         """Clip the global gradient norm of the optimizer's parameters to ``gradient_clipping``."""

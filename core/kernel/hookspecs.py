@@ -203,6 +203,18 @@ def modalbag_fit_setup(run: Run, fit: FitState) -> None:
 
 
 @hookspec
+def modalbag_fit_ready(run: Run, fit: FitState) -> None:
+    """A neural learner's training loop is built (model, optimizer, schedule) and no step has run.
+
+    The place to decide anything by measuring the learner's own training step: ``fit.trial_steps(n)``
+    runs ``n`` real steps on the fit's data under the current hooks (the autocast hook's answer
+    included) and returns the seconds per step, then restores the model, the optimizer, the random
+    state and the fit's counters, so training goes on as if no trial had run. Called on a resumed
+    fit too (after its state is restored). Results are ignored.
+    """
+
+
+@hookspec
 def modalbag_fit_start(run: Run, fit: FitState) -> None:
     """A learner starts fitting (any trainer): ``fit`` holds the bag, the spec and the model."""
 

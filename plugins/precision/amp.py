@@ -7,19 +7,25 @@ The choice, made once per learner from the device the model lives on:
 - CUDA without bf16: fp16 autocast plus a ``torch.amp.GradScaler`` (dynamic loss scaling: the loss
   is multiplied before backward, gradients are unscaled before clipping, and a step whose
   gradients overflow is skipped while the scale shrinks).
-- CPU: bf16 autocast only when the processor computes bf16 natively (AVX512-BF16 or AMX) *and* a
-  probe measures bf16 matmuls faster than fp32 ones; otherwise full fp32. Emulated bf16 is slower
-  and less accurate, and the spec's default is ``mixed_precision=True``: it must never make a
-  default run slower or worse.
+- CPU: full fp32 unless the processor computes bf16 natively (AVX512-BF16 or AMX). Where it does,
+  the learner's own training step decides: a few real steps each way (`TRIAL_STEPS`, alternated,
+  after a warm-up step; the model, optimizer and random state are put back afterwards) and bf16 is
+  kept only when its step is at least `BF16_MIN_SPEEDUP` times faster. A synthetic probe does not
+  predict this: a matmul chain measured 3.85x faster in bf16 on a machine where the real network's
+  epoch was slower. Emulated bf16 is slower and less accurate, and the spec's default is
+  ``mixed_precision=True``: it must never make a default run slower or worse.
 
-The choice is logged and written to the learner's notes. Gradient clipping, when configured, is
+A timed decision would change with the machine's load, and with it the trained weights; so the
+first one made for a learner's step on a machine is kept (`modalbag.plugins.precision._decisions`)
+and every later run there (a rerun, a resume) reuses it: same config and seed, same predictions.
+
+The choice, with the timings it was made on, is logged and written to the learner's notes. Gradient clipping, when configured, is
 applied to *unscaled* gradients at the real optimizer step, so it composes with ``accumulation``
 (which defers steps and runs before this plugin at each step).
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from contextlib import AbstractContextManager
 from typing import Any
@@ -30,6 +36,7 @@ from modalbag import hookimpl
 from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.logs import get_logger
+from modalbag.plugins.precision._decisions import cache_path, decision_key, keep_decision, read_decision
 
 log = get_logger("modalbag.precision.amp")
 
@@ -59,8 +66,9 @@ class AmpOptions:
 
     amp_dtype: str = attrs.field(default="auto", validator=attrs.validators.in_(("auto", "bf16", "fp16", "fp32")),
                                  metadata={"help": "'auto' follows the hardware (CUDA: bf16 where supported, else "
-                                                   "fp16 with loss scaling; CPU: bf16 only where native and "
-                                                   "measured faster, else fp32); 'bf16', 'fp16' (with loss "
+                                                   "fp16 with loss scaling; CPU: bf16 only where native and the "
+                                                   "learner's own step measured faster, decided once per "
+                                                   "machine, else fp32); 'bf16', 'fp16' (with loss "
                                                    "scaling) or 'fp32' force one."})
 
 
@@ -74,29 +82,6 @@ def cpu_flags() -> frozenset[str]:
     except OSError:
         pass
     return frozenset()
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_bf16_speedup() -> float | None:
-    """fp32 time / bf16-autocast time for a 512x512 matmul chain on this CPU; None without native bf16."""
-    if not set(_CPU_NATIVE_BF16) & cpu_flags():
-        return None
-    import torch
-
-    a, b = torch.randn(512, 512), torch.randn(512, 512)
-
-    def timed(dtype: Any) -> float:
-        best = float("inf")
-        for _ in range(5):
-            started = time.perf_counter()
-            with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                for _ in range(8):
-                    (a @ b).sum()
-            best = min(best, time.perf_counter() - started)
-        return best
-
-    timed(torch.bfloat16)  # warm up kernels
-    return timed(None) / timed(torch.bfloat16)
 
 
 def choose(device: str, forced: str = "auto") -> Precision:
@@ -118,13 +103,68 @@ def choose(device: str, forced: str = "auto") -> Precision:
         return Precision(device, None, None, "fp32 forced by amp_dtype")
     if forced == "bf16":
         return Precision(device, torch.bfloat16, None, "CPU bf16 autocast forced by amp_dtype")
-    speedup = cpu_bf16_speedup()
-    if speedup is None:
+    if not set(_CPU_NATIVE_BF16) & cpu_flags():
         return Precision(device, None, None, "fp32: this CPU has no native bf16 (AVX512-BF16/AMX); "
                                              "emulated bf16 would be slower")
-    if speedup <= 1.05:
-        return Precision(device, None, None, f"fp32: bf16 measured {speedup:.2f}x fp32 speed on this CPU")
-    return Precision(device, torch.bfloat16, None, f"CPU bf16 autocast, measured {speedup:.2f}x faster than fp32")
+    return Precision(device, None, None, MEASURE_ON_FIRST_STEPS)
+
+
+#: The reason of a CPU choice not made yet: `Amp.modalbag_fit_ready` times the learner's step.
+MEASURE_ON_FIRST_STEPS = "fp32 until the learner's own step is timed both ways"
+#: Timed steps each way (after one untimed warm-up step each), in two alternating rounds.
+TRIAL_STEPS = 4
+#: bf16 is kept only when its step is at least this much faster than fp32's.
+BF16_MIN_SPEEDUP = 1.05
+
+
+def step_signature(run: Run, fit: FitState) -> dict[str, Any]:
+    """What a learner's step time depends on, besides the machine: its parameters, batch, plugins."""
+    shapes = sorted((name, list(t.shape)) for name, t in fit.model.state_dict().items())
+    return {"parameters": shapes, "batch_size": run.config.batch_size, "plugins": sorted(run.active.names())}
+
+
+def machine_signature(device: str) -> dict[str, Any]:
+    import torch
+
+    from modalbag.io.machine import describe_machine
+
+    machine = describe_machine()
+    return {"cpu": machine.get("cpu"), "flags": sorted(set(_CPU_NATIVE_BF16 + ("amx_tile",)) & cpu_flags()),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": device}
+
+
+def decide_cpu(run: Run, fit: FitState, device: str) -> tuple[Precision, str]:
+    """bf16 or fp32 for this learner on this CPU: the kept decision, else measured on its own step
+    and kept. Returns the precision and the note that says how it was decided."""
+    import torch
+
+    key = decision_key(machine_signature(device), step_signature(run, fit))
+    kept = read_decision(key)
+    if kept is not None:
+        dtype = torch.bfloat16 if kept["dtype"] == "bf16" else None
+        return (Precision(device, dtype, None, f"CPU {kept['dtype']}, decided on {kept['date']}: {kept['timing']}"),
+                f"reused the decision kept for this step on this machine ({cache_path()})")
+    trial = fit.trial_steps
+    assert trial is not None
+    bf16 = Precision(device, torch.bfloat16, None, "trial")
+    fp32 = Precision(device, None, None, "trial")
+    times: dict[str, list[float]] = {"fp32": [], "bf16": []}
+    for _ in range(2):  # alternate, so a change of load affects both sides alike
+        for name, candidate in (("fp32", fp32), ("bf16", bf16)):
+            fit.stash[_CHOICE] = candidate
+            times[name].append(trial(TRIAL_STEPS))
+    t32, t16 = min(times["fp32"]), min(times["bf16"])
+    speedup = t32 / t16 if t16 > 0 else 0.0
+    chosen = "bf16" if speedup >= BF16_MIN_SPEEDUP else "fp32"
+    timing = (f"the learner's step took {t32 * 1e3:.2f} ms in fp32 and {t16 * 1e3:.2f} ms in bf16 autocast "
+              f"(best of 2 x {TRIAL_STEPS} steps each way): bf16 {speedup:.2f}x, "
+              f"{'kept' if chosen == 'bf16' else f'below {BF16_MIN_SPEEDUP}x, so fp32'}")
+    decision = {"dtype": chosen, "timing": timing, "date": time.strftime("%Y-%m-%d"),
+                "fp32_ms": t32 * 1e3, "bf16_ms": t16 * 1e3}
+    problem = keep_decision(key, decision)
+    how = (f"measured now and kept for later runs on this machine ({cache_path()})" if problem is None
+           else f"measured now; not kept ({problem}), so a later run measures again")
+    return Precision(device, torch.bfloat16 if chosen == "bf16" else None, None, f"CPU {chosen}: {timing}"), how
 
 
 class Amp:
@@ -138,10 +178,28 @@ class Amp:
         device = str(next(fit.model.parameters()).device)
         choice = choose(device, self.options.amp_dtype)
         fit.stash[_CHOICE] = choice
-        fit.notes.append(f"precision: {choice.reason}")
-        log.info("precision.chosen", learner=fit.spec.learner_id, device=device,
+        if choice.reason != MEASURE_ON_FIRST_STEPS:
+            self._announce(fit, choice)
+
+    @hookimpl
+    def modalbag_fit_ready(self, run: Run, fit: FitState) -> None:
+        choice = fit.stash.get(_CHOICE)
+        if choice is None or choice.reason != MEASURE_ON_FIRST_STEPS:
+            return
+        if fit.trial_steps is None:  # a trainer that cannot time its step: stay in fp32
+            choice = attrs.evolve(choice, reason="fp32: the trainer cannot time its own step")
+            how = None
+        else:
+            choice, how = decide_cpu(run, fit, choice.device)
+        fit.stash[_CHOICE] = choice
+        self._announce(fit, choice, how)
+
+    @staticmethod
+    def _announce(fit: FitState, choice: Precision, how: str | None = None) -> None:
+        fit.notes.append(f"precision: {choice.reason}" + (f" ({how})" if how else ""))
+        log.info("precision.chosen", learner=fit.spec.learner_id, device=choice.device,
                  dtype=None if choice.dtype is None else str(choice.dtype).removeprefix("torch."),
-                 loss_scaling=choice.scaler is not None)
+                 loss_scaling=choice.scaler is not None, decided=how)
 
     @hookimpl
     def modalbag_autocast(self, run: Run, fit: FitState) -> AbstractContextManager[Any] | None:

@@ -16,7 +16,8 @@ from modalbag.execution.fitting import fit_learner
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.registry import default_catalog
 from modalbag.kernel.run import TaskInfo
-from modalbag.plugins.precision.amp import choose, cpu_bf16_speedup, cpu_flags
+from modalbag.plugins.precision import amp
+from modalbag.plugins.precision.amp import choose
 from tests.conftest import catalog_without, make_model
 
 _NO_GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -34,7 +35,7 @@ EXACT = {"epochs": 2, "enable_denoising": False, "save_checkpoints": False, "ear
          "dropout_rate": 0.0, "learning_rate": 5e-2, "threads_per_learner": 1, "optimizer_type": "sgd"}
 
 
-def _fit_one(batch_size: int, steps: int, mixed_precision: bool = False, **extra):
+def _fit_one(batch_size: int, steps: int, mixed_precision: bool = False, plugins=(), **extra):
     """Fit one neural learner on a 96-row bag of a fixed dataset; returns its state dict and record."""
     model = make_model(n_samples=200, seed=3)
     dataset = model.dataset
@@ -44,7 +45,7 @@ def _fit_one(batch_size: int, steps: int, mixed_precision: bool = False, **extra
     task = TaskInfo("classification", len(classes), classes, np.bincount(targets) / len(targets))
     config = TrainingConfig.from_dict({**EXACT, "batch_size": batch_size, "gradient_accumulation_steps": steps,
                                        "mixed_precision": mixed_precision, **extra})
-    engine = Engine(default_catalog())
+    engine = Engine(default_catalog(), list(plugins))
     run = engine.prepare(config, task)
     mods = ("text", "image", "meta")
     bag = Bag(0, mods, np.arange(96), np.arange(96, 200), seed=11)
@@ -77,18 +78,85 @@ def test_accumulation_flushes_the_partial_group_at_the_end_of_an_epoch():
         torch.testing.assert_close(state[name], big3[name], rtol=1e-4, atol=1e-5, msg=name)
 
 
-def test_cpu_precision_choice_follows_the_hardware():
+@pytest.mark.parametrize("native", [False, True])
+def test_cpu_precision_choice_follows_the_hardware(native, monkeypatch):
+    # forced both ways: the suite must meet both paths whatever CPU it runs on
+    monkeypatch.setattr(amp, "cpu_flags", lambda: frozenset({"avx512_bf16"} if native else {"avx2"}))
     choice = choose("cpu")
-    native = {"avx512_bf16", "amx_bf16"} & cpu_flags()
+    assert choice.dtype is None  # fp32 until measured, or for good without native bf16
+    assert (choice.reason == amp.MEASURE_ON_FIRST_STEPS) == native
     if not native:
-        assert choice.dtype is None and "no native bf16" in choice.reason
-        assert cpu_bf16_speedup() is None
-    else:
-        speedup = cpu_bf16_speedup()
-        assert speedup is not None
-        assert (choice.dtype == torch.bfloat16) == (speedup > 1.05)
+        assert "no native bf16" in choice.reason
     forced = choose("cpu", "fp16")  # never picked by 'auto', but forced it runs loss-scaled
     assert forced.dtype == torch.float16 and forced.scaler is not None
+
+
+class _TimedFit:
+    """A stand-in fit whose trial step time depends on the precision the amp plugin is trying."""
+
+    def __init__(self, fp32_seconds: float, bf16_seconds: float):
+        self.model = torch.nn.Linear(3, 2)
+        self.stash = amp.FitState(spec=None, bag=None).stash
+        self.seconds = {None: fp32_seconds, torch.bfloat16: bf16_seconds}
+        self.trials: list[str] = []
+        self.trial_steps = self._trial
+
+    def _trial(self, n: int) -> float:
+        dtype = self.stash[amp._CHOICE].dtype
+        self.trials.append("bf16" if dtype is not None else "fp32")
+        return self.seconds[dtype]
+
+
+@pytest.mark.parametrize(("fp32", "bf16", "kept"), [(0.010, 0.005, "bf16"), (0.010, 0.0099, "fp32"),
+                                                    (0.010, 0.020, "fp32")])
+def test_the_faster_step_is_kept_and_reused_without_measuring_again(fp32, bf16, kept, tmp_path, monkeypatch):
+    monkeypatch.setenv("MODALBAG_CACHE_DIR", str(tmp_path))
+    run = Engine(default_catalog()).prepare(TrainingConfig(), TaskInfo("classification", 2, np.arange(2),
+                                                                        np.array([0.5, 0.5])))
+    fit = _TimedFit(fp32, bf16)
+    choice, how = amp.decide_cpu(run, fit, "cpu")
+    assert ("bf16" if choice.dtype is not None else "fp32") == kept
+    assert sorted(fit.trials) == ["bf16", "bf16", "fp32", "fp32"] and "kept for later runs" in how
+    assert f"{fp32 * 1e3:.2f} ms in fp32" in choice.reason
+    again = _TimedFit(1.0, 0.001)  # the machine's load changed: the kept decision holds
+    choice2, how2 = amp.decide_cpu(run, again, "cpu")
+    assert again.trials == [] and "reused" in how2 and choice2.dtype == choice.dtype
+    other = _TimedFit(0.010, 0.005)
+    other.model = torch.nn.Linear(5, 2)  # another network: its own decision
+    amp.decide_cpu(run, other, "cpu")
+    assert other.trials
+
+
+def test_native_bf16_is_decided_on_the_real_step_and_a_rerun_trains_identically(tmp_path, monkeypatch):
+    monkeypatch.setenv("MODALBAG_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(amp, "cpu_flags", lambda: frozenset({"avx512_bf16", "amx_bf16"}))
+    first, result = _fit_one(batch_size=32, steps=1, mixed_precision=True, epochs=1)
+    [note] = [n for n in result.notes if n.startswith("precision:")]
+    assert "ms in fp32" in note and "measured now and kept" in note
+    second, result2 = _fit_one(batch_size=32, steps=1, mixed_precision=True, epochs=1)
+    [note2] = [n for n in result2.notes if n.startswith("precision:")]
+    assert "reused the decision" in note2
+    for name in first:
+        torch.testing.assert_close(second[name], first[name], rtol=0, atol=0, msg=name)
+
+
+def test_trial_steps_leave_the_fit_exactly_as_it_was():
+    """A plugin that times steps before training changes nothing the fit then learns."""
+    from modalbag import hookimpl
+
+    class Timer:
+        seconds: list[float] = []
+
+        @hookimpl
+        def modalbag_fit_ready(self, run, fit):
+            self.seconds.append(fit.trial_steps(3))
+
+    plain, _ = _fit_one(batch_size=16, steps=1, epochs=2, dropout_rate=0.2, modality_dropout=0.3)
+    timer = Timer()
+    timed, _ = _fit_one(batch_size=16, steps=1, epochs=2, dropout_rate=0.2, modality_dropout=0.3, plugins=[timer])
+    assert len(timer.seconds) == 1 and timer.seconds[0] > 0
+    for name in plain:
+        torch.testing.assert_close(timed[name], plain[name], rtol=0, atol=0, msg=name)
 
 
 def test_default_mixed_precision_records_its_choice_and_trains():

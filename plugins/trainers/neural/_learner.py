@@ -116,6 +116,8 @@ class NeuralLearner:
             loop = self._prepare(data, run, fit)
             loop.optimizer.zero_grad(set_to_none=True)
             first_epoch = restore_training_state(run, fit, schedule=loop.schedule, generator=loop.generator)
+            fit.trial_steps = loop.trial_steps
+            run.hook.modalbag_fit_ready(run=run, fit=fit)
             loop.monitor = StepMonitor.for_fit(run, fit)  # None unless steps are logged or profiled
             loop.run_epochs(first_epoch)  # from 1, or after the last saved epoch when resuming
 

@@ -11,6 +11,7 @@ and the full training state is saved when due.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections.abc import Mapping
@@ -220,6 +221,53 @@ class TrainingLoop:
         sums.seen += size
         if self.monitor is not None:
             self.monitor.step(loss.detach(), sums.loss, sums.terms, sums.seen)
+
+    def trial_steps(self, n: int) -> float:
+        """Seconds per step of ``n`` real training steps (forward under the autocast hook, losses,
+        backward, optimizer step), after one untimed step; then the model, the optimizer, the random
+        state and the fit's counters are put back as they were (see ``modalbag_fit_ready``).
+
+        The batches come from an order of their own, so the fit's data order is untouched; the
+        learning-rate schedule is not advanced (its steps are not part of the cost measured)."""
+        fit = self.fit
+        model_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        optimizer_state = copy.deepcopy(self.optimizer.state_dict())
+        counters = (fit.step, fit.batch_in_epoch, fit.deferred_step, len(fit.grad_norms))
+        rng = torch.get_rng_state()
+        cuda_rng = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None
+        order = torch.randperm(self.n_rows, generator=torch.Generator().manual_seed(fit.seed + 1))
+        bs = min(self.run.config.batch_size, self.n_rows)
+        twice = torch.cat([order, order])
+        batches = [twice[start:start + bs] for start in ((i * bs) % self.n_rows for i in range(n + 1))]
+        sums = EpochSums.zeros(self.device)
+        was_training = self.model.training
+        self.model.train()
+        try:
+            started = 0.0
+            for i, batch in enumerate(self.source.epoch(batches)):
+                if i == 1:
+                    self._synchronize()
+                    started = time.perf_counter()
+                _, total = self._losses(batch, sums, len(batch["target"]))
+                total.backward()
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+            self._synchronize()
+            return (time.perf_counter() - started) / max(1, n)
+        finally:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
+            self.optimizer.zero_grad(set_to_none=True)
+            fit.step, fit.batch_in_epoch, fit.deferred_step = counters[:3]
+            del fit.grad_norms[counters[3]:]
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state(cuda_rng, self.device)
+            self.model.train(was_training)
+
+    def _synchronize(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def _losses(self, batch: Batch, sums: EpochSums, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The task loss and the total with every auxiliary term (each term's sum added to ``sums``)."""
