@@ -12,12 +12,13 @@ from os import PathLike
 from pathlib import Path
 from typing import Any
 
+import attrs
 import numpy as np
 
 from modalbag.api.strategy import configure_training_strategy
 from modalbag.config.training import TASK_TYPES, TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
-from modalbag.data.dataset import MultimodalDataset, encode_labels, prediction_inputs
+from modalbag.data.dataset import MultimodalDataset, encode_labels, encode_training_labels, prediction_inputs
 from modalbag.data.preprocessing import Preprocessing
 from modalbag.data.synthetic import SyntheticTask
 from modalbag.engine.engine import Engine
@@ -27,6 +28,7 @@ from modalbag.ensemble.ensemble import Ensemble, PredictionResult
 from modalbag.errors import ConfigError, DataError, ModalbagError, NotFittedError
 from modalbag.io.files import load_array
 from modalbag.kernel.components import build_options, wanted_components
+from modalbag.kernel.modalities import resolve_modalities
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
@@ -122,6 +124,8 @@ class MultiModalEnsembleModel:
         if self.bags is None:
             self.generate_bags()
         assert self.bags is not None
+        if num_classes is not None and self.dataset.labels is not None:
+            encode_training_labels(self.dataset.labels, task_type, num_classes)  # checks num_classes against them
         n_classes = num_classes or self._infer_num_classes(task_type)
         self.learner_specs = select_learners(self.bags, self.dataset.specs, task_type=task_type,
                                              num_classes=n_classes, strategy=optimization_strategy,
@@ -188,7 +192,11 @@ class MultiModalEnsembleModel:
         config = {**preprocessing, **config}  # explicit options win
         task_type = self._task_type(config.get("task_type"))
         cfg = TrainingConfig.from_dict({**config, "task_type": task_type}, catalog=self.catalog)
-        targets, classes = encode_labels(self.dataset.labels, task_type, cfg.num_classes, self.dataset.n_samples)
+        if cfg.denoising_modalities:  # modality types stand for their modalities: the run sees names only
+            cfg = attrs.evolve(cfg, denoising_modalities=resolve_modalities(
+                "denoising_modalities", cfg.denoising_modalities, self.dataset.specs))
+        targets, classes = encode_training_labels(self.dataset.labels, task_type, cfg.num_classes,
+                                                  self.dataset.n_samples)
         task = TaskInfo.from_targets(task_type, targets, classes)
         engine = Engine(self.catalog, self.plugins)
         run = engine.prepare(cfg, task)  # config and plugin errors surface here, before any training

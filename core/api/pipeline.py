@@ -19,15 +19,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import numpy as np
 
 from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag
-from modalbag.data.dataset import MultimodalDataset, encode_labels
+from modalbag.data.dataset import MultimodalDataset, encode_training_labels
 from modalbag.engine.engine import Engine
 from modalbag.errors import DataError
 from modalbag.execution.fitting import fit_learner
 from modalbag.kernel.components import build_options
+from modalbag.kernel.modalities import resolve_modalities
 from modalbag.kernel.records import EpochRecord, LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
@@ -63,7 +65,17 @@ class EnsembleTrainingPipeline:
         order = list(learners)
         labels = [np.asarray(bag_data[lid][LABELS]) for lid in order]
         cfg = self.config
-        targets, classes = encode_labels(np.concatenate(labels), cfg.task_type, cfg.num_classes)
+        datasets = []
+        for i, lid in enumerate(order):
+            spec = specs[lid]
+            arrays = {m: (bag_data[lid][m], spec.modality_types.get(m)) if spec.modality_types.get(m)
+                      else bag_data[lid][m] for m in spec.modalities}
+            datasets.append(MultimodalDataset.from_arrays(arrays, labels[i]))
+        if cfg.denoising_modalities:  # modality types stand for their modalities: the run sees names only
+            every = {name: s for dataset in datasets for name, s in dataset.specs.items()}
+            cfg = attrs.evolve(cfg, denoising_modalities=resolve_modalities(
+                "denoising_modalities", cfg.denoising_modalities, every))
+        targets, classes = encode_training_labels(np.concatenate(labels), cfg.task_type, cfg.num_classes)
         task = TaskInfo.from_targets(cfg.task_type, targets, classes)
         engine = Engine(self.catalog, self.plugins)
         run = engine.prepare(cfg, task)
@@ -71,10 +83,7 @@ class EnsembleTrainingPipeline:
         offsets = np.cumsum([0] + [len(y) for y in labels])
         self.results = {}
         for i, lid in enumerate(order):
-            spec = specs[lid]
-            arrays = {m: (bag_data[lid][m], spec.modality_types.get(m)) if spec.modality_types.get(m)
-                      else bag_data[lid][m] for m in spec.modalities}
-            dataset = MultimodalDataset.from_arrays(arrays, labels[i])
+            spec, dataset = specs[lid], datasets[i]
             n = dataset.n_samples
             bag = Bag(id=spec.bag_id, modalities=tuple(spec.modalities), rows=np.arange(n),
                       oob_rows=np.empty(0, dtype=np.int64), seed=cfg.random_state + spec.bag_id)

@@ -29,13 +29,13 @@ import attrs
 from modalbag.api.model import create_model_from_arrays, create_synthetic_model
 from modalbag.config.training import CONFIG_KEYS, TrainingConfig
 from modalbag.data.bags import DROPOUT_STRATEGIES, EnsembleConfig
-from modalbag.data.dataset import encode_labels
+from modalbag.data.dataset import encode_training_labels
 from modalbag.data.synthetic import SyntheticTask
 from modalbag.engine.selection import OPTIMIZATION_STRATEGIES
 from modalbag.errors import ConfigError, ModalbagError, close_matches
 from modalbag.io.files import load_array
 from modalbag.kernel.components import validate_training_config
-from modalbag.kernel.modalities import MODALITY_TYPES
+from modalbag.kernel.modalities import MODALITY_TYPES, resolve_modalities
 from modalbag.kernel.registry import default_catalog
 
 #: The tables a run-config file may hold, with the help text the configuration reference shows.
@@ -492,13 +492,18 @@ def _data_issues(config: RunConfig) -> list[str]:
         model = config.build_model()
     except ModalbagError as exc:
         return [f"data: {exc}"]
+    issues = []
     if model.dataset.labels is not None:
         try:
-            encode_labels(model.dataset.labels, config.training.task_type, config.training.num_classes,
-                          model.dataset.n_samples)
+            encode_training_labels(model.dataset.labels, config.training.task_type, config.training.num_classes,
+                                   model.dataset.n_samples)
         except ModalbagError as exc:
-            return [f"data.labels: {exc}"]
-    return []
+            issues.append(f"data.labels: {exc}")
+    try:
+        resolve_modalities("denoising_modalities", config.training.denoising_modalities, model.dataset.specs)
+    except ConfigError as exc:
+        issues.extend(f"training.{issue}" for issue in exc.issues)
+    return issues
 
 
 __all__ = ["ModalityFile", "RunConfig", "SyntheticData", "apply_overrides", "check_run_config",

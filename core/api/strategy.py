@@ -24,7 +24,7 @@ import numpy as np
 
 from modalbag.config.training import TrainingConfig
 from modalbag.data.bags import Bag
-from modalbag.data.dataset import encode_labels
+from modalbag.data.dataset import encode_training_labels
 from modalbag.engine.engine import Engine
 from modalbag.errors import NotFittedError
 from modalbag.execution import available_cores, available_memory
@@ -78,7 +78,8 @@ def configure_training_strategy(model: Any, learners: Mapping[str, Any] | None =
     epochs = epochs or base.epochs
     probe = base.replace(epochs=1, save_checkpoints=False, early_stopping_patience=0, run_dir=None,
                          validation_split=0.0, n_jobs=1, executor="serial", threads_per_learner=1)
-    targets, classes = encode_labels(model.dataset.labels, model.task_type, base.num_classes, model.dataset.n_samples)
+    targets, classes = encode_training_labels(model.dataset.labels, model.task_type, base.num_classes,
+                                              model.dataset.n_samples)
     task = TaskInfo.from_targets(model.task_type, targets, classes)
     engine = Engine(model.catalog, model.plugins)
     run = engine.prepare(probe, task)

@@ -180,6 +180,24 @@ def encode_labels(labels: Any, task_type: str, num_classes: int | None = None,
     return encoded.astype(np.int64), classes
 
 
+
+def encode_training_labels(labels: Any, task_type: str, num_classes: int | None = None,
+                           n_samples: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """`encode_labels` for the labels a model trains on, where ``num_classes`` must match them.
+
+    Training labels that hold fewer classes than ``num_classes`` would give probability columns
+    for classes no sample has (``num_classes=10`` on 5 classes: 10 columns, 5 never learnable), so
+    that is an error here; held-out labels may lack classes and go through `encode_labels`.
+    """
+    targets, classes = encode_labels(labels, task_type, num_classes, n_samples)
+    if task_type == "classification" and num_classes is not None and classes is not None:
+        present = np.unique(targets)
+        if present.size != num_classes:
+            values = ", ".join(map(repr, classes[present][:10].tolist())) + (", ..." if present.size > 10 else "")
+            raise DataError(f"num_classes={num_classes} but the labels hold {present.size} classes ({values}): "
+                            f"set num_classes={present.size}, or leave it out to infer it from the labels")
+    return targets, classes
+
 @attrs.define
 class MultimodalDataset:
     """Several modalities of the same samples, with per-sample presence masks and labels."""
@@ -276,4 +294,4 @@ def complete_rows(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities:
 
 
 
-__all__ = ["MultimodalDataset", "complete_rows", "encode_labels", "prediction_inputs"]
+__all__ = ["MultimodalDataset", "complete_rows", "encode_labels", "encode_training_labels", "prediction_inputs"]

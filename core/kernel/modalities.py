@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import attrs
 import numpy as np
+
+from modalbag.errors import ConfigError
 
 MODALITY_TYPES = ("tabular", "text", "image", "sequence")
 
@@ -44,4 +47,26 @@ class ModalitySpec:
         return int(np.prod(self.shape))
 
 
-__all__ = ["MODALITY_TYPES", "ModalitySpec"]
+def resolve_modalities(option: str, wanted: Iterable[str], specs: Mapping[str, ModalitySpec]) -> tuple[str, ...]:
+    """The modality names ``wanted`` means: each entry a modality's name, or a modality type standing
+    for every modality of that type (the spec writes ``denoising_modalities=['text', 'image']``).
+
+    A name wins over a type of the same spelling. An entry that is neither, or a type no modality
+    has, is a `ConfigError` naming what the data holds: left alone it would match nothing and
+    silently switch off what ``option`` drives.
+    """
+    out: list[str] = []
+    unknown: list[str] = []
+    for entry in wanted:
+        matches = [entry] if entry in specs else [name for name, spec in specs.items() if spec.type == entry]
+        if not matches:
+            unknown.append(entry)
+        out.extend(m for m in matches if m not in out)
+    if unknown:
+        held = ", ".join(f"{name} ({spec.type})" for name, spec in specs.items())
+        raise ConfigError(f"{option} names {', '.join(map(repr, unknown))}, which is neither a modality nor the "
+                          f"type of one in this data; use modality names or types of: {held}")
+    return tuple(out)
+
+
+__all__ = ["MODALITY_TYPES", "ModalitySpec", "resolve_modalities"]

@@ -49,6 +49,9 @@ class EpochRecord:
     memory_usage_mb: float | None = None
     loss_terms: Mapping[str, float] = attrs.field(factory=dict)
     metrics: Mapping[str, float] = attrs.field(factory=dict)  # from modalbag_epoch_metrics (denoising, ...)
+    #: True for an epoch between validations (``eval_interval``): its ``val_loss`` was not measured, and
+    #: validators neither count nor compare it.
+    validation_skipped: bool = False
 
     def monitored(self) -> float:
         """The value early stopping and checkpointing watch: validation loss, else training loss."""
