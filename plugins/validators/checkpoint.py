@@ -4,14 +4,18 @@ Whenever the monitored loss improves, the weights go to ``<root>/<learner_id>/be
 (written to a temporary file, fsynced, renamed), the folder's ``manifest.json`` is updated with the
 file's SHA-256 and the previous best file is removed (see `modalbag.training.checkpoints` for the layout).
 The root is ``checkpoint_dir``, else ``<run_dir>/checkpoints``, else a new temporary directory per
-run; the path is in each learner's record (``TrainedLearner.checkpoint``). Read a file back with
+run, removed when the run ends (or fails, or the process exits): nothing asked to keep it, and one
+per run filled the temporary folder. The path is in each learner's record (``TrainedLearner.checkpoint``;
+None once a temporary directory is removed). Read a file back with
 `modalbag.io.artifacts.safe_torch_load`. The best value seen so far is part of the learner's training
 state, so a resumed fit keeps comparing against it.
 """
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -21,8 +25,11 @@ import attrs
 from modalbag import hookimpl
 from modalbag.kernel import Register, Run
 from modalbag.kernel.fit import FitState, StashKey
-from modalbag.kernel.records import EpochRecord
+from modalbag.kernel.records import EpochRecord, TrainedLearner
+from modalbag.logs import get_logger
 from modalbag.training.checkpoints import LearnerCheckpoints, checkpoint_root
+
+log = get_logger("modalbag.plugins.validators.checkpoint")
 
 _BEST = StashKey[float]()
 _STATE_KEY = "validator.checkpoint"
@@ -37,11 +44,25 @@ class Checkpoint:
     def __init__(self, config: Any, options: CheckpointOptions):
         self.config = config
         self.directory: Path | None = checkpoint_root(config)
+        self.temporary = False  # a directory this run made for itself, removed when it ends
 
     @hookimpl
     def modalbag_run_start(self, run: Run) -> None:
         if self.directory is None:
             self.directory = Path(tempfile.mkdtemp(prefix=f"modalbag-{run.run_id}-"))
+            self.temporary = True
+            # a run that fails never reaches run_end: the directory goes when this instance (or the process) does
+            weakref.finalize(self, shutil.rmtree, self.directory, ignore_errors=True)
+
+    @hookimpl(trylast=True)  # after every other run_end hook, which may still read the files
+    def modalbag_run_end(self, run: Run, learners: Mapping[str, TrainedLearner]) -> None:
+        if not self.temporary or self.directory is None:
+            return
+        shutil.rmtree(self.directory, ignore_errors=True)
+        for learner in learners.values():
+            if learner.checkpoint and Path(learner.checkpoint).is_relative_to(self.directory):
+                learner.checkpoint = None
+        log.debug("checkpoint.temporary_removed", run=run.run_id, directory=str(self.directory))
 
     @hookimpl
     def modalbag_epoch_end(self, run: Run, fit: FitState, record: EpochRecord) -> None:

@@ -6,9 +6,12 @@ state (early stopping, the checkpoint validator, denoising weighting, the loss s
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
+import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -22,6 +25,7 @@ from modalbag.training.checkpoints import (
     flush,
     restore,
 )
+from modalbag.plugins.validators.checkpoint import Checkpoint, CheckpointOptions
 from tests.conftest import FAST, make_model
 
 TINY = {**FAST, "threads_per_learner": 1, "save_checkpoints": True}
@@ -167,3 +171,36 @@ def test_queued_writes_snapshot_tensors_and_keep_their_order(tmp_path):
     state = store.load("state")  # waits for the queue
     assert state["epoch"] == 3 and torch.equal(state["w"], torch.full((4,), 2.0))
     assert sorted(p.name for p in tmp_path.glob("state_*.pt")) == ["state_0003.pt"]
+
+
+def test_a_run_without_a_place_to_keep_checkpoints_removes_its_temporary_folder(tmp_path, monkeypatch):
+    made = []
+
+    def recording_mkdtemp(*args, **kwargs):
+        made.append(Path(real_mkdtemp(*args, **kwargs)))
+        return str(made[-1])
+
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "mkdtemp", recording_mkdtemp)
+    model = _train(tmp_path, epochs=2)
+    ours = [p for p in made if p.name.startswith(f"modalbag-{model.run_id}-")]
+    assert len(ours) == 1 and not ours[0].exists()  # made for the run, gone after it
+    assert all(r.checkpoint is None for r in model.learners.values())  # no record points at removed files
+
+
+def test_a_failed_run_removes_its_temporary_folder_too(tmp_path, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    plugin = Checkpoint(TrainingConfig(), CheckpointOptions())
+    plugin.modalbag_run_start(run=SimpleNamespace(run_id="failed"))  # the run raises before run_end
+    folder = plugin.directory
+    assert folder is not None and folder.is_dir()
+    del plugin
+    gc.collect()
+    assert not folder.exists()
+
+
+def test_checkpoints_in_checkpoint_dir_are_kept(tmp_path):
+    model = _train(tmp_path, epochs=2, checkpoint_dir=str(tmp_path / "keep"))
+    kept = [Path(r.checkpoint) for r in model.learners.values() if r.checkpoint]
+    assert kept and all(p.is_file() and p.is_relative_to(tmp_path / "keep") for p in kept)
