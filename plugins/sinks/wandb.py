@@ -10,13 +10,18 @@ A W&B run cannot be shared with worker processes, so learners trained in this pr
 they train, and learners trained elsewhere are logged from their records when the run ends (the run's
 own ``records.jsonl`` is the live, durable record; W&B mirrors it). The W&B run id is kept in
 ``<run_dir>/wandb/run-id``: a run resumed from the same ``run_dir`` continues the same W&B run.
-``wandb_mode`` ``"offline"`` writes everything locally (``wandb sync`` uploads it later).
+``wandb_mode`` ``"offline"`` writes everything locally (``wandb sync`` uploads it later). Without a
+mode (the option or ``WANDB_MODE``) and without an API key (``WANDB_API_KEY`` or ``wandb login``'s
+netrc entry), the run logs offline and says so in a ``wandb.offline`` warning naming the ``wandb sync``
+command: W&B would otherwise stop the run at its start, asking for a key no one is there to type.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import netrc
 import os
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -44,7 +49,8 @@ class WandbOptions:
     wandb_mode: str | None = attrs.field(default=None, validator=attrs.validators.optional(
         attrs.validators.in_(("online", "offline", "disabled"))), metadata={
         "help": "'online', 'offline' (written locally; wandb sync uploads it later) or 'disabled'; None "
-                "leaves it to W&B (the WANDB_MODE variable, wandb offline)."})
+                "leaves it to W&B (the WANDB_MODE variable, wandb offline), and logs offline, with a warning "
+                "naming the wandb sync command, when no API key is set."})
     wandb_tags: tuple[str, ...] = attrs.field(default=(), converter=tuple, metadata={
         "help": "Tags attached to the W&B run."})
     wandb_system_metrics: bool = attrs.field(default=True, metadata={
@@ -84,16 +90,21 @@ class WandbSink:
         id_file = home / "run-id"
         run_id = id_file.read_text(encoding="utf-8").strip() if id_file.exists() else None
         opts = self.options
+        mode = opts.wandb_mode
+        if mode is None and not os.environ.get("WANDB_MODE") and not has_api_key():
+            mode = "offline"
+            log.warning("wandb.offline", run=run.run_id, reason="no W&B API key (WANDB_API_KEY or wandb login)",
+                        upload=f"wandb sync {home}/offline-run-*")
         settings = wandb.Settings(silent=True, console="off", save_code=False, disable_git=True,
                                   x_disable_stats=not opts.wandb_system_metrics)
-        self._run = wandb.init(project=opts.wandb_project, entity=opts.wandb_entity, mode=opts.wandb_mode,
+        self._run = wandb.init(project=opts.wandb_project, entity=opts.wandb_entity, mode=mode,
                                dir=str(self.directory), id=run_id or run.run_id, resume="allow",
                                tags=list(opts.wandb_tags) or None, config=run.config.to_dict(),
                                settings=settings, reinit="create_new")
         self._owner = os.getpid()
         if run_id is None:
             atomic_write_bytes(id_file, self._run.id.encode("utf-8"))
-        log.info("wandb.started", run=run.run_id, wandb_id=self._run.id, mode=opts.wandb_mode)
+        log.info("wandb.started", run=run.run_id, wandb_id=self._run.id, mode=mode)
 
     def _define(self, wb: Any, learner_id: str) -> None:
         if learner_id not in self._defined:
@@ -141,6 +152,19 @@ class WandbSink:
         wb.summary["learners/failed"] = len(learners) - trained
         wb.finish()
         self._run = self._owner = None
+
+
+def has_api_key() -> bool:
+    """Whether W&B will find credentials without asking: the environment, or the netrc entry for its
+    host that ``wandb login`` writes (read here with the standard library, the same on every wandb
+    version)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urllib.parse.urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):  # no netrc file, or one W&B could not read either
+        return False
 
 
 @hookimpl

@@ -296,3 +296,55 @@ def test_profile_training_writes_a_chrome_trace(tmp_path):
     names = {e.get("name", "") for e in trace["traceEvents"]}
     assert any(n.startswith("aten::") for n in names)  # torch operators were recorded
     assert "Self CPU" in (tmp_path / "profiler" / f"{lid}.ops.txt").read_text()
+
+
+class _FakeWandbRun:
+    id = "fake"
+
+
+@pytest.fixture
+def wandb_init(monkeypatch, tmp_path):
+    """``wandb.init``'s arguments, with no credentials anywhere (no key, no netrc, no mode)."""
+    wandb = pytest.importorskip("wandb")
+    calls = []
+    monkeypatch.setattr(wandb, "init", lambda **kwargs: calls.append(kwargs) or _FakeWandbRun())
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_MODE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    return calls
+
+
+def _start_wandb(run_dir: Path, **options):
+    from types import SimpleNamespace
+
+    from modalbag import TrainingConfig
+    from modalbag.plugins.sinks.wandb import WandbOptions, WandbSink
+
+    config = TrainingConfig(run_dir=str(run_dir))
+    sink = WandbSink(config, WandbOptions(**options))
+    sink.modalbag_run_start(run=SimpleNamespace(run_id="r1", config=config))
+
+
+def test_wandb_without_an_api_key_logs_offline_and_says_how_to_sync(wandb_init, tmp_path):
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        _start_wandb(tmp_path / "run")
+    assert wandb_init[-1]["mode"] == "offline"
+    note = [e for e in logs if e["event"] == "wandb.offline"]
+    assert note and note[0]["log_level"] == "warning"
+    assert note[0]["upload"] == f"wandb sync {tmp_path / 'run' / 'wandb'}/offline-run-*"
+
+
+def test_wandb_with_a_key_or_a_chosen_mode_is_left_to_wandb(wandb_init, tmp_path, monkeypatch):
+    _start_wandb(tmp_path / "a", wandb_mode="online")  # asked for: kept, even without a key
+    monkeypatch.setenv("WANDB_MODE", "disabled")
+    _start_wandb(tmp_path / "b")
+    monkeypatch.delenv("WANDB_MODE")
+    (tmp_path / "netrc").write_text("machine api.wandb.ai\n  login user\n  password " + "k" * 40 + "\n")
+    monkeypatch.setenv("NETRC", str(tmp_path / "netrc"))  # what wandb login writes
+    _start_wandb(tmp_path / "c")
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    _start_wandb(tmp_path / "d")
+    assert [call["mode"] for call in wandb_init] == ["online", None, None, None]
