@@ -19,6 +19,7 @@ import attrs
 import numpy as np
 
 from modalbag import hookimpl
+from modalbag.errors import DataError
 from modalbag.kernel import Register
 from modalbag.kernel.options import finite, integer_at_least, non_negative, positive
 from modalbag.plugins.reports._common import require_task, series, switch
@@ -58,6 +59,29 @@ def strategy_returns(positions: np.ndarray, returns: np.ndarray, cost: float = 0
     return positions * returns - cost * turnover
 
 
+def fractional_returns(name: str, r: np.ndarray, also: str = "") -> np.ndarray:
+    """``r`` if it reads as fractional returns per period (0.01 for +1%), else a `DataError`.
+
+    Compounding another unit is silent and enormous (percentage returns compounded as fractions gave
+    a maximum drawdown of 2.3e14), so two signs of one are refused: a return below -1 (more than the
+    whole stake lost in one period) and a median absolute return above 0.5 (a 50% move in a typical
+    period): percentages, or prices when every value is positive.
+    """
+    typical = float(np.median(np.abs(r))) if len(r) else 0.0
+    if r.min(initial=0.0) >= -1 and typical <= 0.5:
+        return r
+    if r.min(initial=0.0) < -1:
+        found = f"its smallest value is {r.min():.4g}, a loss of more than everything in one period"
+    else:
+        found = f"its median absolute value is {typical:.4g}, a move of {typical:.0%} in a typical period"
+    if (r > 0).all():
+        fix = "these look like prices: pass returns = prices[1:] / prices[:-1] - 1"
+    else:
+        fix = "these look like percentages: divide them by 100"
+    raise DataError(f"{name} must be fractional returns per period (0.01 for +1%, -0.02 for -2%), but {found}; "
+                    f"{fix}{' ' + also if also else ''}")
+
+
 def volatility_regimes(benchmark: np.ndarray, window: int) -> np.ndarray:
     """'low' / 'medium' / 'high' per period by tercile of the trailing ``window``-period standard
     deviation (ddof=1) of the benchmark; '' for the first period, which has no history."""
@@ -80,7 +104,6 @@ class FinanceReport:
 
     def generate(self, model: Any, data: Any, labels: Any, *, returns: Any = None,
                  benchmark: Any = None) -> dict[str, Any]:
-        from modalbag.errors import DataError
         from modalbag.reports.robustness import EnsembleScorer
 
         require_task(model, "finance", ["regression", "classification"])
@@ -96,15 +119,16 @@ class FinanceReport:
             if model.task_type != "regression" or scorer.targets.shape[1] != 1:
                 raise DataError("pass returns=: the realised return of each period (one per sample); a classifier's "
                                 "labels are not returns")
-            r = scorer.targets[:, 0].astype(np.float64)
+            r = fractional_returns("the labels, read as returns since returns= was not given,",
+                                   scorer.targets[:, 0].astype(np.float64), "or pass returns=")
             notes["returns"] = "the labels (realised returns the model predicts)"
         else:
-            r = series("returns", returns, n)
+            r = fractional_returns("returns", series("returns", returns, n))
         if benchmark is None:
             b = r
             notes["benchmark"] = "no benchmark given: buy-and-hold of the asset (the returns)"
         else:
-            b = series("benchmark", benchmark, n)
+            b = fractional_returns("benchmark", series("benchmark", benchmark, n))
         self._classes = None if model.classes_ is None else list(np.asarray(model.classes_).tolist())
 
         def figures(output: np.ndarray, rows: np.ndarray) -> dict[str, Any]:

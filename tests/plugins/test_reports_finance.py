@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from modalbag import ConfigError, DataError
-from modalbag.plugins.reports.finance import strategy_returns
+from modalbag.plugins.reports.finance import fractional_returns, strategy_returns
 from modalbag.reports import metrics as rm
 from tests.plugins.test_reports_medical import train
 
@@ -102,3 +102,23 @@ def test_a_regime_window_needs_two_periods(trading):
     model, data, returns, _ = trading
     with pytest.raises(ConfigError, match="regime_window"):  # one period has no standard deviation
         model.get_financial_performance_report(data, returns, regime_window=1)
+
+
+def test_returns_in_another_unit_are_refused_with_the_fix(trading):
+    model, data, returns, benchmark = trading  # the fixture's labels are these returns
+    with pytest.raises(DataError, match=r"^returns must be fractional returns.*smallest value is .*divide them by 100$"):
+        model.get_financial_performance_report(data, returns, returns=returns * 100)  # percentages
+    prices = 100 * np.cumprod(1 + returns)
+    with pytest.raises(DataError, match=r"median absolute value is .*look like prices: pass returns = prices\[1:\]"):
+        model.get_financial_performance_report(data, returns, returns=prices)
+    with pytest.raises(DataError, match=r"^benchmark must be fractional returns"):
+        model.get_financial_performance_report(data, returns, benchmark=benchmark * 100)
+    with pytest.raises(DataError, match=r"^the labels, read as returns .*divide them by 100 or pass returns=$"):
+        model.get_financial_performance_report(data, returns * 100)  # labels in percent, no returns=
+
+
+def test_fractional_returns_accepts_fractions_up_to_the_limits():
+    r = np.array([-1.0, 0.5, -0.5, 0.01, 2.0])  # a total loss, large moves: still fractions (median |r| 0.5)
+    assert fractional_returns("returns", r) is r
+    with pytest.raises(DataError, match=r"smallest value is -1\.5"):
+        fractional_returns("returns", np.array([-1.5, 0.01, 0.02]))
