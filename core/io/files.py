@@ -1,7 +1,7 @@
 """Read one modality (or the labels) from a file, for ``create_model_from_files({name: path})``.
 
 Supported: ``.npy`` (memory-mapped), ``.npz``, ``.csv``, ``.tsv``, ``.h5``/``.hdf5`` (needs
-``h5py``) and ``.parquet`` (needs ``pyarrow``). Every failure raises
+``h5py``: extra ``[h5]``) and ``.parquet`` (needs ``pyarrow``: extra ``[parquet]``). Every failure raises
 :class:`~modalbag.errors.DataError` naming the modality, the file and the fix.
 
 CSV/TSV files go to pandas' C parser (numpy's without pandas) when they are plain enough that it
@@ -297,7 +297,7 @@ def _load_hdf5(path: Path, name: str, key: str | None) -> np.ndarray:
         import h5py
     except ImportError:
         raise _error(name, path, "reading HDF5 files needs h5py, which is not installed",
-                     "Run: pip install h5py") from None
+                     "Run: pip install 'modalbag[h5]' (or pip install h5py)") from None
     with h5py.File(path, "r") as handle:
         datasets: list[str] = []
         handle.visititems(
@@ -316,7 +316,7 @@ def _load_parquet(path: Path, name: str, key: str | None) -> np.ndarray:
         import pyarrow.parquet as pq
     except ImportError:
         raise _error(name, path, "reading Parquet files needs pyarrow, which is not installed",
-                     "Run: pip install pyarrow") from None
+                     "Run: pip install 'modalbag[parquet]' (or pip install pyarrow)") from None
     table = pq.read_table(path)
     bad = [field.name for field in table.schema
            if not (pa.types.is_integer(field.type) or pa.types.is_floating(field.type))]

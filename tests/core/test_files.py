@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -175,7 +176,7 @@ def test_hdf5_round_trip(tmp_path):
 def test_hdf5_without_h5py(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "h5py", None)
     path = _write(tmp_path / "d.h5", "not really hdf5")
-    with pytest.raises(DataError, match=r"modality 'image'.*d\.h5.*pip install h5py"):
+    with pytest.raises(DataError, match=r"modality 'image'.*d\.h5.*pip install 'modalbag\[h5\]'"):
         load_array(path, name="image")
 
 
@@ -205,5 +206,13 @@ def test_parquet_without_pyarrow(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
     path = _write(tmp_path / "t.parquet", "not really parquet")
-    with pytest.raises(DataError, match=r"modality 'tab'.*t\.parquet.*pip install pyarrow"):
+    with pytest.raises(DataError, match=r"modality 'tab'.*t\.parquet.*pip install 'modalbag\[parquet\]'"):
         load_array(path, name="tab")
+
+
+def test_each_optional_reader_has_the_extra_its_error_names():
+    import tomllib
+
+    extras = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(req.startswith("h5py") for req in extras["h5"])  # _load_hdf5 imports h5py
+    assert any(req.startswith("pyarrow") for req in extras["parquet"])  # _load_parquet imports pyarrow
