@@ -59,6 +59,17 @@ def test_memory_mapped_files_stream_with_worker_processes(tmp_path):
     np.testing.assert_allclose(_predictions(streamed, data), _predictions(in_memory, data), rtol=1e-5, atol=1e-6)
 
 
+def test_dataloader_workers_never_outnumber_the_cores(monkeypatch):
+    from modalbag.plugins.trainers.neural import _batches
+
+    monkeypatch.setattr(_batches, "available_cores", lambda: 1)  # the spec's num_workers=16, on one core
+    model = _train(n_bags=1, epochs=1, num_workers=16, persistent_workers=True)
+    notes = [n for r in model.learners.values() for n in r.notes]
+    assert any("num_workers=16 is more than the 1 cores" in n for n in notes), notes
+    assert any("streamed by a DataLoader (1 workers)" in n for n in notes), notes
+    assert _batches.loader_workers(0) == 0 and _batches.loader_workers(1) == 1
+
+
 # -- progressive learning -------------------------------------------------------------------------
 
 

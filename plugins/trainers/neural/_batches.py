@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from modalbag.data.dataset import is_memory_mapped
+from modalbag.execution.resources import available_cores
 
 Batch = dict[str, Any]
 
@@ -135,6 +136,16 @@ def wants_loader(mode: str, arrays: Mapping[str, np.ndarray], num_workers: int) 
     return num_workers > 0 or any(is_memory_mapped(a) for a in arrays.values())
 
 
+def loader_workers(num_workers: int) -> int:
+    """DataLoader worker processes for ``num_workers``: at most one per core this process may use.
+
+    Workers beyond the cores only take turns on them, and each is a process started again every
+    epoch unless ``persistent_workers``: the spec's ``num_workers=16`` on 2 cores spent most of a
+    500-second run starting workers.
+    """
+    return min(num_workers, available_cores())
+
+
 def eval_batches(arrays: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray], modalities: Sequence[str],
                  rows: np.ndarray, batch_size: int) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
     """Validation inputs read ``batch_size`` rows at a time (the streamed path's evaluation)."""
@@ -142,4 +153,4 @@ def eval_batches(arrays: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarra
         yield read_rows(arrays, masks, modalities, rows[start:start + batch_size])
 
 
-__all__ = ["InMemory", "Streamed", "eval_batches", "read_rows", "wants_loader"]
+__all__ = ["InMemory", "Streamed", "eval_batches", "loader_workers", "read_rows", "wants_loader"]

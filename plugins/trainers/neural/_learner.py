@@ -16,7 +16,7 @@ from modalbag.kernel.fit import FitState
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.run import BagData, Run
-from modalbag.plugins.trainers.neural._batches import InMemory, Streamed, read_rows, wants_loader
+from modalbag.plugins.trainers.neural._batches import InMemory, Streamed, loader_workers, read_rows, wants_loader
 from modalbag.plugins.trainers.neural._loop import CompiledOrEager, TrainingLoop, Validation, class_weights
 from modalbag.plugins.trainers.neural._network import (
     FusionNetwork,
@@ -189,9 +189,13 @@ class NeuralLearner:
         opts = self.options
         targets = self._targets(data.targets[rows])
         if wants_loader(opts.data_loading, data.arrays, opts.num_workers):
-            fit.notes.append(f"data: streamed by a DataLoader ({opts.num_workers} workers)")
+            workers = loader_workers(opts.num_workers)
+            if workers < opts.num_workers:
+                fit.notes.append(f"num_workers={opts.num_workers} is more than the {workers} cores this process may "
+                                 f"use: {workers} DataLoader workers instead")
+            fit.notes.append(f"data: streamed by a DataLoader ({workers} workers)")
             return Streamed(data.arrays, data.masks, self.spec.modalities, rows, targets, device,
-                            num_workers=opts.num_workers, pin_memory=opts.pin_memory,
+                            num_workers=workers, pin_memory=opts.pin_memory,
                             persistent_workers=opts.persistent_workers, prefetch_factor=opts.prefetch_factor)
         return InMemory(data.arrays, data.masks, self.spec.modalities, rows, targets, device)
 
