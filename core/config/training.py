@@ -139,7 +139,8 @@ class TrainingConfig:
     denoising_objectives: tuple[str, ...] = _opt(["reconstruction", "alignment"],
                                                  "Names of the denoising objective plugins to use.",
                                                  category="denoising", converter=_names)
-    denoising_modalities: tuple[str, ...] = _opt([], "Modalities the objectives act on (empty: all).",
+    denoising_modalities: tuple[str, ...] = _opt([], "Modalities the objectives act on, by name or by type ('text': "
+                                                     "every text modality); empty: all.",
                                                  category="denoising", converter=_names)
     curriculum_stages: tuple[Mapping[str, Any], ...] = _opt(
         [], "Curriculum stages, each {'epochs': last epoch of the stage, 'objectives': [...], "
@@ -220,7 +221,7 @@ class TrainingConfig:
                                   category="quality", converter=_boolean,
                                   activates=("validator", "checkpoint", _when_true))
     checkpoint_dir: str | None = _opt(None, "Where checkpoints go, one folder per learner (None: <run_dir>/checkpoints, "
-                                            "or a new temporary directory per run without run_dir).",
+                                            "or without run_dir a temporary directory, removed when the run ends).",
                                       category="quality",
                                       converter=attrs.converters.optional(str))
     checkpoint_interval: int = _opt(1, "Epochs between full training-state checkpoints of a neural learner (model, "
