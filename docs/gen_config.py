@@ -123,8 +123,22 @@ def plugin_section() -> list[str]:
     return lines
 
 
+def spec_names_section() -> list[str]:
+    from modalbag.config.spec_keys import DOCUMENTED, REFUSED
+
+    lines = ["## Spec names", "",
+             ("The product spec's examples spell some settings otherwise. Each name below is accepted and "
+              "rewritten into the options it means before the config is read (a value that contradicts an "
+              "option given beside it is an error naming both), or refused with the reason."), "",
+             "| spec name | becomes |", "|---|---|"]
+    lines += [f"| `{k}` | {_cell(v)} |" for k, v in DOCUMENTED.items()]
+    lines += [f"| `{k}` | refused: {_cell(v)} |" for k, v in REFUSED.items()]
+    return [*lines, ""]
+
+
 def render() -> str:
-    return "\n".join([INTRO, *run_config_section(), *training_section(), *plugin_section()]).rstrip() + "\n"
+    return "\n".join([INTRO, *run_config_section(), *training_section(), *spec_names_section(),
+                      *plugin_section()]).rstrip() + "\n"
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
 from modalbag.reports.domains import ReportRunner
+from modalbag.reports.headline import ensemble_headline
 from modalbag.reports.training import TrainingReports
 from modalbag.store.lock import run_directory_lock
 from modalbag.store.persistence import ModelStore, read_export
@@ -224,7 +225,32 @@ class MultiModalEnsembleModel:
             raise TrainingFailedError(f"every learner failed:\n{errors}")
         self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state, self.cross_fits)
         ModelStore(self).run_finished()
+        if cfg.min_performance is not None:
+            check = self.performance_check()
+            if check["met"] is False:
+                log.warning("training.below_min_performance", **check)
+        if cfg.export_for_integration:
+            assert cfg.run_dir is not None  # the config check requires it
+            self.export_training_artifacts(Path(cfg.run_dir) / "export")
         return trained
+
+    def performance_check(self) -> dict[str, Any]:
+        """The ensemble's out-of-fold score on the training rows against ``min_performance``: ``metric``,
+        ``score``, ``min_performance``, ``met`` (None with a ``note`` where the score cannot be measured
+        or no floor is set)."""
+        floor = None if self.training_config is None else self.training_config.min_performance
+        metric = "r2" if self.task_type == "regression" else "accuracy"
+        headline = ensemble_headline(self, metric=metric)
+        score = headline["score"]
+        out: dict[str, Any] = {"metric": metric, "score": score, "source": headline["source"],
+                               "min_performance": floor, "met": None}
+        if floor is None:
+            out["note"] = "no min_performance set"
+        elif score is None:
+            out["note"] = "; ".join(headline["notes"]) or "the out-of-fold score could not be measured"
+        else:
+            out["met"] = bool(score >= floor)
+        return out
 
     # -- prediction -------------------------------------------------------------------------------
 

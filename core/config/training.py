@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 from attrs import validators as v
 
+from modalbag.config.spec_keys import translate as translate_spec_keys
 from modalbag.config.stages import parse_stages
 from modalbag.config.validators import at_least_0_below_1, non_negative, positive, seed
 from modalbag.errors import ConfigError, UnknownConfigKeyError, close_matches
@@ -63,6 +64,10 @@ def _integer(value: Any) -> int:
             return int(value)
         raise TypeError(f"expected an integer, got {value!r}")
     return value
+
+
+def _optional_number(value: Any) -> Any:
+    return None if value is None else _number(value)
 
 
 def _boolean(value: Any) -> bool:
@@ -209,6 +214,21 @@ class TrainingConfig:
                                      converter=_boolean)
     market_regime_testing: bool = _opt(False, "Finance report: the figures per volatility regime of the "
                                        "benchmark.", category="reports", converter=_boolean)
+    risk_adjusted_metrics: bool = _opt(True, "Finance report: add the Sortino ratio (downside deviation) and the "
+                                       "Calmar ratio (annual return over maximum drawdown) beside the Sharpe "
+                                       "ratio.", category="reports", converter=_boolean)
+    online_validation: bool = _opt(False, "Recommendation report: score the held-out rows in arrival order, "
+                                   "window by window (precision@k and NDCG@k per window), as a model serving "
+                                   "live traffic would meet them.", category="reports", converter=_boolean)
+    cold_start_testing: bool = _opt(False, "Recommendation report: with no cold-start rows among the held-out "
+                                    "ones, simulate them: score every row with its behavioral_modality hidden.",
+                                    category="reports", converter=_boolean)
+    min_performance: float | None = _opt(None, "A floor on the ensemble's score (accuracy, or R2 for "
+                                         "regression), out of fold on the training rows: below it, training "
+                                         "warns and the summary's performance_check says it was not met.",
+                                         category="quality", converter=_optional_number)
+    export_for_integration: bool = _opt(False, "After training, export the ensemble to <run_dir>/export, ready "
+                                        "for load_ensemble.", category="run", converter=_boolean)
     # -- tuning ------------------------------------------------------------------------------------
     hpo_trials: int = _opt(0, "Hyperparameter search trials per tabular learner, each scored by "
                               "cross-validation (0: no search unless hpo_time_budget is set).",
@@ -375,7 +395,7 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
     if (config.hpo_trials or config.hpo_time_budget) and importlib.util.find_spec("optuna") is None:
         issues.append("hpo_trials / hpo_time_budget search with Optuna, which is not installed: "
                       "pip install modalbag[hpo]")
-    for option in ("tensorboard_logging", "wandb_logging", "profile_training"):
+    for option in ("tensorboard_logging", "wandb_logging", "profile_training", "export_for_integration"):
         if getattr(config, option) and config.run_dir is None:
             issues.append(f"{option} writes under the run directory, but run_dir is None: set run_dir "
                           f"(for example run_dir='runs/first') or {option}=false")
@@ -388,7 +408,8 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
 def parse_config(cls: type[TrainingConfig], data: Mapping[str, Any], catalog: Any) -> tuple[TrainingConfig, list[Any]]:
     if not isinstance(data, Mapping):
         raise ConfigError(f"a training config must be a mapping of options, got {type(data).__name__}")
-    issues: list[Any] = []
+    data, spec_issues = translate_spec_keys(data)  # the spec's names for options modalbag spells otherwise
+    issues: list[Any] = list(spec_issues)
     known = {k: val for k, val in data.items() if k in CONFIG_KEYS}
     extra = {k: val for k, val in data.items() if k not in CONFIG_KEYS and k != "plugin_options"}
     extra.update(data.get("plugin_options") or {})

@@ -134,6 +134,31 @@ def max_drawdown(returns: np.ndarray) -> float:
     return float(np.max(1.0 - wealth / np.maximum.accumulate(wealth)))
 
 
+def sortino_ratio(returns: np.ndarray, periods_per_year: float = 252.0, risk_free: float = 0.0) -> float | None:
+    """Annualised Sortino ratio: mean(r - rf) / downside deviation * sqrt(periods_per_year), where the
+    downside deviation is sqrt(mean(min(r - rf, 0)^2)) over all periods. ``None`` with fewer than two
+    returns or no period below the risk-free return."""
+    excess = np.asarray(returns, dtype=np.float64) - risk_free
+    if len(excess) < 2:
+        return None
+    downside = np.sqrt(np.mean(np.minimum(excess, 0.0) ** 2))
+    return float(excess.mean() / downside * np.sqrt(periods_per_year)) if downside > 0 else None
+
+
+def calmar_ratio(returns: np.ndarray, periods_per_year: float = 252.0) -> float | None:
+    """Annualised compound return over the maximum drawdown. ``None`` without a drawdown or with fewer
+    than two returns."""
+    r = np.asarray(returns, dtype=np.float64)
+    drawdown = max_drawdown(r)
+    if len(r) < 2 or drawdown <= 0:
+        return None
+    growth = float(np.prod(1.0 + r))
+    if growth <= 0:
+        return None
+    annual = growth ** (periods_per_year / len(r)) - 1.0
+    return float(annual / drawdown)
+
+
 def information_ratio(returns: np.ndarray, benchmark: np.ndarray, periods_per_year: float = 252.0) -> float | None:
     """Annualised information ratio: mean(r - b) / sd(r - b) * sqrt(periods_per_year) (sd ddof=1)."""
     active = np.asarray(returns, dtype=np.float64) - np.asarray(benchmark, dtype=np.float64)

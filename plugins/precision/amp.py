@@ -56,6 +56,13 @@ _CHOICE = StashKey[Precision]()
 _CPU_NATIVE_BF16 = ("avx512_bf16", "amx_bf16")
 
 
+def _loss_scale(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value == "dynamic":
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"loss_scale must be 'dynamic' or a positive number, got {value!r}")
+
+
 @attrs.frozen(kw_only=True)
 class AmpOptions:
     """``amp_dtype``: 'auto' (the rules above), or 'bf16', 'fp16' (with loss scaling) or 'fp32' to force one.
@@ -70,6 +77,12 @@ class AmpOptions:
                                                    "learner's own step measured faster, decided once per "
                                                    "machine, else fp32); 'bf16', 'fp16' (with loss "
                                                    "scaling) or 'fp32' force one."})
+    gradient_scaling: bool = attrs.field(default=True, metadata={
+        "help": "Scale the loss in fp16 training so small gradients do not flush to zero (a GradScaler); false "
+                "trains fp16 unscaled (no effect in bf16 or fp32, which need no scaling)."})
+    loss_scale: Any = attrs.field(default="dynamic", validator=_loss_scale, metadata={
+        "help": "fp16 loss scale: 'dynamic' (start at 2**16, halve on overflow, double after 2000 clean steps) "
+                "or a fixed number (steps whose gradients overflow are skipped; the scale never changes)."})
 
 
 def cpu_flags() -> frozenset[str]:
@@ -84,7 +97,20 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
-def choose(device: str, forced: str = "auto") -> Precision:
+def grad_scaler(device: str, options: AmpOptions | None = None) -> Any:
+    """fp16's loss scaler as ``gradient_scaling`` and ``loss_scale`` ask: dynamic, fixed, or none."""
+    import torch
+
+    options = options or AmpOptions()
+    if not options.gradient_scaling:
+        return None
+    if options.loss_scale == "dynamic":
+        return torch.amp.GradScaler(device)
+    # a fixed scale: overflowing steps are still skipped; each step's update resets the scale to it
+    return torch.amp.GradScaler(device, init_scale=float(options.loss_scale))
+
+
+def choose(device: str, forced: str = "auto", options: AmpOptions | None = None) -> Precision:
     """The precision for a model on ``device`` (see the module docstring for the rules)."""
     import torch
 
@@ -94,11 +120,11 @@ def choose(device: str, forced: str = "auto") -> Precision:
             return Precision(device, None, None, "fp32 forced by amp_dtype")
         if forced == "bf16" or (forced == "auto" and bf16):
             return Precision(device, torch.bfloat16, None, "CUDA bf16 autocast (no loss scaling needed)")
-        return Precision(device, torch.float16, torch.amp.GradScaler("cuda"),
-                         "CUDA fp16 autocast with dynamic loss scaling")
+        scaler = grad_scaler("cuda", options)
+        return Precision(device, torch.float16, scaler, f"CUDA fp16 autocast with {_scaling(options)}")
     if forced == "fp16":  # never chosen by 'auto': most CPUs emulate fp16; forced, it tests the scaled path
-        return Precision(device, torch.float16, torch.amp.GradScaler("cpu"),
-                         "CPU fp16 autocast with dynamic loss scaling, forced by amp_dtype")
+        return Precision(device, torch.float16, grad_scaler("cpu", options),
+                         f"CPU fp16 autocast with {_scaling(options)}, forced by amp_dtype")
     if forced == "fp32":
         return Precision(device, None, None, "fp32 forced by amp_dtype")
     if forced == "bf16":
@@ -107,6 +133,15 @@ def choose(device: str, forced: str = "auto") -> Precision:
         return Precision(device, None, None, "fp32: this CPU has no native bf16 (AVX512-BF16/AMX); "
                                              "emulated bf16 would be slower")
     return Precision(device, None, None, MEASURE_ON_FIRST_STEPS)
+
+
+def _scaling(options: AmpOptions | None) -> str:
+    options = options or AmpOptions()
+    if not options.gradient_scaling:
+        return "no loss scaling (gradient_scaling=false)"
+    if options.loss_scale == "dynamic":
+        return "dynamic loss scaling"
+    return f"a fixed loss scale of {options.loss_scale:g}"
 
 
 #: The reason of a CPU choice not made yet: `Amp.modalbag_fit_ready` times the learner's step.
@@ -176,7 +211,7 @@ class Amp:
     @hookimpl
     def modalbag_fit_setup(self, run: Run, fit: FitState) -> None:
         device = str(next(fit.model.parameters()).device)
-        choice = choose(device, self.options.amp_dtype)
+        choice = choose(device, self.options.amp_dtype, self.options)
         fit.stash[_CHOICE] = choice
         if choice.reason != MEASURE_ON_FIRST_STEPS:
             self._announce(fit, choice)
@@ -227,7 +262,8 @@ class Amp:
         scaler.unscale_(fit.optimizer)  # clip the true gradients, not the scaled ones
         fit.clip_gradients()
         scaler.step(fit.optimizer)  # skipped when the unscaled gradients hold inf/NaN
-        scaler.update()
+        fixed = self.options.loss_scale
+        scaler.update(None if fixed == "dynamic" else float(fixed))  # a fixed scale stays put
         fit.optimizer.zero_grad(set_to_none=True)
         return True
 

@@ -48,6 +48,9 @@ class FinanceOptions:
                 "(at least 2)."})
     walk_forward_validation: bool | None = attrs.field(default=None, metadata={
         "help": "Add the figures per walk-forward window (None: the training config's walk_forward_validation)."})
+    risk_adjusted_metrics: bool | None = attrs.field(default=None, metadata={
+        "help": "Add the Sortino and Calmar ratios beside the Sharpe ratio (None: the training config's "
+                "risk_adjusted_metrics, true by default)."})
     market_regime_testing: bool | None = attrs.field(default=None, metadata={
         "help": "Add the figures per volatility regime of the benchmark, by tercile (None: the training "
                 "config's market_regime_testing)."})
@@ -130,6 +133,9 @@ class FinanceReport:
         else:
             b = fractional_returns("benchmark", series("benchmark", benchmark, n))
         self._classes = None if model.classes_ is None else list(np.asarray(model.classes_).tolist())
+        config = getattr(model, "training_config", None)
+        self._risk_adjusted = (bool(o.risk_adjusted_metrics) if o.risk_adjusted_metrics is not None
+                               else bool(getattr(config, "risk_adjusted_metrics", True)))
 
         def figures(output: np.ndarray, rows: np.ndarray) -> dict[str, Any]:
             return self._figures(output, scorer, r, b, rows, model.task_type)
@@ -222,6 +228,9 @@ class FinanceReport:
             "total_return": float(np.prod(1.0 + s) - 1.0),
             "benchmark_total_return": float(np.prod(1.0 + b[rows]) - 1.0),
         }
+        if self._risk_adjusted:
+            out["sortino_ratio"] = rm.sortino_ratio(s, o.periods_per_year, o.risk_free)
+            out["calmar_ratio"] = rm.calmar_ratio(s, o.periods_per_year)
         if task_type == "regression":
             from modalbag.training.metrics import regression_metrics
 

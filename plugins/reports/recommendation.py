@@ -19,7 +19,7 @@ import numpy as np
 from modalbag import hookimpl
 from modalbag.kernel import Register
 from modalbag.kernel.options import positive
-from modalbag.plugins.reports._common import boolean_rows, modality_name, require_task
+from modalbag.plugins.reports._common import boolean_rows, modality_name, require_task, switch
 
 
 @attrs.frozen(kw_only=True)
@@ -27,6 +27,14 @@ class RecommendationOptions:
     k: int = attrs.field(default=10, validator=positive, metadata={
         "help": "Length of each user's recommendation list: the k of precision, recall and NDCG@k, coverage "
                 "and diversity."})
+    online_validation: bool | None = attrs.field(default=None, metadata={
+        "help": "Score the held-out rows in arrival order, window by window (None: the training config's "
+                "online_validation)."})
+    online_windows: int = attrs.field(default=5, validator=positive, metadata={
+        "help": "Consecutive windows of held-out rows that online_validation scores."})
+    cold_start_testing: bool | None = attrs.field(default=None, metadata={
+        "help": "Without cold-start rows, simulate them: every row scored with behavioral_modality hidden "
+                "(None: the training config's cold_start_testing)."})
     behavioral_modality: str | None = attrs.field(default=None, metadata={
         "help": "The modality of user behaviour: rows missing it are the cold-start users unless cold_start= "
                 "is passed, and the ranking is also scored without it (None: neither)."})
@@ -134,9 +142,15 @@ class RecommendationReport:
             cold_rows = np.flatnonzero(~scorer.dataset.masks[behavioral])
             source = f"rows missing {behavioral!r}"
         cold, cold_accuracy = None, None
+        cold_scores = scores
+        simulate = switch(model, self.options.cold_start_testing, "cold_start_testing")
+        if simulate and (cold_rows is None or not len(cold_rows)) and behavioral is not None:
+            # no user is cold here: make every one cold by hiding what they did, as a new user would be
+            cold_rows, source = every, f"simulated: every row with {behavioral!r} hidden"
+            cold_scores = scorer.output(scorer.without([behavioral]))
         if cold_rows is not None and len(cold_rows):
-            cold = {"rows": source, "n_users": len(cold_rows)} | ranking(cold_rows, scores)
-            cold_accuracy = float(np.mean((scores[cold_rows] >= 0.5) == (y[cold_rows] > 0)))
+            cold = {"rows": source, "n_users": len(cold_rows)} | ranking(cold_rows, cold_scores)
+            cold_accuracy = float(np.mean((cold_scores[cold_rows] >= 0.5) == (y[cold_rows] > 0)))
         else:
             notes["cold_start_accuracy"] = ("no cold-start rows: pass cold_start= flags or behavioral_modality= "
                                             "with rows that lack it" if cold_rows is None
@@ -152,6 +166,15 @@ class RecommendationReport:
             full = headline[ndcg_key]
             contributions[m] = None if full is None or without is None else full - without
 
+        online = None
+        if switch(model, self.options.online_validation, "online_validation"):
+            parts = [p for p in np.array_split(every, min(self.options.online_windows, scorer.n)) if len(p)]
+            online = [{"window": i, "start": int(p[0]), "end": int(p[-1])} | ranking(p, scores)
+                      for i, p in enumerate(parts)]
+            notes["online_validation"] = ("the held-out rows in the order given, as arriving traffic; the model "
+                                          "is the one trained, not refitted per window")
+        else:
+            notes["online_validation"] = "not computed: pass online_validation=True"
         business = {"ctr_improvement": None, "conversion_impact": None, "engagement_score": None}
         if experiment is not None:
             business = experiment_uplift(experiment)
@@ -166,7 +189,7 @@ class RecommendationReport:
             **headline,
             "coverage": rm.catalog_coverage(scores, k), "diversity_score": diversity,
             "cold_start_accuracy": cold_accuracy, "cold_start": cold,
-            "behavior_removed": behaviour_removed,
+            "behavior_removed": behaviour_removed, "online_validation": online,
             "modality_contributions": contributions, "modality_contribution_metric": f"NDCG@{k} lost without it",
             **business,
             "notes": notes,

@@ -67,7 +67,7 @@ class Checkpoint:
     @hookimpl
     def modalbag_epoch_end(self, run: Run, fit: FitState, record: EpochRecord) -> None:
         ddp = getattr(run, "distributed", None)
-        if fit.model is None or (ddp is not None and not ddp.is_main):
+        if fit.model is None or (ddp is not None and not ddp.is_main) or record.validation_skipped:
             return
         value = record.monitored()
         if value < fit.stash.get(_BEST, float("inf")):

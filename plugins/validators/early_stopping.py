@@ -1,8 +1,9 @@
 """``early_stopping``: stop a learner when validation loss stops improving, and keep its best weights.
 
 Watches `EpochRecord.monitored` (validation loss, or training loss without a validation split).
-After ``early_stopping_patience`` epochs without an improvement larger than ``min_delta`` it stops
-the fit; at the end of the fit it restores the weights of the best epoch.
+After ``early_stopping_patience`` validations without an improvement larger than ``min_delta`` it
+stops the fit (with ``eval_interval=1``, the default, a validation is an epoch; epochs between
+validations are not counted); at the end of the fit it restores the weights of the best epoch.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class _Best:
     value: float = float("inf")
     epoch: int = 0
     state: dict[str, Any] | None = None
+    since: int = 0  # validations since the best one
 
 
 BEST = StashKey[_Best]()
@@ -46,13 +48,18 @@ class EarlyStopping:
     @hookimpl
     def modalbag_epoch_end(self, run: Run, fit: FitState, record: EpochRecord) -> None:
         best = fit.stash.setdefault(BEST, _Best())
+        if record.validation_skipped:
+            return
         value = record.monitored()
         if value < best.value - self.options.min_delta:
-            best.value, best.epoch = value, record.epoch
+            best.value, best.epoch, best.since = value, record.epoch, 0
             if self.options.restore_best_weights and fit.model is not None:
                 best.state = {k: v.detach().clone() for k, v in fit.model.state_dict().items()}
-        elif record.epoch - best.epoch >= self.patience:
-            fit.control.stop(f"no improvement for {self.patience} epochs (best epoch {best.epoch})")
+            return
+        best.since += 1
+        if best.since >= self.patience:
+            unit = "epochs" if record.epoch - best.epoch == best.since else "validations"
+            fit.control.stop(f"no improvement for {self.patience} {unit} (best epoch {best.epoch})")
 
     @hookimpl
     def modalbag_checkpoint_state(self, run: Run, fit: FitState) -> dict[str, Any] | None:
@@ -63,7 +70,8 @@ class EarlyStopping:
     def modalbag_restore_state(self, run: Run, fit: FitState, state: Any) -> None:
         saved = state.get("validator.early_stopping")
         if saved is not None:
-            fit.stash[BEST] = _Best(float(saved["value"]), int(saved["epoch"]), saved["state"])
+            fit.stash[BEST] = _Best(float(saved["value"]), int(saved["epoch"]), saved["state"],
+                                    int(saved.get("since", fit.epoch - int(saved["epoch"]))))
 
     @hookimpl
     def modalbag_fit_end(self, run: Run, fit: FitState) -> None:

@@ -10,6 +10,7 @@ import json
 import re
 
 import attrs
+import numpy as np
 import pytest
 
 import modalbag
@@ -455,3 +456,88 @@ def test_one_set_of_validators_each_check_meaning_one_thing():
     from modalbag.kernel import options
 
     assert options.positive is v.positive and options.strictly_between_0_and_1 is v.strictly_between_0_and_1
+
+
+# -- the spec's names (issue 21) --------------------------------------------------------------------------
+
+
+def test_spec_names_become_the_options_they_mean():
+    config = TrainingConfig.from_dict({
+        "adaptive_weighting": False, "amp_optimization_level": "O0", "effective_batch_size": 128,
+        "gradient_accumulation_steps": 4, "stratified_validation": True, "enable_data_augmentation": True,
+        "augmentation_strategy": "multimodal", "noise_injection": 0.3, "safety_critical_validation": True,
+        "num_gpus": 2})
+    assert config.denoising_strategy == "fixed" and config.mixed_precision is False
+    assert config.gradient_accumulation_steps == 4 and config.validation_strategy == "stratified"
+    assert config.plugin_options["modality_dropout"] == 0.2  # from the preset ...
+    assert config.plugin_options["noise_injection"] == 0.3  # ... but an explicit option wins
+    assert config.adversarial_testing is True and config.worst_case_analysis is True
+    assert config.num_processes == 2 and config.distributed_training is True
+    assert config.plugin_options["device"] == "cuda"
+    assert "adaptive_weighting" not in config.to_dict()  # one spelling of every setting
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"effective_batch_size": 100, "batch_size": 32}, "not a multiple of batch_size=32"),
+    ({"effective_batch_size": 128, "batch_size": 32, "gradient_accumulation_steps": 2},
+     "means gradient_accumulation_steps=4, but 2 was given"),
+    ({"adaptive_weighting": True, "denoising_strategy": "fixed"}, "drop one of them"),
+    ({"stratified_validation": True, "validation_strategy": "time_series"}, "cannot also balance the classes"),
+    ({"amp_optimization_level": "O2"}, "modalbag trains with autocast, which is O1"),
+    ({"augmentation_strategy": "multimodal"}, "set enable_data_augmentation=true"),
+    ({"enable_data_augmentation": True, "augmentation_strategy": "wild"}, "choose one of"),
+    ({"knowledge_distillation": True}, "not implemented yet"),
+])
+def test_spec_names_that_contradict_or_cannot_mean_anything_are_errors_that_say_why(data, message):
+    with pytest.raises(ConfigError, match=message):
+        TrainingConfig.from_dict(data)
+
+
+#: Every key of issue 21's list, with a value from the spec's examples.
+SPEC_KEYS = {
+    "adaptive_weighting": True, "amp_optimization_level": "O1", "gradient_scaling": True, "loss_scale": "dynamic",
+    "effective_batch_size": 128, "eval_interval": 5, "export_for_integration": True,
+    "safety_critical_validation": True, "risk_adjusted_metrics": True, "online_validation": True,
+    "cold_start_testing": True, "memory_cleanup_interval": 25, "num_gpus": 2, "modality_balancing": True,
+    "modality_weights": {"text": 0.6, "image": 0.4}, "stratified_validation": True,
+    "enable_data_augmentation": True, "augmentation_strategy": "multimodal", "cudnn_benchmark": True, "tf32": True,
+    "drop_last": True, "shuffle": True, "min_performance": 0.8,
+}
+GENERALISATION = ("domain_adaptation", "adversarial_training", "test_time_augmentation",
+                  "ensemble_diversity_weight", "knowledge_distillation")
+
+
+@pytest.mark.parametrize("key", sorted(SPEC_KEYS))
+def test_every_spec_key_is_accepted(key):
+    data = {key: SPEC_KEYS[key]}
+    if key == "augmentation_strategy":
+        data["enable_data_augmentation"] = True
+    if key in ("export_for_integration",):
+        data["run_dir"] = "runs/x"
+    TrainingConfig.from_dict(data)  # no UnknownConfigKeyError
+
+
+@pytest.mark.parametrize("key", GENERALISATION)
+def test_the_generalisation_keys_are_refused_with_a_reason(key):
+    with pytest.raises(ConfigError, match="not implemented yet"):
+        TrainingConfig.from_dict({key: True})
+
+
+def test_min_performance_is_checked_after_training_and_export_for_integration_writes_the_export(tmp_path):
+    from tests.conftest import make_model
+
+    model = make_model(n_samples=120)
+    model.create_ensemble(n_bags=2, random_state=0)
+    model.select_base_learners(trainers=["logistic"], instantiate=False)
+    model.train_ensemble(epochs=1, enable_denoising=False, save_checkpoints=False, min_performance=0.99,
+                         run_dir=str(tmp_path / "run"), export_for_integration=True)
+    check = model.performance_check()
+    assert check["metric"] == "accuracy" and 0 < check["score"] < 0.99 and check["met"] is False
+    assert check["min_performance"] == 0.99
+    import modalbag
+
+    loaded = modalbag.load_ensemble(tmp_path / "run" / "export")
+    data, _ = model.synthetic_task.sample(20, random_state=5)
+    np.testing.assert_allclose(loaded.predict_proba(data), model.predict_proba(data))
+    with pytest.raises(ConfigError, match="export_for_integration writes under the run directory"):
+        TrainingConfig.from_dict({"export_for_integration": True})

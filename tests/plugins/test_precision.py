@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import modalbag
-from modalbag import TrainingConfig
+from modalbag import TrainingConfig, hookimpl
 from modalbag.data.bags import Bag
 from modalbag.engine.engine import Engine
 from modalbag.execution.fitting import fit_learner
@@ -142,7 +142,6 @@ def test_native_bf16_is_decided_on_the_real_step_and_a_rerun_trains_identically(
 
 def test_trial_steps_leave_the_fit_exactly_as_it_was():
     """A plugin that times steps before training changes nothing the fit then learns."""
-    from modalbag import hookimpl
 
     class Timer:
         seconds: list[float] = []
@@ -226,3 +225,29 @@ def test_a_precision_component_can_come_from_a_third_party_plugin():
     model.train_ensemble(**{**EXACT, "epochs": 2, "batch_size": 32, "mixed_precision": True})
     assert "precision.amp" in model.get_training_summary()["active_plugins"]
     assert _CountingAmp.calls >= 2
+
+
+def test_fp16_loss_scale_fixed_dynamic_or_off():
+    """Forced fp16 on the CPU exercises the loss-scaled path anywhere: a fixed scale stays put, the
+    dynamic one is a GradScaler's, and gradient_scaling=false trains without one."""
+    from modalbag.plugins.precision.amp import AmpOptions, grad_scaler
+
+    assert grad_scaler("cpu", AmpOptions(gradient_scaling=False)) is None
+    assert grad_scaler("cpu", AmpOptions()).get_scale() == 2.0**16
+    scales = []
+
+    class Scale:
+        @hookimpl(trylast=True)
+        def modalbag_epoch_end(self, run, fit, record):
+            scales.append(amp.scaler_of(fit).get_scale())
+
+    _, result = _fit_one(batch_size=32, steps=1, mixed_precision=True, amp_dtype="fp16", loss_scale=256, epochs=2,
+                         plugins=[Scale()])
+    assert scales == [256.0, 256.0] and any("a fixed loss scale of 256" in n for n in result.notes)
+    _, unscaled = _fit_one(batch_size=32, steps=1, mixed_precision=True, amp_dtype="fp16", gradient_scaling=False,
+                           epochs=1)
+    assert any("no loss scaling" in n for n in unscaled.notes)
+    assert np.isfinite(unscaled.records[-1].train_loss)
+    task = TaskInfo("classification", 2, np.arange(2), np.array([0.5, 0.5]))
+    with pytest.raises(modalbag.ConfigError, match="loss_scale must be 'dynamic' or a positive number"):
+        Engine(default_catalog()).prepare(TrainingConfig.from_dict({"loss_scale": -1}), task)

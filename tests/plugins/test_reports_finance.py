@@ -40,7 +40,7 @@ def test_headline_figures_follow_the_formulas(trading, report):
     assert report["information_ratio"] == pytest.approx(rm.information_ratio(s, benchmark))
     assert report["market_correlation"] == pytest.approx(np.corrcoef(s, benchmark)[0, 1])
     assert report["total_return"] == pytest.approx(np.prod(1 + s) - 1)
-    assert report["alt_data_alpha"] is None and "data_importance" in report["notes"]["alt_data_alpha"]
+    assert report.get("alt_data_alpha") is None and "data_importance" in report["notes"]["alt_data_alpha"]
 
 
 def test_modality_contributions_are_ablations(trading, report):
@@ -64,7 +64,7 @@ def test_walk_forward_windows_and_regimes_from_the_training_config(trading, repo
     assert sum(r["n_periods"] for r in regimes.values()) == len(returns) - 1  # the first period has no history
     off = model.get_financial_performance_report(data, returns, walk_forward_validation=False,
                                                  market_regime_testing=False)
-    assert off["walk_forward"] is None and off["regimes"] is None
+    assert off.get("walk_forward") is None and off.get("regimes") is None
     assert "buy-and-hold" in off["notes"]["benchmark"]
     assert off["information_ratio"] == pytest.approx(rm.information_ratio(strategy_returns(np.sign(pred), returns),
                                                                           returns))
@@ -102,6 +102,17 @@ def test_a_regime_window_needs_two_periods(trading):
     model, data, returns, _ = trading
     with pytest.raises(ConfigError, match="regime_window"):  # one period has no standard deviation
         model.get_financial_performance_report(data, returns, regime_window=1)
+
+
+def test_risk_adjusted_metrics_add_sortino_and_calmar_by_the_formulas(trading, report):
+    model, data, returns, benchmark = trading
+    s = strategy_returns(np.sign(model.predict(data)), returns, 0.0005)
+    downside = np.sqrt(np.mean(np.minimum(s, 0) ** 2))
+    assert report["sortino_ratio"] == pytest.approx(s.mean() / downside * np.sqrt(252))
+    annual = np.prod(1 + s) ** (252 / len(s)) - 1
+    assert report["calmar_ratio"] == pytest.approx(annual / rm.max_drawdown(s))
+    off = model.get_financial_performance_report(data, returns, benchmark=benchmark, risk_adjusted_metrics=False)
+    assert "sortino_ratio" not in off and off["sharpe_ratio"] is not None
 
 
 def test_returns_in_another_unit_are_refused_with_the_fix(trading):

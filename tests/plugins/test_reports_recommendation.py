@@ -51,7 +51,7 @@ def test_cold_start_rows_from_the_missing_behaviour_or_flags(shop, report):
     assert flagged["cold_start"]["n_users"] == 40
     assert flagged["cold_start_accuracy"] == pytest.approx(np.mean((scores[-40:] >= 0.5) == labels[-40:]))
     none = model.get_recommendation_report(data, labels, k=5)
-    assert none["cold_start_accuracy"] is None and "cold_start=" in none["notes"]["cold_start_accuracy"]
+    assert none.get("cold_start_accuracy") is None and "cold_start=" in none["notes"]["cold_start_accuracy"]
 
 
 def test_modality_contributions_are_ndcg_lost(shop, report):
@@ -63,11 +63,11 @@ def test_modality_contributions_are_ndcg_lost(shop, report):
 
 def test_business_uplift_only_from_an_experiment(shop, report):
     model, data, labels, _ = shop
-    assert report["ctr_improvement"] is None and "experiment" in report["notes"]["ctr_improvement"]
+    assert report.get("ctr_improvement") is None and "experiment" in report["notes"]["ctr_improvement"]
     measured = model.get_recommendation_report(data, labels, experiment={
         "control": {"impressions": 2000, "clicks": 80}, "treatment": {"impressions": 2000, "clicks": 100}})
     assert measured["ctr_improvement"] == pytest.approx(0.25)
-    assert measured["conversion_impact"] is None and measured["notes"]["conversion_impact"]
+    assert measured.get("conversion_impact") is None and measured["notes"]["conversion_impact"]
 
 
 def test_item_features_and_bad_inputs(shop, trained_model, held_out):
@@ -79,3 +79,22 @@ def test_item_features_and_bad_inputs(shop, trained_model, held_out):
         model.get_recommendation_report(data, labels, behavioral_modality="behavioural_data")
     with pytest.raises(ConfigError, match="multilabel"):
         trained_model.get_recommendation_report(*held_out)
+
+
+def test_online_validation_scores_windows_in_arrival_order_and_cold_start_testing_simulates(shop):
+    model, data, labels, _ = shop
+    full = {k: np.asarray(v)[40:] for k, v in data.items()}  # every user has behaviour
+    y = labels[40:]
+    out = model.get_recommendation_report(full, y, k=5, behavioral_modality="behavioral_data",
+                                          online_validation=True, online_windows=3, cold_start_testing=True)
+    windows = out["online_validation"]
+    assert len(windows) == 3 and windows[0]["start"] == 0 and windows[-1]["end"] == len(y) - 1
+    first = slice(windows[0]["start"], windows[0]["end"] + 1)
+    scores = model.predict_proba(full)
+    assert windows[0]["precision_at_5"] == pytest.approx(rm.precision_at_k(y[first], scores[first], 5))
+    # no cold rows in the data: every user is scored with the behaviour hidden
+    assert out["cold_start"]["rows"].startswith("simulated") and out["cold_start"]["n_users"] == len(y)
+    hidden = model.predict_proba({k: v for k, v in full.items() if k != "behavioral_data"})
+    assert out["cold_start"]["precision_at_5"] == pytest.approx(rm.precision_at_k(y, hidden, 5))
+    plain = model.get_recommendation_report(full, y, k=5, behavioral_modality="behavioral_data")
+    assert plain.get("online_validation") is None and plain.get("cold_start") is None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,7 +112,7 @@ class NeuralLearner:
     # -- fitting ------------------------------------------------------------------------------
 
     def fit(self, data: BagData, run: Run, fit: FitState) -> None:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), cuda_backend_flags(self.options):
             torch.manual_seed(fit.seed)
             loop = self._prepare(data, run, fit)
             loop.optimizer.zero_grad(set_to_none=True)
@@ -147,7 +148,10 @@ class NeuralLearner:
         source = self._source(data, rows, device, fit)
         validation = self._validation(data, val_rows, device, isinstance(source, InMemory))
         n, bs = len(rows), cfg.batch_size
-        fit.steps_per_epoch = steps_per_epoch = max(1, math.ceil(n / bs) - (n % bs == 1 and n > bs))
+        if self.options.drop_last and n >= bs:
+            fit.steps_per_epoch = steps_per_epoch = n // bs
+        else:
+            fit.steps_per_epoch = steps_per_epoch = max(1, math.ceil(n / bs) - (n % bs == 1 and n > bs))
         schedule = run.build_schedule(optimizer, math.ceil(steps_per_epoch / cfg.gradient_accumulation_steps))
         if plan is not None:
             schedule = StageScaledSchedule(optimizer, schedule)
@@ -260,6 +264,25 @@ class NeuralLearner:
         n_params = sum(p.numel() for p in self.model.parameters()) if self.model is not None else None
         return {"architecture": "fusion_network", "modalities": list(self.spec.modalities),
                 "hidden_dim": self.hidden_dim, "embedding_dim": self.embedding_dim, "parameters": n_params}
+
+
+@contextlib.contextmanager
+def cuda_backend_flags(options: NeuralOptions) -> Iterator[None]:
+    """``cudnn_benchmark`` and ``tf32`` while one learner trains, the previous values restored after:
+    they are process-wide switches, and one learner's choice must not leak into the next."""
+    if not (options.cudnn_benchmark or options.tf32):
+        yield
+        return
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        if options.cudnn_benchmark:
+            torch.backends.cudnn.benchmark = True
+        if options.tf32:
+            torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = saved
 
 
 def _usable(rows: np.ndarray, masks: Mapping[str, np.ndarray], modalities: tuple[str, ...]) -> np.ndarray:

@@ -14,7 +14,7 @@ import contextlib
 import copy
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -140,6 +140,7 @@ class TrainingLoop:
     _optimizer_step: Any = attrs.field(init=False)
     _has_aux: bool = attrs.field(init=False)
     _mixing: bool = attrs.field(init=False)
+    _drop: Any = attrs.field(init=False)  #: per-step modality hiding rate(s), None for none
 
     def __attrs_post_init__(self) -> None:
         hook = self.run.hook
@@ -148,6 +149,7 @@ class TrainingLoop:
         self._has_aux = bool(self._aux_losses.get_hookimpls())
         opts = self.learner.options
         self._mixing = opts.mixup_alpha > 0 or opts.cutmix_alpha > 0
+        self._drop = modality_drop_rates(opts, self.learner.spec.modalities, self.device)
 
     def run_epochs(self, first_epoch: int) -> None:
         try:
@@ -176,7 +178,10 @@ class TrainingLoop:
         record = self._record(epoch, sums, time.perf_counter() - started)
         fit.records.append(record)
         self.run.hook.modalbag_epoch_end(run=self.run, fit=fit, record=record)
-        self.schedule.after_epoch(record.monitored())
+        self.schedule.after_epoch(None if record.validation_skipped else record.monitored())
+        cleanup = self.learner.options.memory_cleanup_interval
+        if cleanup and epoch % cleanup == 0:
+            release_memory(self.device)
         if fit.control.should_stop:
             fit.notes.append(f"stopped after epoch {epoch}: {fit.control.stop_reason}")
         save_training_state(self.run, fit, schedule=self.schedule, generator=self.generator)  # when due
@@ -191,13 +196,19 @@ class TrainingLoop:
                                   f"{', fine-tuning' if stage.fine_tuning else ''}, lr x{stage.lr_multiplier:g})")
 
     def epoch_batches(self) -> list[torch.Tensor]:
-        """This epoch's row batches: one shuffled order from the fit's generator (this rank's share under DDP).
+        """This epoch's row batches: one shuffled order from the fit's generator (the rows' own order
+        with ``shuffle=False``), this rank's share under DDP.
 
-        A last batch of one row is merged into the one before (batch norm cannot train on one row).
+        With ``drop_last`` the last, smaller batch is left out; otherwise a last batch of one row is
+        merged into the one before (batch norm cannot train on one row).
         """
         n, bs, steps = self.n_rows, self.run.config.batch_size, self.steps_per_epoch
-        order = torch.randperm(n, generator=self.generator)
-        batches = [order[s * bs: (s + 1) * bs if s < steps - 1 else n] for s in range(steps)]
+        opts = self.learner.options
+        order = torch.randperm(n, generator=self.generator) if opts.shuffle else torch.arange(n)
+        if opts.drop_last:
+            batches = [order[s * bs: (s + 1) * bs] for s in range(steps)]
+        else:
+            batches = [order[s * bs: (s + 1) * bs if s < steps - 1 else n] for s in range(steps)]
         if self.ddp is not None:
             batches = [self.ddp.shard(idx) for idx in batches]
         return batches
@@ -272,8 +283,8 @@ class TrainingLoop:
     def _losses(self, batch: Batch, sums: EpochSums, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The task loss and the total with every auxiliary term (each term's sum added to ``sums``)."""
         opts = self.learner.options
-        if opts.modality_dropout:
-            batch["masks"] = drop_modalities(batch["masks"], opts.modality_dropout)
+        if self._drop is not None:
+            batch["masks"] = drop_modalities(batch["masks"], self._drop)
         mix = choose_mix(batch, opts.mixup_alpha, opts.cutmix_alpha) if self._mixing else None
         ctx = self._autocast(run=self.run, fit=self.fit)
         # the auxiliary heads run under the same autocast as the network whose activations they
@@ -310,7 +321,9 @@ class TrainingLoop:
         extra: dict[str, float] = self.fit.gradient_norm_metrics()
         for found in self.run.hook.modalbag_epoch_metrics(run=self.run, fit=self.fit):
             extra.update(found or {})
-        val_loss, metrics = self._validate()
+        interval = self.learner.options.eval_interval
+        skipped = bool(len(self.validation.rows)) and epoch % interval != 0 and epoch != self.run.config.epochs
+        val_loss, metrics = (None, {}) if skipped else self._validate()
         return EpochRecord(
             epoch=epoch, train_loss=train_loss, val_loss=val_loss,
             accuracy=metrics.get("accuracy"), f1_score=metrics.get("f1"),
@@ -318,7 +331,7 @@ class TrainingLoop:
             learning_rate=float(self.optimizer.param_groups[0]["lr"]), training_time=seconds,
             samples_per_second=seen / seconds if seconds > 0 else None, memory_usage_mb=peak_memory_mb(self.device),
             loss_terms={k: float(v) / seen for k, v in sums.terms.items()},
-            metrics=extra,
+            metrics=extra, validation_skipped=skipped,
         )
 
     def _validate(self) -> tuple[float | None, dict[str, float]]:
@@ -336,4 +349,31 @@ class TrainingLoop:
         return val_loss, metrics
 
 
-__all__ = ["CompiledOrEager", "EpochSums", "TrainingLoop", "Validation", "class_weights"]
+def modality_drop_rates(options: Any, modalities: Sequence[str], device: torch.device) -> Any:
+    """The probability of hiding each modality of a training sample: ``modality_dropout`` for all, or
+    with ``modality_balancing`` one rate per modality in proportion to ``modality_weights`` (mean rate
+    ``modality_dropout``, else 0.2; capped at 0.9), so a dominant modality is hidden most often. None
+    when nothing is hidden."""
+    if not options.modality_balancing:
+        return options.modality_dropout or None
+    base = options.modality_dropout or 0.2
+    given = options.modality_weights or {}
+    known = [given[m] for m in modalities if m in given]
+    fill = float(np.mean(known)) if known else 1.0
+    weights = np.array([given.get(m, fill) for m in modalities], dtype=np.float64)
+    mean = weights.mean()
+    rates = np.full(len(modalities), base) if mean <= 0 else np.minimum(0.9, base * weights / mean)
+    return torch.as_tensor(rates, dtype=torch.float32, device=device)
+
+
+def release_memory(device: torch.device) -> None:
+    """``memory_cleanup_interval``: collect Python garbage (cycles holding tensors) and, on CUDA, hand
+    the caching allocator's free blocks back to the device, for other processes sharing it."""
+    import gc
+
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+__all__ = ["CompiledOrEager", "EpochSums", "TrainingLoop", "Validation", "class_weights", "release_memory"]

@@ -11,13 +11,14 @@ from typing import Any
 import torch
 
 
-def drop_modalities(masks: torch.Tensor, rate: float) -> torch.Tensor:
-    """Hide each present modality of each sample with probability ``rate``, keeping at least one.
+def drop_modalities(masks: torch.Tensor, rate: float | torch.Tensor) -> torch.Tensor:
+    """Hide each present modality of each sample with probability ``rate`` (one for all, or a (M,)
+    tensor: one per modality column), keeping at least one.
 
     Training on samples with modalities hidden is what keeps a fusion network accurate when they
     are missing at prediction time. A sample whose draw would hide everything keeps its mask.
     """
-    if not rate or masks.shape[1] < 2:
+    if masks.shape[1] < 2 or (not isinstance(rate, torch.Tensor) and not rate):
         return masks
     kept = masks & (torch.rand(masks.shape, device=masks.device) >= rate)
     empty = ~kept.any(dim=1, keepdim=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -18,6 +19,24 @@ def _positive_or_none(instance: Any, attribute: attrs.Attribute, value: Any) -> 
 def _device(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
     if not isinstance(value, str) or not (value in ("auto", "cpu", "cuda") or value.startswith("cuda:")):
         raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+
+
+def _modality_weights(value: Any) -> dict[str, float] | None:
+    """A ``{modality: weight}`` mapping, or `analyze_modality_importance`'s result (its ``importance``)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"modality_weights must map modality names to numbers, got {value!r}")
+    if isinstance(value.get("importance"), Mapping):
+        value = value["importance"]
+    out = {}
+    for name, weight in value.items():
+        if weight is None:
+            continue  # not measured for that modality: it gets the mean
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise TypeError(f"modality_weights[{name!r}] must be a number, got {weight!r}")
+        out[str(name)] = max(0.0, float(weight))
+    return out
 
 
 @attrs.frozen(kw_only=True)
@@ -85,6 +104,32 @@ class NeuralOptions:
         "help": "Keep the DataLoader's worker processes alive between epochs (with num_workers > 0)."})
     prefetch_factor: int | None = attrs.field(default=None, validator=_positive_or_none, metadata={
         "help": "Batches each DataLoader worker reads ahead (with num_workers > 0; None: PyTorch's default, 2)."})
+    modality_balancing: bool = attrs.field(default=False, metadata={
+        "help": "Balance the modalities in the fusion network: each is hidden during training with a probability "
+                "proportional to its weight in modality_weights (equal weights without them), so the network "
+                "cannot lean on the dominant one. The mean rate is modality_dropout, or 0.2 when that is 0; "
+                "each rate is capped at 0.9."})
+    modality_weights: Mapping[str, float] | None = attrs.field(default=None, converter=_modality_weights, metadata={
+        "help": "Relative weight of each modality for modality_balancing: a {modality: weight} mapping, or what "
+                "model.analyze_modality_importance() returns (its importance). Unlisted modalities get the mean."})
+    shuffle: bool = attrs.field(default=True, metadata={
+        "help": "Draw a new order of the training rows every epoch (seeded by the fit); false keeps the rows' "
+                "order, as time-ordered data may want."})
+    drop_last: bool = attrs.field(default=False, metadata={
+        "help": "Leave out an epoch's last, smaller batch, so every step sees batch_size rows (false: a last "
+                "batch of a single row is merged into the one before, as batch norm needs two)."})
+    eval_interval: int = attrs.field(default=1, validator=integer_at_least(1), metadata={
+        "help": "Validate every N epochs (and after the last): epochs between have no validation loss, and "
+                "early stopping's patience counts validations, not epochs."})
+    memory_cleanup_interval: int = attrs.field(default=0, validator=integer_at_least(0), metadata={
+        "help": "Every N epochs, collect Python garbage and return the CUDA caching allocator's free blocks "
+                "to the device (0: never). Costs time; for long runs that share a GPU."})
+    cudnn_benchmark: bool = attrs.field(default=False, metadata={
+        "help": "On CUDA, let cuDNN time its convolution algorithms and keep the fastest (set while the learner "
+                "trains, restored after). Faster for fixed image sizes; results may then differ run to run."})
+    tf32: bool = attrs.field(default=False, metadata={
+        "help": "On CUDA GPUs with TensorFloat-32 (Ampere and later), run fp32 matmuls and convolutions in TF32 "
+                "(set while the learner trains, restored after): faster, about 3 decimal digits."})
 
 
 # -- modules ------------------------------------------------------------------------------------

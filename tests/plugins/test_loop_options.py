@@ -1,0 +1,86 @@
+"""The neural loop's data and evaluation options: shuffle, drop_last, eval_interval, memory cleanup,
+and the CUDA backend switches (set while a learner trains, restored after)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from modalbag import hookimpl
+from modalbag.plugins.trainers.neural import _loop
+from tests.plugins.test_precision import _fit_one
+
+
+class Batches:
+    """Sees every training batch (through the auxiliary-loss hook, adding no term)."""
+
+    def __init__(self):
+        self.targets: list[np.ndarray] = []
+        self.flags: list[tuple[bool, bool, bool]] = []
+
+    @hookimpl
+    def modalbag_auxiliary_losses(self, run, fit, batch, output):
+        self.targets.append(batch["target"].numpy().copy())
+        self.flags.append((torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+                           torch.backends.cudnn.allow_tf32))
+        return None
+
+
+def test_shuffle_false_keeps_the_rows_order_and_drop_last_leaves_out_the_short_batch():
+    seen = Batches()
+    _, result = _fit_one(batch_size=40, steps=1, epochs=2, shuffle=False, drop_last=True, plugins=[seen])
+    assert [len(t) for t in seen.targets] == [40, 40, 40, 40]  # 96 rows: two full batches an epoch
+    np.testing.assert_array_equal(np.concatenate(seen.targets[:2]), np.concatenate(seen.targets[2:]))  # same order
+    shuffled = Batches()
+    _fit_one(batch_size=40, steps=1, epochs=2, plugins=[shuffled])
+    assert [len(t) for t in shuffled.targets] == [40, 40, 16, 40, 40, 16]  # the short batch is kept by default
+    assert not np.array_equal(np.concatenate(shuffled.targets[:3]), np.concatenate(shuffled.targets[3:]))
+
+
+def test_eval_interval_validates_every_n_epochs_and_the_last_and_patience_counts_validations():
+    _, result = _fit_one(batch_size=32, steps=1, epochs=7, eval_interval=3, validation_split=0.25,
+                         early_stopping_patience=0)
+    measured = [r.epoch for r in result.records if r.val_loss is not None]
+    skipped = [r.epoch for r in result.records if r.validation_skipped]
+    assert measured == [3, 6, 7] and skipped == [1, 2, 4, 5]
+    # a loss that never improves: patience 2 stops after two validations without improvement (epoch 6 of
+    # interval 2 means validations at 2, 4, 6), not after two epochs
+    _, stopped = _fit_one(batch_size=32, steps=1, epochs=20, eval_interval=2, validation_split=0.25,
+                          early_stopping_patience=2, min_delta=1.0)
+    stop = [n for n in stopped.notes if n.startswith("stopped after epoch")]
+    assert stop and "stopped after epoch 6" in stop[0] and "2 validations" in stop[0], stopped.notes
+
+
+def test_memory_cleanup_runs_every_n_epochs(monkeypatch):
+    calls: list[str] = []
+    monkeypatch.setattr(_loop, "release_memory", lambda device: calls.append(device.type))
+    _fit_one(batch_size=32, steps=1, epochs=6, memory_cleanup_interval=2)
+    assert calls == ["cpu", "cpu", "cpu"]
+
+
+def test_cuda_backend_switches_hold_while_the_learner_trains_and_are_restored():
+    before = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    seen = Batches()
+    _fit_one(batch_size=32, steps=1, epochs=1, cudnn_benchmark=True, tf32=True, plugins=[seen])
+    assert set(seen.flags) == {(True, True, True)}
+    assert (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+            torch.backends.cudnn.allow_tf32) == before
+
+
+def test_modality_balancing_hides_the_heavier_modality_more_often():
+    from modalbag.plugins.trainers.neural._loop import modality_drop_rates
+    from modalbag.plugins.trainers.neural._mixing import drop_modalities
+    from modalbag.plugins.trainers.neural._options import NeuralOptions
+
+    analysis = {"importance": {"text": 0.3, "image": 0.1, "meta": None}}  # analyze_modality_importance's form
+    options = NeuralOptions(modality_balancing=True, modality_weights=analysis, modality_dropout=0.2)
+    rates = modality_drop_rates(options, ("text", "image", "meta"), torch.device("cpu"))
+    torch.testing.assert_close(rates, torch.tensor([0.3, 0.1, 0.2]))  # mean 0.2; meta gets the mean weight
+    torch.manual_seed(0)
+    masks = drop_modalities(torch.ones(20000, 3, dtype=torch.bool), rates)
+    hidden = 1 - masks.float().mean(dim=0)
+    assert hidden[0] > hidden[2] > hidden[1]
+    assert modality_drop_rates(NeuralOptions(), ("a", "b"), torch.device("cpu")) is None
+    _, result = _fit_one(batch_size=32, steps=1, epochs=1, modality_balancing=True,
+                         modality_weights={"text": 2.0, "image": 1.0})
+    assert np.isfinite(result.records[-1].train_loss)
