@@ -84,3 +84,16 @@ def test_num_classes_is_checked_for_string_labels_too():
                                      task_type="classification")
     with pytest.raises(DataError, match=r"num_classes=4 but the labels hold 3 classes \('a', 'b', 'c'\)"):
         model.select_base_learners(task_type="classification", num_classes=4, instantiate=False)
+
+
+def test_modalbag_validate_reports_both_before_training(tmp_path):
+    from modalbag.api.run_config import check_run_config
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.normal(size=(30, 4)))
+    np.save(tmp_path / "y.npy", np.arange(30) % 3)
+    _, issues = check_run_config({"data": {"labels": "y.npy", "modalities": {"x": {"path": "x.npy", "type": "text"}}},
+                                  "training": {"num_classes": 5, "denoising_modalities": ["image"]}},
+                                 base_dir=tmp_path)
+    assert any(i.startswith("data.labels: num_classes=5 but the labels hold 3 classes") for i in issues), issues
+    assert any(i.startswith("training.denoising_modalities names 'image'") and "x (text)" in i for i in issues), issues
