@@ -18,6 +18,7 @@ import torch
 
 from modalbag import ArtifactError, TrainingConfig
 from modalbag.io.artifacts import safe_torch_load
+from modalbag.plugins.validators.checkpoint import Checkpoint, CheckpointOptions
 from modalbag.training.checkpoints import (
     LearnerCheckpoints,
     capture,
@@ -25,7 +26,6 @@ from modalbag.training.checkpoints import (
     flush,
     restore,
 )
-from modalbag.plugins.validators.checkpoint import Checkpoint, CheckpointOptions
 from tests.conftest import FAST, make_model
 
 TINY = {**FAST, "threads_per_learner": 1, "save_checkpoints": True}
