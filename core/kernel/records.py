@@ -57,6 +57,33 @@ class EpochRecord:
         """The value early stopping and checkpointing watch: validation loss, else training loss."""
         return self.train_loss if self.val_loss is None else self.val_loss
 
+    # -- the spec's ComprehensiveTrainingMetrics names, read from the measured fields ----------------
+
+    @property
+    def memory_usage(self) -> float | None:
+        """The spec's name for `memory_usage_mb` (peak resident memory of the epoch, MiB)."""
+        return self.memory_usage_mb
+
+    @property
+    def modal_reconstruction_loss(self) -> dict[str, float]:
+        """Per target modality, the ``reconstruction`` objective's unweighted loss this epoch (its
+        ``reconstruction.<modality>`` metric); empty when the objective did not run."""
+        return {k.partition(".")[2]: v for k, v in self.metrics.items()
+                if k.startswith("reconstruction.") and k != "reconstruction.loss"}
+
+    @property
+    def modal_alignment_score(self) -> dict[str, float]:
+        """The ``alignment`` objective's top-1 retrieval accuracy, under ``"all_pairs"``: it is measured
+        over every pair of present modalities at once, never per pair; empty when it did not run."""
+        score = self.metrics.get("alignment.score")
+        return {} if score is None else {"all_pairs": score}
+
+    @property
+    def modal_consistency_score(self) -> float | None:
+        """The ``consistency`` objective's agreement between full and modality-dropped predictions
+        (its ``consistency.score``); None when it did not run (never a made-up 0.0)."""
+        return self.metrics.get("consistency.score")
+
     def scalars(self) -> dict[str, float]:
         """An epoch's measured numbers under the names every sink uses (unmeasured ones left out).
 

@@ -19,6 +19,7 @@ import attrs
 from modalbag.errors import ConfigError, DataError, close_matches
 from modalbag.io.artifacts import atomic_write_bytes, to_json
 from modalbag.logs import get_logger
+from modalbag.reports.values import as_report
 
 if TYPE_CHECKING:
     from modalbag.kernel.registry import Catalog
@@ -40,7 +41,8 @@ class ReportRunner:
         Keyword arguments that name a field of the report's options class configure it; the others
         are the report's own inputs (``returns=``, ``cold_start=`` ...). Unknown names fail with the
         valid ones listed. Returns the report's dict; values that could not be measured are ``None``
-        with the reason under ``"notes"``.
+        with the reason under ``"notes"``, as a `modalbag.reports.values.Report`: ``report[key]`` on
+        such a value gives an `Unmeasured` that formats as ``"n/a (reason)"``.
         """
         component = self.catalog.get("report", name)  # UnknownPluginError with close matches
         if data is None or labels is None:
@@ -64,7 +66,7 @@ class ReportRunner:
                                   + f" It accepts: {', '.join(sorted(accepted | fields))}")
         result = reporter.generate(model, data, labels, **rest)
         self._write(name, result)
-        return result
+        return as_report(result)  # unmeasured values print "n/a (reason)"
 
     def _write(self, name: str, result: Mapping[str, Any]) -> None:
         if not self.run_dir:

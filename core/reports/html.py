@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from modalbag.io.artifacts import atomic_write_bytes
+from modalbag.reports.values import Unmeasured
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; max-width: 1200px; }
@@ -29,7 +30,7 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 
 def fmt(value: Any) -> str:
     """A value as table text: floats to 4 significant digits, None as an em dash."""
-    if value is None:
+    if value is None or isinstance(value, Unmeasured):  # a report read through Report[key]
         return "\u2014"
     if isinstance(value, bool):
         return "yes" if value else "no"

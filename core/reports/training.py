@@ -23,6 +23,7 @@ from modalbag.reports import plots
 from modalbag.reports.denoising_impact import measure_denoising_impact
 from modalbag.reports.headline import ensemble_headline
 from modalbag.reports.robustness import LOWER_IS_BETTER, modality_ablation, resolve_metric
+from modalbag.reports.values import Report
 from modalbag.training.metrics import task_metrics
 
 
@@ -31,6 +32,34 @@ def _physical_memory_mb() -> float | None:
         return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / (1 << 20)
     except (ValueError, OSError, AttributeError):
         return None
+
+
+def learner_cross_modal(learner: TrainedLearner) -> tuple[dict[str, Any], dict[str, str]]:
+    """The spec's per-learner cross-modal keys, from the last epoch that recorded each objective, and
+    the reason for each one left None.
+
+    ``multimodal``: the learner sees two modalities or more. ``reconstruction_scores``: per target
+    modality, the ``reconstruction`` objective's unweighted loss (`EpochRecord.modal_reconstruction_loss`,
+    lower is better). ``alignment_score``: ``alignment``'s top-1 retrieval accuracy over modality pairs.
+    ``consistency_score``: ``consistency``'s agreement of full and modality-dropped predictions.
+    """
+    def last(read: Any) -> Any:
+        return next((v for v in (read(r) for r in reversed(learner.records)) if v is not None and v != {}), None)
+
+    multimodal = len(learner.spec.modalities) > 1
+    out = {"multimodal": multimodal,
+           "reconstruction_scores": last(lambda r: r.modal_reconstruction_loss),
+           "alignment_score": last(lambda r: r.modal_alignment_score.get("all_pairs")),
+           "consistency_score": last(lambda r: r.modal_consistency_score)}
+    reasons = {}
+    for key, objective in (("reconstruction_scores", "reconstruction"), ("alignment_score", "alignment"),
+                           ("consistency_score", "consistency")):
+        if out[key] is None:
+            reasons[key] = (f"the {objective} objective did not run on this learner (it needs enable_denoising with "
+                            f"{objective!r} in denoising_objectives, a neural learner and two modalities or more)"
+                            if multimodal else
+                            f"a single-modality learner has no cross-modal {objective}")
+    return out, reasons
 
 
 class TrainingReports:
@@ -92,7 +121,13 @@ class TrainingReports:
         if stability is None:
             notes.append("stability_score: needs learners with at least two epochs")
         best = A.best_learner(learners, self.model.task_type)
-        return {
+        for key, value in (("convergence_epoch", A.median_or_none(s["convergence_epoch"] for s in summaries.values())),
+                           ("overfitting_score", A.mean_or_none(s["overfitting_score"] for s in summaries.values())),
+                           ("throughput", A.throughput(records))):
+            if value is None:
+                notes.append(f"{key}: needs learners with validation losses over several epochs"
+                             if key != "throughput" else f"{key}: no epoch recorded samples per second")
+        return Report({
             "total_learners": len(learners),
             "trained": len(trained),
             "failed": len(learners) - len(trained),
@@ -104,6 +139,7 @@ class TrainingReports:
             "total_epochs": len(records),
             "avg_epoch_time": float(np.mean([r.training_time for r in records])) if records else None,
             "peak_memory": peak,
+            "memory_usage": peak,  # the spec's name in the per-learner analysis, kept here too
             "gpu_utilization": float(np.mean(gpu)) if gpu else None,
             "best_accuracy": max(accuracies) if accuracies else None,
             "final_loss": A.mean_or_none(r.records[-1].monitored() for r in trained if r.records),
@@ -118,7 +154,7 @@ class TrainingReports:
             "update_rate": update_rate,
             "stability_score": stability,
             "notes": notes,
-        }
+        })
 
     def measure_denoising_impact(self, data: Mapping[str, Any], labels: Any, *, noise: float = 1.0,
                                  seed: int = 0) -> dict[str, Any]:
@@ -128,13 +164,23 @@ class TrainingReports:
         return measure_denoising_impact(self.model, data, labels, noise=noise, seed=seed)
 
     def get_learner_training_analysis(self) -> dict[str, dict[str, Any]]:
-        """Per learner: trainer and architecture, status, time, and the per-learner formulas."""
+        """Per learner: trainer and architecture, status, time, the per-learner formulas, and the spec's
+        cross-modal keys (see `learner_cross_modal`); ``feature_importance`` only where the trainer
+        measured it. Each learner's dict is a `Report`: an unmeasured value prints its reason."""
         out = {}
         for lid, learner in self._trained_learners().items():
             described = None
             if learner.model is not None and hasattr(learner.model, "describe"):
                 described = learner.model.describe()
-            out[lid] = {
+            summary = A.learner_summary(learner)
+            cross_modal, reasons = learner_cross_modal(learner)
+            if summary["peak_memory_mb"] is None:
+                reasons["memory_usage"] = reasons["peak_memory_mb"] = "no epoch record carries memory_usage_mb"
+            if summary["final_accuracy"] is None:
+                reasons["final_accuracy"] = ("regression task" if self.model.task_type == "regression"
+                                             else "no validation accuracy recorded (no validation rows)")
+            importance = described.get("feature_importance") if described else None
+            out[lid] = Report({
                 "trainer": learner.spec.trainer,
                 "architecture": described.get("architecture", learner.spec.trainer) if described else learner.spec.trainer,
                 "description": described,
@@ -143,8 +189,12 @@ class TrainingReports:
                 "error": learner.error,
                 "training_time": learner.training_time,
                 "validation": dict(learner.validation),
-                **A.learner_summary(learner),
-            }
+                **summary,
+                "memory_usage": summary["peak_memory_mb"],  # the spec's name
+                **cross_modal,
+                **({"feature_importance": importance} if importance is not None else {}),
+                "notes": [f"{k}: {v}" for k, v in reasons.items()],
+            }, reasons)
         return out
 
     # -- diagnostics ------------------------------------------------------------------------------
@@ -375,9 +425,10 @@ class TrainingReports:
                               f"chance ({chance:.4f})")
             if any(not np.isfinite(rec.train_loss) for rec in r.records):
                 issues.append(f"{lid}: a non-finite training loss was recorded")
-        return {"valid": not issues, "average_performance": A.mean_or_none(per.values()),
+        return Report({"valid": not issues, "average_performance": A.mean_or_none(per.values()),
                 "metric": A.PRIMARY_METRIC[self.model.task_type], "chance_level": chance, "n_learners": len(chosen),
-                "per_learner": per, "issues": issues}
+                "per_learner": per, "issues": issues},
+                      {"average_performance": "no trained learner has validation metrics"})
 
     def validate_cross_modal_learning(self) -> dict[str, Any]:
         """How much each denoising objective learned: ``effectiveness`` is the mean over objectives of
@@ -386,9 +437,11 @@ class TrainingReports:
         per = A.denoising_analysis(learners)
         config = getattr(self.model, "training_config", None)
         enabled = bool(config.enable_denoising) if config is not None else None
-        notes = [] if per else ["no denoising objective losses were recorded"]
-        return {"denoising_enabled": enabled, "effectiveness": A.mean_or_none(per.values()), "per_objective": per,
-                "denoising_share": A.mean_or_none(A.denoising_share(r.records) for r in learners), "notes": notes}
+        notes = [] if per else ["effectiveness: no denoising objective losses were recorded"]
+        return Report({"denoising_enabled": enabled, "effectiveness": A.mean_or_none(per.values()),
+                       "per_objective": per,
+                       "denoising_share": A.mean_or_none(A.denoising_share(r.records) for r in learners),
+                       "notes": notes})
 
     def get_pipeline_status(self) -> dict[str, Any]:
         """Which workflow steps have run (data, ensemble config, bags, learners, training, ensemble)."""

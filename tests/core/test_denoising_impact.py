@@ -15,7 +15,7 @@ def test_impact_compares_a_twin_with_denoising_flipped_on_every_condition():
     model.create_ensemble(n_bags=6, random_state=0)  # pairs too: denoising reaches partial patterns
     model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**FAST, "epochs": 4, "enable_denoising": True})
-    assert model.get_detailed_training_report()["denoising_impact"] is None
+    assert model.get_detailed_training_report().get("denoising_impact") is None
     data, labels = model.synthetic_task.sample(200, random_state=8)
     result = model.measure_denoising_impact(data, labels, noise=0.5)
     table = result["conditions"]
