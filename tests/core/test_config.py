@@ -501,9 +501,9 @@ SPEC_KEYS = {
     "cold_start_testing": True, "memory_cleanup_interval": 25, "num_gpus": 2, "modality_balancing": True,
     "modality_weights": {"text": 0.6, "image": 0.4}, "stratified_validation": True,
     "enable_data_augmentation": True, "augmentation_strategy": "multimodal", "cudnn_benchmark": True, "tf32": True,
-    "drop_last": True, "shuffle": True, "min_performance": 0.8,
+    "drop_last": True, "shuffle": True, "min_performance": 0.8, "test_time_augmentation": True,
 }
-GENERALISATION = ("domain_adaptation", "adversarial_training", "test_time_augmentation",
+GENERALISATION = ("domain_adaptation", "adversarial_training",
                   "ensemble_diversity_weight", "knowledge_distillation")
 
 

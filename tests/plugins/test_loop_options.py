@@ -8,6 +8,7 @@ import torch
 
 from modalbag import hookimpl
 from modalbag.plugins.trainers.neural import _loop
+from tests.conftest import make_model
 from tests.plugins.test_precision import _fit_one
 
 
@@ -23,12 +24,11 @@ class Batches:
         self.targets.append(batch["target"].numpy().copy())
         self.flags.append((torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
                            torch.backends.cudnn.allow_tf32))
-        return None
 
 
 def test_shuffle_false_keeps_the_rows_order_and_drop_last_leaves_out_the_short_batch():
     seen = Batches()
-    _, result = _fit_one(batch_size=40, steps=1, epochs=2, shuffle=False, drop_last=True, plugins=[seen])
+    _fit_one(batch_size=40, steps=1, epochs=2, shuffle=False, drop_last=True, plugins=[seen])
     assert [len(t) for t in seen.targets] == [40, 40, 40, 40]  # 96 rows: two full batches an epoch
     np.testing.assert_array_equal(np.concatenate(seen.targets[:2]), np.concatenate(seen.targets[2:]))  # same order
     shuffled = Batches()
@@ -84,3 +84,28 @@ def test_modality_balancing_hides_the_heavier_modality_more_often():
     _, result = _fit_one(batch_size=32, steps=1, epochs=1, modality_balancing=True,
                          modality_weights={"text": 2.0, "image": 1.0})
     assert np.isfinite(result.records[-1].train_loss)
+
+
+def test_test_time_augmentation_predicts_the_mean_of_seeded_augmented_copies():
+    import attrs
+
+    from modalbag.plugins.trainers.neural import _options
+
+    _, result = _fit_one(batch_size=32, steps=1, epochs=2)
+    learner = result.model
+    model = make_model(n_samples=200, seed=3)
+    inputs = {m: model.dataset.arrays[m][:50] for m in learner.spec.modalities}
+    plain = learner.predict_output(inputs)
+    learner.options = attrs.evolve(learner.options, test_time_augmentation=True, tta_samples=5)
+    averaged = learner.predict_output(inputs)
+    x = {m: torch.as_tensor(v, dtype=torch.float32) for m, v in inputs.items()}
+    copies = learner.augmented_outputs(x, torch.ones(50, len(x), dtype=torch.bool))
+    assert copies.shape == (5, 50, plain.shape[1])
+    np.testing.assert_allclose(averaged, copies.mean(axis=0), rtol=0, atol=1e-7)  # the mean of the copies
+    assert np.abs(copies[0] - copies[1]).max() > 1e-4  # the copies differ ...
+    np.testing.assert_array_equal(learner.predict_output(inputs), averaged)  # ... but the same seed, same result
+    learner.options = attrs.evolve(learner.options, tta_seed=1)
+    assert np.abs(learner.predict_output(inputs) - averaged).max() > 1e-6
+    learner.options = attrs.evolve(learner.options, tta_noise=0.0, tta_modality_dropout=0.0)
+    np.testing.assert_allclose(learner.predict_output(inputs), plain, atol=1e-6)  # no augmentation: the plain output
+    assert _options.NeuralOptions().test_time_augmentation is False

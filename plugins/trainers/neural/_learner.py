@@ -243,7 +243,42 @@ class NeuralLearner:
         x = {m: torch.as_tensor(np.ascontiguousarray(inputs[m]), dtype=torch.float32).to(device) for m in mods}
         mask = (np.ones((n, len(mods)), dtype=bool) if masks is None
                 else np.stack([np.asarray(masks[m], dtype=bool) for m in mods], axis=1))
+        if self.options.test_time_augmentation:
+            return self.augmented_outputs(x, torch.from_numpy(mask).to(device)).mean(axis=0)
         return self.to_output(self.logits(x, torch.from_numpy(mask).to(device)))
+
+    @torch.no_grad()
+    def augmented_outputs(self, x: Mapping[str, torch.Tensor], masks: torch.Tensor) -> np.ndarray:
+        """``test_time_augmentation``: the outputs (tta_samples, n, k) of augmented copies of the rows,
+        whose mean is the prediction. Each copy flips raw images left-right with probability 1/2, adds
+        Gaussian noise of standard deviation ``tta_noise`` to every modality's (normalised) embedding,
+        and hides each present modality with probability ``tta_modality_dropout`` (keeping one). The
+        draws come from a generator seeded by ``tta_seed``: the same rows, in the same order, always get
+        the same prediction."""
+        assert self.model is not None
+        opts, model = self.options, self.model
+        generator = torch.Generator().manual_seed(opts.tta_seed)
+        was_training = model.training
+        model.eval()
+        bs, n = opts.eval_batch_size, len(masks)
+        copies = []
+        for _ in range(opts.tta_samples):
+            chunks = []
+            for i in range(0, n, bs):
+                xb = {m: t[i:i + bs] for m, t in x.items()}
+                mb = masks[i:i + bs]
+                xb = {m: _flip_half(t, generator) if t.ndim == 4 else t for m, t in xb.items()}
+                embeddings, _ = model.embed(xb)
+                if opts.tta_noise:
+                    noise = torch.randn(embeddings.shape, generator=generator).to(embeddings.device)
+                    embeddings = embeddings + opts.tta_noise * noise
+                if opts.tta_modality_dropout and mb.shape[1] > 1:
+                    kept = mb & (torch.rand(mb.shape, generator=generator).to(mb.device) >= opts.tta_modality_dropout)
+                    mb = torch.where(kept.any(dim=1, keepdim=True), kept, mb)
+                chunks.append(model.head(model.fuse(embeddings, mb)).float())
+            copies.append(self.to_output(torch.cat(chunks)))
+        model.train(was_training)
+        return np.stack(copies)
 
     # -- files --------------------------------------------------------------------------------
 
@@ -264,6 +299,11 @@ class NeuralLearner:
         n_params = sum(p.numel() for p in self.model.parameters()) if self.model is not None else None
         return {"architecture": "fusion_network", "modalities": list(self.spec.modalities),
                 "hidden_dim": self.hidden_dim, "embedding_dim": self.embedding_dim, "parameters": n_params}
+
+
+def _flip_half(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
+    return torch.where(flip[:, None, None, None], images.flip(-1), images)
 
 
 @contextlib.contextmanager

@@ -112,6 +112,20 @@ class NeuralOptions:
     modality_weights: Mapping[str, float] | None = attrs.field(default=None, converter=_modality_weights, metadata={
         "help": "Relative weight of each modality for modality_balancing: a {modality: weight} mapping, or what "
                 "model.analyze_modality_importance() returns (its importance). Unlisted modalities get the mean."})
+    test_time_augmentation: bool = attrs.field(default=False, metadata={
+        "help": "Predict with the mean output of tta_samples augmented copies of each row (image flips, "
+                "noise in embedding space, modality dropout on the present modalities), drawn from a "
+                "generator seeded by tta_seed. Costs tta_samples forward passes per prediction."})
+    tta_samples: int = attrs.field(default=8, validator=integer_at_least(1), metadata={
+        "help": "Augmented copies averaged per prediction under test_time_augmentation."})
+    tta_noise: float = attrs.field(default=0.1, validator=non_negative, metadata={
+        "help": "Standard deviation of the Gaussian noise added to each modality's normalised embedding "
+                "under test_time_augmentation."})
+    tta_modality_dropout: float = attrs.field(default=0.2, validator=[attrs.validators.ge(0.0),
+                                                                      attrs.validators.lt(1.0)], metadata={
+        "help": "Probability of hiding each present modality in an augmented copy (one is always kept)."})
+    tta_seed: int = attrs.field(default=0, validator=integer_at_least(0), metadata={
+        "help": "Seed of the test-time augmentation draws."})
     shuffle: bool = attrs.field(default=True, metadata={
         "help": "Draw a new order of the training rows every epoch (seeded by the fit); false keeps the rows' "
                 "order, as time-ordered data may want."})
