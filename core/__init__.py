@@ -64,7 +64,19 @@ from modalbag.kernel.runlog import read_records
 from modalbag.reports.robustness import EnsembleScorer, modality_ablation
 from modalbag.version import __version__
 
+
+
+def __getattr__(name: str) -> object:
+    """Names whose modules import torch, loaded on first use so ``import modalbag`` stays light."""
+    if name == "AdvancedCrossModalDenoisingLoss":
+        from modalbag.denoising.objectives import AdvancedCrossModalDenoisingLoss  # imports torch: on first use
+
+        return AdvancedCrossModalDenoisingLoss
+    raise AttributeError(f"module 'modalbag' has no attribute {name!r}")
+
+
 __all__ = [
+    "AdvancedCrossModalDenoisingLoss",
     "NAME",
     "ArtifactError",
     "Bag",

@@ -22,6 +22,7 @@ import attrs
 import torch
 from torch import nn
 
+from modalbag.errors import DataError, NotFittedError
 from modalbag.kernel.components import build_options
 from modalbag.kernel.fit import FitState, StashKey
 from modalbag.kernel.markers import hookimpl
@@ -77,7 +78,8 @@ class ObjectiveOutput:
 
 
 class Objective(Protocol):
-    """What ``factory(config, options)`` of an ``objective`` component returns."""
+    """What ``factory(config, options)`` of an ``objective`` component returns. An objective that
+    trains on the task targets sets a true ``needs_target`` attribute (``information``)."""
 
     name: str
     min_modalities: int
@@ -151,8 +153,9 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
 
     ``network`` is a fusion network exposing ``embed``, ``fuse`` and ``head`` (the ``neural``
     trainer's `FusionNetwork`, or a `NeuralLearner`, whose ``model`` is used). Modalities absent
-    from ``modality_data`` (or all-NaN rows) are masked. ``original_representations``, when given,
-    are (B, M, E) embeddings computed elsewhere and used instead of re-encoding.
+    from ``modality_data`` (or all-NaN rows) are masked. ``original_representations`` (a dict by
+    modality, or a (B, M, E) tensor) replace the encodings; ``target`` feeds ``information``:
+    see `forward`. Importable as ``modalbag.AdvancedCrossModalDenoisingLoss`` too.
     """
 
     def __init__(self, config: Any, *, objectives: Mapping[str, Objective] | None = None,
@@ -242,11 +245,33 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
         return weighted.sum(), dict(zip(names, weighted.unbind(), strict=True)), metrics
 
     def forward(self, learner: Any, modality_data: Mapping[str, torch.Tensor], epoch: int = 0,
-                original_representations: torch.Tensor | None = None,
+                original_representations: Mapping[str, torch.Tensor] | torch.Tensor | None = None,
                 target: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The weighted denoising loss of one batch and each objective's weighted term.
+
+        ``original_representations``: the batch's clean representations, computed elsewhere, used
+        in place of the encodings of ``modality_data`` (which may be the noised or masked view).
+        Either a dict by modality of (B, E) embeddings or of clean inputs of the modality's input
+        shape (encoded here; a (B, E) tensor is read as an embedding), modalities left out keeping
+        their encoding; or one (B, M, E) tensor in the network's ``modalities`` order. The
+        encoders' hidden layers (``reconstruction``'s second depth) come from the inputs encoded.
+        ``target``: the batch's task targets, which ``information`` (a bottleneck trained on the
+        task loss) needs; without them it raises instead of adding no term.
+        """
         model = getattr(learner, "model", learner)
+        if model is None or not all(hasattr(model, a) for a in ("modalities", "fuse", "head")):
+            raise NotFittedError(
+                f"{type(learner).__name__} has no trained network to compute denoising losses on: train it first "
+                "(model.train_ensemble(), then model.learners[bag_id].model) or pass a network exposing "
+                "embed, fuse and head")
         if self.weighting is None:
             self.setup(model)
+        needing = [name for name, objective in self.objectives.items()
+                   if getattr(objective, "needs_target", False) and name not in self.skipped]
+        if needing and target is None:
+            raise DataError(f"denoising objective(s) {needing} train on the task loss and need the batch's targets: "
+                              "call forward(..., target=y) (class indices for classification, 0/1 rows for "
+                              "multilabel, values for regression), or leave them out of denoising_objectives")
         batch = next(iter(modality_data.values())).shape[0]
         inputs, masks = {}, []
         for m in model.modalities:
@@ -264,8 +289,7 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
             embeddings, hidden, fused, logits = out["embeddings"], out["hidden"], out["fused"], out["logits"]
             scores = out.get("fusion_scores")
         else:
-            embeddings = original_representations
-            hidden = {m: embeddings[:, i] for i, m in enumerate(model.modalities)}
+            embeddings, hidden = _with_originals(model, inputs, original_representations, batch)
             fused = model.fuse(embeddings, mask)
             logits = model.head(fused)
             scores = None
@@ -276,6 +300,43 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
         if total is None:
             total = embeddings.sum() * 0.0
         return total, {name: float(value.detach()) for name, value in terms.items()}
+
+
+def _with_originals(model: Any, inputs: dict[str, torch.Tensor], originals: Mapping[str, torch.Tensor] | torch.Tensor,
+                    batch: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Embeddings (B, M, E) and hidden layers of a batch whose clean representations were given (see
+    `AdvancedCrossModalDenoisingLoss.forward`)."""
+    modalities, width = list(model.modalities), model.embedding_dim
+    if torch.is_tensor(originals):
+        expected = (batch, len(modalities), width)
+        if tuple(originals.shape) != expected:
+            raise DataError(f"original_representations has shape {tuple(originals.shape)}; a tensor must be "
+                            f"(batch, modalities, embedding_dim) = {expected} in the order {modalities}, or pass "
+                            f"a dict {{modality: (batch, {width}) embedding or clean input}}")
+        _, hidden = model.embed(inputs)
+        return originals, hidden
+    unknown = sorted(set(originals) - set(modalities))
+    if unknown:
+        raise DataError(f"original_representations names {unknown}, which this network does not have; "
+                        f"its modalities: {modalities}")
+    embedded_as = {}
+    clean = dict(inputs)
+    for m, x in originals.items():
+        shape = tuple(x.shape)
+        if shape == (batch, width):
+            embedded_as[m] = x
+        elif shape == (batch, *model.input_shapes[m]):
+            clean[m] = torch.nan_to_num(x)
+        else:
+            raise DataError(f"original_representations[{m!r}] has shape {shape}; expected its embedding "
+                            f"{(batch, width)} or its clean input {(batch, *model.input_shapes[m])}")
+    embeddings, hidden = model.embed(clean)
+    if embedded_as:
+        columns = list(embeddings.unbind(1))
+        for m, x in embedded_as.items():
+            columns[modalities.index(m)] = x.to(embeddings.dtype)
+        embeddings = torch.stack(columns, dim=1)
+    return embeddings, hidden
 
 
 def _from_catalog(config: Any, catalog: Any) -> tuple[dict[str, Objective], Strategy]:

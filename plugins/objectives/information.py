@@ -62,6 +62,9 @@ def _task_loss(task_type: str, logits: torch.Tensor, target: torch.Tensor) -> to
 class Information:
     name = "information"
     min_modalities = 1
+    #: Trains on the task loss: a standalone `AdvancedCrossModalDenoisingLoss.forward` without
+    #: ``target`` raises instead of silently adding no term.
+    needs_target = True
 
     def __init__(self, config: Any, options: InformationOptions):
         self.options = options
