@@ -17,9 +17,11 @@ from modalbag.api.run_config import RunConfig, load_run_config
 from modalbag.api.workflows import (
     QualityReport,
     Recommendation,
+    check_training_resources,
     choose_training_strategy,
     create_training_pipeline,
     describe_data,
+    optimize_for_resources,
     optimize_training_performance,
     quality_assured_training,
 )
@@ -120,6 +122,7 @@ __all__ = [
     "WorkerLostError",
     "__version__",
     "available_plugins",
+    "check_training_resources",
     "choose_training_strategy",
     "create_model_from_arrays",
     "create_model_from_files",
@@ -133,6 +136,7 @@ __all__ = [
     "load_plugin",
     "load_run_config",
     "modality_ablation",
+    "optimize_for_resources",
     "optimize_training_performance",
     "quality_assured_training",
     "read_records",

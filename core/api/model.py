@@ -16,6 +16,7 @@ import attrs
 import numpy as np
 
 from modalbag.api.strategy import configure_training_strategy
+from modalbag.api.workflows import Recommendation, check_training_resources, optimize_for_resources
 from modalbag.config.training import TASK_TYPES, TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
 from modalbag.data.dataset import MultimodalDataset, encode_labels, encode_training_labels, prediction_inputs
@@ -351,6 +352,20 @@ class MultiModalEnsembleModel:
         """The run's stability score (mean over trained learners of ``D / (D + U)``), None when no learner
         trained for two epochs or more. See `TrainingReports.assess_training_stability`."""
         return TrainingReports(self).assess_training_stability()
+
+    def check_training_resources(self, training_requirements: Mapping[str, Any] = ()) -> dict[str, Any]:
+        """Before training: cores, free memory and disk measured against what the planned run needs
+        (``sufficient``, ``limitations``, ``recommended_options``). See
+        `modalbag.api.workflows.check_training_resources`."""
+        return check_training_resources(self, training_requirements)
+
+    def optimize_for_resources(self, training_requirements: Mapping[str, Any] = (),
+                               resource_check: Mapping[str, Any] | None = None) -> Recommendation:
+        """``training_requirements`` changed to fit this machine (fewer learners at once, a smaller batch,
+        no checkpoints when the disk is short), with the reasons; checks the resources first unless
+        ``resource_check`` is given. See `modalbag.api.workflows.optimize_for_resources`."""
+        check = resource_check if resource_check is not None else self.check_training_resources(training_requirements)
+        return optimize_for_resources(training_requirements, check)
 
     def check_resource_constraints(self) -> dict[str, Any]:
         """Memory against its limit and slow learners, from the recorded peaks and throughputs. See

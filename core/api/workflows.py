@@ -11,7 +11,11 @@ data's size, the trained learners' records) — never a made-up score.
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -24,6 +28,7 @@ from modalbag.execution import available_cores, available_memory, estimate_footp
 from modalbag.kernel.components import validate_training_config
 from modalbag.kernel.registry import default_catalog
 from modalbag.logs import get_logger
+from modalbag.reports.values import Report
 
 log = get_logger("modalbag.workflows")
 
@@ -196,6 +201,116 @@ def optimize_training_performance(model: Any, target_performance: Mapping[str, A
     if not result["valid"]:
         raise ConfigError(result["issues"])
     log.info("workflow.optimized", reasons=out.reasons)
+    return out
+
+
+# -- check_training_resources / optimize_for_resources ---------------------------------------------
+
+#: Bytes a checkpoint holds per byte of fusion-network weights: the weights and Adam's two moments.
+CHECKPOINT_COPIES = 3
+
+
+def _planned_config(model: Any, requirements: Mapping[str, Any]) -> TrainingConfig:
+    base = {k: v for k, v in requirements.items() if k in CONFIG_KEYS}
+    return TrainingConfig.from_dict({**base, "mixed_precision": False}, catalog=model.catalog)
+
+
+def check_training_resources(model: Any, training_requirements: Mapping[str, Any]) -> dict[str, Any]:
+    """Will the planned run fit this machine? Measured against planned, before anything trains.
+
+    Measured: the cores this process may use, free memory (MemAvailable, capped by a cgroup limit),
+    free disk where checkpoints go (``checkpoint_dir``, else ``run_dir``, else the temporary
+    directory) and CUDA devices. Planned: learners at once = min(``n_jobs`` (-1: cores), learners);
+    memory = learners at once x the largest learner's estimate (`modalbag.execution.estimate_footprint`);
+    disk, with ``save_checkpoints`` = sum over fusion-network learners of ``CHECKPOINT_COPIES`` x their
+    weights' bytes (the footprint's model part is 5 copies: weights, gradients, two moments, a best
+    copy). ``sufficient`` when every known need fits; ``limitations`` says which does not, with the
+    numbers; ``recommended_options`` and ``adjustments`` (see `optimize_for_resources`) fit memory by
+    lowering ``n_jobs`` then ``batch_size``, cap ``n_jobs`` at the cores and turn checkpoints off when
+    the disk cannot hold them. A measurement the machine does not give is None, with a note, and
+    never counts as a limitation. Chooses the learners first if none were.
+    """
+    requirements = dict(training_requirements)
+    if model.learner_specs is None:
+        model.select_base_learners(task_type=requirements.get("task_type"), num_classes=requirements.get("num_classes"),
+                                   instantiate=False)
+    config = _planned_config(model, requirements)
+    specs, bags = model.learner_specs, {b.id: b for b in model.bags}
+    n_outputs = model._infer_num_classes(config.task_type)
+    trainers = {name: model.catalog.get("trainer", name) for name in {s.trainer for s in specs}}
+    footprints = [estimate_footprint(s, bags[s.bag_id], model.dataset.specs, config, n_outputs, trainers[s.trainer])
+                  for s in specs]
+    cores = available_cores()
+    at_once = max(1, min(cores if config.n_jobs == -1 else config.n_jobs, len(specs)))
+    largest = max(f.total for f in footprints)
+    free, budget = available_memory(), memory_budget(config)
+    notes: dict[str, str] = {}
+    limitations: list[str] = []
+    if budget is None:
+        notes["memory_budget_mb"] = "this machine reports no free memory (no /proc/meminfo) and memory_limit_mb is unset"
+    elif at_once * largest > budget:
+        limitations.append(f"memory: {at_once} learner(s) at once need ~{at_once * largest / 2**20:.0f} MiB, over the "
+                           f"{budget / 2**20:.0f} MiB budget ({'memory_limit_mb' if config.memory_limit_mb else '90% of free memory'})")
+    if config.n_jobs > cores:
+        limitations.append(f"cores: n_jobs={config.n_jobs} learners at once on {cores} core(s)")
+    disk_path = config.checkpoint_dir or config.run_dir or tempfile.gettempdir()
+    disk_free = _free_disk(disk_path)
+    disk_need = 0
+    if config.save_checkpoints:
+        disk_need = sum(f.model // 5 * CHECKPOINT_COPIES for f in footprints if f.source == "estimate")
+        if any(f.source != "estimate" for f in footprints):
+            notes["disk_needed_mb"] = "learners whose trainer estimates its own memory are not counted (their files' size is unknown)"
+    if disk_free is None:
+        notes["disk_free_mb"] = f"no existing folder at or above {disk_path} to measure"
+    elif disk_need > disk_free:
+        limitations.append(f"disk: checkpoints need ~{disk_need / 2**20:.0f} MiB, {disk_free / 2**20:.0f} MiB free at {disk_path}")
+    recommended, adjustments = _fit_resources(model, requirements, config, cores, disk_need, disk_free)
+    return Report({
+        "sufficient": not limitations, "limitations": limitations,
+        "cores": cores, "n_jobs": config.n_jobs, "concurrent_learners": at_once, "n_learners": len(specs),
+        "memory_available_mb": None if free is None else free / 2**20,
+        "memory_budget_mb": None if budget is None else budget / 2**20,
+        "learner_memory_mb": largest / 2**20, "memory_needed_mb": at_once * largest / 2**20,
+        "disk_path": str(disk_path), "disk_free_mb": None if disk_free is None else disk_free / 2**20,
+        "disk_needed_mb": disk_need / 2**20, "cuda_devices": _cuda_devices(),
+        "recommended_options": recommended, "adjustments": adjustments, "notes": notes,
+    })
+
+
+def _free_disk(path: str | os.PathLike[str]) -> int | None:
+    """Free bytes on the file system of ``path`` or its nearest existing parent."""
+    current = Path(path).absolute()
+    for folder in (current, *current.parents):
+        if folder.exists():
+            return shutil.disk_usage(folder).free
+    return None
+
+
+def _fit_resources(model: Any, requirements: dict[str, Any], config: TrainingConfig, cores: int, disk_need: int,
+                   disk_free: int | None) -> tuple[dict[str, Any], list[str]]:
+    """The option changes that make the planned run fit, and why each was made."""
+    adjustments: list[str] = []
+    options = {k: v for k, v in requirements.items() if k in CONFIG_KEYS}
+    if config.n_jobs > cores:
+        options["n_jobs"] = cores
+        adjustments.append(f"n_jobs {config.n_jobs} -> {cores}: one learner per core")
+    options = _fit_memory(model, options, adjustments)
+    if disk_free is not None and disk_need > disk_free:
+        options["save_checkpoints"] = False
+        adjustments.append(f"save_checkpoints -> False: checkpoints need ~{disk_need / 2**20:.0f} MiB, "
+                           f"{disk_free / 2**20:.0f} MiB free")
+    changed = {k: v for k, v in options.items() if requirements.get(k, object()) != v}
+    return changed, adjustments
+
+
+def optimize_for_resources(training_requirements: Mapping[str, Any], resource_check: Mapping[str, Any]
+                           ) -> Recommendation:
+    """``training_requirements`` with `check_training_resources`' recommended changes applied: a
+    `Recommendation` (``train_ensemble`` keyword arguments, the reasons under ``.reasons``)."""
+    out = Recommendation(training_requirements)
+    out.update(resource_check.get("recommended_options") or {})
+    out.reasons.extend(resource_check.get("adjustments") or [])
+    log.info("workflow.resources_fitted", reasons=out.reasons)
     return out
 
 
