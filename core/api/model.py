@@ -35,6 +35,7 @@ from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
 from modalbag.reports.domains import ReportRunner
+from modalbag.reports.diversity import diversity_report
 from modalbag.reports.headline import ensemble_headline
 from modalbag.reports.training import TrainingReports
 from modalbag.store.lock import run_directory_lock
@@ -224,7 +225,8 @@ class MultiModalEnsembleModel:
         if not trained:
             errors = "\n".join(f"  {lid}: {r.error}" for lid, r in self.learners.items())
             raise TrainingFailedError(f"every learner failed:\n{errors}")
-        self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state, self.cross_fits)
+        self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state, self.cross_fits,
+                                     diversity_weight=cfg.ensemble_diversity_weight)
         ModelStore(self).run_finished()
         if cfg.min_performance is not None:
             check = self.performance_check()
@@ -382,6 +384,12 @@ class MultiModalEnsembleModel:
         """The drop in the ensemble's validation score when each modality is removed. See
         `TrainingReports.analyze_modality_importance`."""
         return TrainingReports(self).analyze_modality_importance(data, labels, metric=metric)
+
+    def get_diversity_report(self, data: Mapping[str, Any] | None = None, labels: Any = None) -> dict[str, Any]:
+        """The experts' pairwise disagreement and error correlation on their out-of-fold rows, and with
+        held-out data the accuracy with and without ``ensemble_diversity_weight``. See
+        `modalbag.reports.diversity`."""
+        return diversity_report(self, data, labels)
 
     def get_validation_report(self) -> dict[str, Any]:
         """Overfitting (validation loss rising from its minimum) and generalization gaps per learner. See

@@ -31,8 +31,6 @@ REFUSED: Mapping[str, str] = {
                          "target domain, or use modality_dropout and noise_injection for robustness",
     "adversarial_training": "adversarial training is not implemented yet (issue 22); adversarial_testing=true "
                             "measures robustness to a gradient-sign attack in the safety report",
-    "ensemble_diversity_weight": "a diversity term is not implemented yet (issue 22); the ensemble's combination "
-                                 "already weighs learners by their out-of-fold loss",
     "knowledge_distillation": "distillation into one student network is not implemented yet (issue 22)",
 }
 

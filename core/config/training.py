@@ -223,6 +223,10 @@ class TrainingConfig:
     cold_start_testing: bool = _opt(False, "Recommendation report: with no cold-start rows among the held-out "
                                     "ones, simulate them: score every row with its behavioral_modality hidden.",
                                     category="reports", converter=_boolean)
+    ensemble_diversity_weight: float = _opt(0.0, "Diversity in the ensemble: the weighted mean's greedy selection "
+                                            "adds this times the mean correlation of the selected experts' "
+                                            "out-of-fold errors to the loss it minimises (0: off).",
+                                            category="quality", converter=_number, validator=non_negative)
     min_performance: float | None = _opt(None, "A floor on the ensemble's score (accuracy, or R2 for "
                                          "regression), out of fold on the training rows: below it, training "
                                          "warns and the summary's performance_check says it was not met.",

@@ -105,28 +105,66 @@ def true_class(out: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.take_along_axis(out, np.broadcast_to(y[:, None], out.shape[:-1] + (1,)), axis=-1)[..., 0]
 
 
-def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: int = _ROUNDS) -> np.ndarray:
+def error_correlation(values: np.ndarray, y: np.ndarray, task_type: str) -> np.ndarray:
+    """(E, E) correlation of the experts' per-row errors (1 - the true class's probability for
+    classification, else the squared error); 0 where an expert's error does not vary."""
+    errors = 1.0 - values if task_type == "classification" else ((values - y.reshape(len(y), -1)) ** 2).mean(axis=-1)
+    centred = errors - errors.mean(axis=1, keepdims=True)
+    norms = np.sqrt((centred ** 2).sum(axis=1))
+    safe = np.where(norms > 0, norms, 1.0)
+    corr = (centred @ centred.T) / np.outer(safe, safe)
+    corr[norms == 0] = 0.0
+    corr[:, norms == 0] = 0.0
+    return corr
+
+
+def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: int = _ROUNDS,
+                   diversity: float = 0.0) -> np.ndarray:
     """Greedy ensemble selection with replacement over experts (E, n, k); weights sum to 1.
 
     Starts from the best single expert and keeps the best-scoring selection seen, so on these rows
-    it never scores worse than that expert. Every round scores all experts in one vectorised step.
+    it never scores worse than that expert (without a diversity term). Every round scores all experts
+    in one vectorised step. With ``diversity`` > 0 (``ensemble_diversity_weight``) a selection's score is its loss plus
+    ``diversity`` times the mean correlation of the out-of-fold errors over every pair of its slots
+    (an expert chosen twice fills two slots whose errors correlate fully, so a single expert scores
+    the full ``diversity``): experts that err on the same rows are penalised, and one that errs
+    elsewhere can win a place at a slightly higher loss.
     """
     n_experts = len(outputs)
     values = true_class(outputs, y) if task_type == "classification" else outputs
+    corr = error_correlation(values, y, task_type) if diversity else None
+    if corr is not None:
+        np.fill_diagonal(corr, 1.0)  # two slots of one expert err together
+
+    def penalty(counts: np.ndarray) -> np.ndarray:
+        """The diversity term of ``counts`` (..., E): mean error correlation over pairs of slots."""
+        if corr is None:
+            return np.zeros(counts.shape[:-1])
+        pairs = np.einsum("...a,ab,...b->...", counts, corr, counts) - counts.sum(axis=-1)
+        total = counts.sum(axis=-1) ** 2 - counts.sum(axis=-1)
+        return diversity * np.where(total > 0, pairs / np.where(total > 0, total, 1.0), 1.0)
+
     single = mean_losses(task_type, y, values)
     first = int(np.argmin(single))
     counts = np.zeros(n_experts)
     counts[first] = 1
     total = values[first].copy()
-    best_loss, best_counts = float(single[first]), counts.copy()
+    best_loss, best_counts = float(single[first] + penalty(counts)), counts.copy()
     for _ in range(rounds - 1):
-        trial = mean_losses(task_type, y, (total[None] + values) / (counts.sum() + 1))
+        trials = counts[None, :] + np.eye(n_experts)
+        trial = mean_losses(task_type, y, (total[None] + values) / (counts.sum() + 1)) + penalty(trials)
         pick = int(np.argmin(trial))
         counts[pick] += 1
         total += values[pick]
         if trial[pick] < best_loss - 1e-12:
             best_loss, best_counts = float(trial[pick]), counts.copy()
     return best_counts / best_counts.sum()
+
+
+def pairwise_disagreement(outputs: np.ndarray) -> np.ndarray:
+    """(E, E) share of rows on which two experts' predicted classes differ (outputs (E, n, k))."""
+    labels = outputs.argmax(axis=-1)
+    return (labels[:, None, :] != labels[None, :, :]).mean(axis=-1)
 
 
 def fit_product(logp: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
@@ -275,10 +313,10 @@ def fit_shared(experts: Sequence[str], outputs: np.ndarray, evidence: np.ndarray
 
 
 def _fit_rule(rule: str, outputs: np.ndarray, logp: np.ndarray | None, y: np.ndarray, task_type: str,
-              n_classes: int, seed: int) -> dict[str, np.ndarray]:
+              n_classes: int, seed: int, diversity: float = 0.0) -> dict[str, np.ndarray]:
     if rule == "mean":
         probs = np.exp(logp).transpose(1, 0, 2) if logp is not None else outputs
-        return {"weights": greedy_weights(probs, y, task_type)}
+        return {"weights": greedy_weights(probs, y, task_type, diversity=diversity)}
     if rule == "product":
         w, b = fit_product(logp, y)
         return {"weights": w, "bias": b}
@@ -300,11 +338,12 @@ def _folds(y: np.ndarray, task_type: str, seed: int, k: int = 5) -> list[tuple[n
 
 def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarray, task_type: str,
                        temperatures: np.ndarray | None = None, seed: int = 0,
-                       rules: Sequence[str] = RULES) -> Combination:
+                       rules: Sequence[str] = RULES, diversity: float = 0.0) -> Combination:
     """Pick and fit the rule for one pattern from its experts' out-of-fold outputs (E, n, k) on rows y.
 
     Each candidate rule is scored by 5-fold cross-validated loss on these rows (the rule's own
-    parameters are fitted on the other folds) and the best is refitted on all of them.
+    parameters are fitted on the other folds) and the best is refitted on all of them. ``diversity``
+    (``ensemble_diversity_weight``) adds the error-correlation term to the mean rule's selection.
     """
     n_experts, n = outputs.shape[:2]
     classification = task_type == "classification"
@@ -326,7 +365,7 @@ def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarra
             losses = np.empty(n)
             for train, test in folds:
                 params = _fit_rule(rule, outputs[:, train], None if logp is None else logp[train], y[train],
-                                   task_type, n_classes, seed)
+                                   task_type, n_classes, seed, diversity)
                 fold = Combination(tuple(experts), rule, temperatures=np.asarray(temperatures),
                                    **{"bias": np.empty(0), **params})
                 losses[test] = task_loss(task_type, y[test], fold.predict(outputs[:, test], task_type))
@@ -334,11 +373,12 @@ def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarra
         chosen = min(candidates, key=lambda r: (scores[r], candidates.index(r)))
     else:
         chosen = candidates[0]
-    params = _fit_rule(chosen, outputs, logp, y, task_type, n_classes, seed)
+    params = _fit_rule(chosen, outputs, logp, y, task_type, n_classes, seed, diversity)
     return Combination(tuple(experts), chosen, temperatures=np.asarray(temperatures, dtype=np.float64)
                        if classification else np.empty(0), cv_loss=scores, n_rows=int(n),
                        **{"bias": np.empty(0), **params})
 
 
 __all__ = ["RULES", "Combination", "calibrated_log_probabilities", "choose_combination", "fit_product", "fit_shared",
-           "fit_stacking", "fit_temperature", "greedy_weights", "log_probabilities", "task_loss"]
+           "error_correlation", "fit_stacking", "fit_temperature", "greedy_weights", "log_probabilities",
+           "pairwise_disagreement", "task_loss"]

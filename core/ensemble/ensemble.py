@@ -85,12 +85,14 @@ class Ensemble:
     #: The shared combination (`shared_combination`), fitted with the ensemble beyond
     #: `EXACT_PATTERN_MAX_MODALITIES` modalities; None until needed otherwise.
     shared: Combination | None = attrs.field(default=None, repr=False, kw_only=True)
+    #: ``ensemble_diversity_weight``: the error-correlation term of the mean rule's greedy selection.
+    diversity_weight: float = attrs.field(default=0.0, kw_only=True)
     _restricted: dict[frozenset[str], Combination] = attrs.field(factory=dict, repr=False, init=False)
 
     @classmethod
     def fit(cls, learners: Mapping[str, TrainedLearner], dataset: MultimodalDataset, targets: np.ndarray,
             task: TaskInfo, bags: Mapping[int, object], random_state: int = 0,
-            cross_fits: Mapping[tuple[str, ...], Any] | None = None) -> Ensemble:
+            cross_fits: Mapping[tuple[str, ...], Any] | None = None, diversity_weight: float = 0.0) -> Ensemble:
         """Each trained learner's out-of-fold evidence: its subset's cross-fit where there is one,
         else its out-of-bag predictions (at most a few thousand rows)."""
         ok = {lid: r for lid, r in learners.items() if r.ok}
@@ -112,7 +114,8 @@ class Ensemble:
             if len(rows):
                 inputs = {m: dataset.arrays[m][rows] for m in record.spec.modalities}
                 oob[lid] = _OOB(rows, np.asarray(record.model.predict_output(inputs), dtype=np.float64))
-        ensemble = cls(task, ok, targets, oob, random_state, cross_fitted=cross_fitted)
+        ensemble = cls(task, ok, targets, oob, random_state, cross_fitted=cross_fitted,
+                       diversity_weight=diversity_weight)
         if len(ensemble.modalities) > EXACT_PATTERN_MAX_MODALITIES:
             ensemble.shared_combination()  # part of training: prediction calls never pay for it
         return ensemble
@@ -217,7 +220,8 @@ class Ensemble:
             return Combination(tuple(names), "mean", weights, temperatures=temperatures
                                if self.task.task_type == "classification" else np.empty(0))
         outputs = np.stack([e.output[np.searchsorted(e.rows, rows)] for e, _ in evidence])
-        return choose_combination(names, outputs, self.targets[rows], self.task.task_type, temperatures, self.seed)
+        return choose_combination(names, outputs, self.targets[rows], self.task.task_type, temperatures, self.seed,
+                                  diversity=self.diversity_weight)
 
     def _out_of_bag(self, learner_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Each row combines the weighted learners that have it out of bag, renormalised over those."""

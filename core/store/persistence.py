@@ -195,7 +195,8 @@ class ModelStore:
             "learners": list(ensemble.learners), "oob": oob, "cross_fitted": sorted(ensemble.cross_fitted),
             "combinations": [{"available": sorted(key), **combination.to_dict()}
                              for key, combination in ensemble.combinations.items()],
-            "shared_combination": None if ensemble.shared is None else ensemble.shared.to_dict()})
+            "shared_combination": None if ensemble.shared is None else ensemble.shared.to_dict(),
+            "diversity_weight": ensemble.diversity_weight})
 
     # -- integration check ------------------------------------------------------------------------
 
@@ -411,7 +412,8 @@ def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> 
     shared = state.get("shared_combination")  # absent before shared combinations: fitted again when needed
     return Ensemble(task, trained, arrays["targets"], oob, int(state.get("seed", 0)), combinations,
                     cross_fitted=frozenset(state.get("cross_fitted", ())),
-                    shared=None if shared is None else Combination.from_dict(shared))
+                    shared=None if shared is None else Combination.from_dict(shared),
+                    diversity_weight=float(state.get("diversity_weight", 0.0)))
 
 
 __all__ = ["ModelStore", "SavedEnsemble", "export_directory", "read_export"]

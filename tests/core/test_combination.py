@@ -139,3 +139,31 @@ def test_greedy_weights_vectorised_pick_what_one_candidate_at_a_time_picks():
         if trial[pick] < best - 1e-12:
             best, best_counts = trial[pick], counts.copy()
     np.testing.assert_allclose(weights, best_counts / best_counts.sum())
+
+
+def test_the_diversity_term_moves_weight_toward_an_expert_that_errs_elsewhere():
+    from modalbag.ensemble.combination import error_correlation, pairwise_disagreement
+
+    rng = np.random.default_rng(7)
+    n = 600
+    y = rng.integers(0, 2, n)
+    shared_noise = rng.normal(size=n)
+    out = []
+    for noise in (shared_noise, shared_noise + 0.1 * rng.normal(size=n), rng.normal(size=n) * 1.2):
+        score = (2 * y - 1) * 1.2 + noise  # the first two err on the same rows; the third, less accurate, elsewhere
+        p1 = 1 / (1 + np.exp(-score))
+        out.append(np.column_stack([1 - p1, p1]))
+    outputs = np.stack(out)
+    corr = error_correlation(true_class_of(outputs, y), y, "classification")
+    assert corr[0, 1] > 0.9 and abs(corr[0, 2]) < 0.2
+    plain = greedy_weights(outputs, y, "classification")
+    diverse = greedy_weights(outputs, y, "classification", diversity=1.0)
+    assert diverse[2] > plain[2] and diverse[0] + diverse[1] < plain[0] + plain[1]
+    disagreement = pairwise_disagreement(outputs)
+    assert disagreement[0, 1] < disagreement[0, 2] and np.all(np.diag(disagreement) == 0)
+
+
+def true_class_of(outputs, y):
+    from modalbag.ensemble.combination import true_class
+
+    return true_class(outputs, y)

@@ -86,3 +86,22 @@ def test_the_shared_combination_is_saved_with_the_model(model, tmp_path):
     assert loaded.ensemble.shared is not None
     np.testing.assert_allclose(loaded.ensemble.shared.weights, model.ensemble.shared.weights)
     np.testing.assert_allclose(loaded.predict_proba(missing), model.predict_proba(missing), atol=1e-12)
+
+
+def test_diversity_weight_is_kept_and_its_effect_is_measured_on_held_out_data(tmp_path):
+    data, y = _data(300, 0)
+    test, y_test = _data(200, 9)
+    model = modalbag.create_model_from_arrays({k: (v, "tabular") for k, v in list(data.items())[:3]}, labels=y)
+    model.create_ensemble(n_bags=6, random_state=0)
+    model.select_base_learners(task_type="classification", num_classes=3, instantiate=False,
+                               trainers=["logistic", "knn"])
+    model.train_ensemble(**QUIET, ensemble_diversity_weight=0.5)
+    report = model.get_diversity_report({k: test[k] for k in list(data)[:3]}, y_test)
+    experts = report["experts"]
+    assert len(experts) >= 2 and report["diversity_weight"] == 0.5
+    for a in experts:
+        assert report["disagreement"][a][a] == 0 and report["error_correlation"][a][a] == pytest.approx(1.0)
+    assert 0 < report["accuracy"] <= 1 and 0 < report["accuracy_without_diversity"] <= 1
+    assert model.ensemble.diversity_weight == 0.5  # the measurement put the term back
+    path = model.export_training_artifacts(tmp_path / "export")
+    assert modalbag.load_ensemble(path).ensemble.diversity_weight == 0.5
