@@ -167,7 +167,7 @@ class MedicalReport:
             report["compliance_status"] = (f"{done} of {len(checklist)} reporting items documented by this run "
                                            f"(documentation aid, not a regulatory assessment)")
         else:
-            notes["reporting_checklist"] = "not computed: pass regulatory_compliance=True"
+            notes["reporting_checklist"] = notes["compliance_status"] = "not computed: pass regulatory_compliance=True"
         return report
 
     # -- pieces ---------------------------------------------------------------------------------

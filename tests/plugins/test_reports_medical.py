@@ -83,6 +83,7 @@ def test_sections_are_off_by_option_and_training_rows_are_caught(medical):
     off = model.get_medical_validation_report(data, labels, interpretability_required=False,
                                               regulatory_compliance=False, n_bootstrap=5)
     assert off.get("clinical_importance") is None and off.get("reporting_checklist") is None
+    assert f"{off['compliance_status']}" == "n/a (not computed: pass regulatory_compliance=True)"
     assert "interpretability_required=True" in off["notes"]["clinical_importance"]
     train_rows = {m: model.dataset.arrays[m][:50] for m in MEDICAL}
     leaked = model.get_medical_validation_report(train_rows, model.dataset.labels[:50], n_bootstrap=5)
