@@ -29,8 +29,6 @@ AUGMENTATION_STRATEGIES: Mapping[str, Mapping[str, Any]] = {
 REFUSED: Mapping[str, str] = {
     "domain_adaptation": "domain adaptation is not implemented yet (issue 22); train on data that covers the "
                          "target domain, or use modality_dropout and noise_injection for robustness",
-    "adversarial_training": "adversarial training is not implemented yet (issue 22); adversarial_testing=true "
-                            "measures robustness to a gradient-sign attack in the safety report",
     "knowledge_distillation": "distillation into one student network is not implemented yet (issue 22)",
 }
 

@@ -109,3 +109,30 @@ def test_test_time_augmentation_predicts_the_mean_of_seeded_augmented_copies():
     learner.options = attrs.evolve(learner.options, tta_noise=0.0, tta_modality_dropout=0.0)
     np.testing.assert_allclose(learner.predict_output(inputs), plain, atol=1e-6)  # no augmentation: the plain output
     assert _options.NeuralOptions().test_time_augmentation is False
+
+
+def test_the_adversarial_copy_raises_the_loss_and_adversarial_training_records_its_term():
+    from modalbag.plugins.trainers.neural._adversarial import adversarial_inputs, feature_scales
+
+    _, result = _fit_one(batch_size=32, steps=1, epochs=3, adversarial_training=True, adversarial_epsilon=0.2)
+    assert all("adversarial" in r.loss_terms for r in result.records)
+    net = result.model.model.eval()
+    model = make_model(n_samples=200, seed=3)
+    mods = result.model.spec.modalities
+    x = {m: torch.as_tensor(model.dataset.arrays[m][:64]) for m in mods}
+    masks = torch.ones(64, len(mods), dtype=torch.bool)
+    from modalbag.data.dataset import encode_labels
+
+    target = torch.as_tensor(encode_labels(model.dataset.labels, "classification")[0][:64])
+    loss_fn = torch.nn.CrossEntropyLoss()
+    scales = feature_scales(net)
+    with torch.no_grad():
+        clean = float(loss_fn(net(x, masks)["logits"], target))
+    for steps in (1, 5):  # FGSM and PGD
+        radius = {m: 0.2 * scales[m] for m in mods}
+        adv = adversarial_inputs(net, loss_fn, x, masks, target, radius, steps)
+        with torch.no_grad():
+            assert float(loss_fn(net(adv, masks)["logits"], target)) > clean
+        for m in mods:  # within the ball
+            assert torch.all((adv[m] - x[m]).abs() <= radius[m] + 1e-5)
+    assert all(p.grad is None for p in net.parameters())  # the search leaves no parameter gradient

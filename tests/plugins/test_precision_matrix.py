@@ -43,6 +43,9 @@ FEATURES = {
     "accumulation": {"gradient_accumulation_steps": 2, "enable_denoising": True,
                      "denoising_objectives": ["alignment"]},
     "early-stopping": {"early_stopping_patience": 1, "epochs": 12, "learning_rate": 0.1},
+    "adversarial-pgd": {"adversarial_training": True, "adversarial_steps": 2, "enable_denoising": True,
+                        "denoising_objectives": ["reconstruction", "alignment"]},
+    "test-time-augmentation": {"test_time_augmentation": True, "tta_samples": 2},
 }
 
 

@@ -26,6 +26,7 @@ from modalbag.errors import TrainingDivergedError
 from modalbag.kernel.fit import FitState
 from modalbag.kernel.records import EpochRecord
 from modalbag.kernel.run import BagData, Run
+from modalbag.plugins.trainers.neural._adversarial import adversarial_inputs, feature_scales
 from modalbag.plugins.trainers.neural._batches import Batch, eval_batches
 from modalbag.plugins.trainers.neural._mixing import choose_mix, drop_modalities, mixed_loss
 from modalbag.plugins.trainers.neural._network import FusionNetwork
@@ -141,6 +142,7 @@ class TrainingLoop:
     _has_aux: bool = attrs.field(init=False)
     _mixing: bool = attrs.field(init=False)
     _drop: Any = attrs.field(init=False)  #: per-step modality hiding rate(s), None for none
+    _scales: Any = attrs.field(init=False, default=None)  #: per-modality feature sd, for adversarial_training
 
     def __attrs_post_init__(self) -> None:
         hook = self.run.hook
@@ -299,6 +301,13 @@ class TrainingLoop:
                 mixed = output["mixed_logits"].float() if mix[0] == "mixup" else logits
                 loss = mixed_loss(self.loss_fn, mixed, batch["target"], mix[1], mix[2])
             total = loss
+            if opts.adversarial_training:
+                adv = self._adversarial_loss(batch, mix)
+                if adv is not None:
+                    ratio = opts.adversarial_ratio
+                    total = (1.0 - ratio) * loss + ratio * adv
+                    running = sums.terms.get("adversarial", torch.zeros((), device=self.device))
+                    sums.terms["adversarial"] = running + adv.detach() * size
             if self._has_aux:
                 output["task_loss"] = loss
                 for terms in self._aux_losses(run=self.run, fit=self.fit, batch=batch, output=output):
@@ -308,6 +317,19 @@ class TrainingLoop:
                         running = sums.terms.get(name, torch.zeros((), device=self.device))
                         sums.terms[name] = running + term.detach() * size
         return loss, total
+
+    def _adversarial_loss(self, batch: Batch, mix: Any) -> torch.Tensor | None:
+        """The task loss of the batch's adversarial copy (see `_adversarial`); None under mixup or
+        CutMix, whose mixed targets the search does not model."""
+        if mix is not None:
+            return None
+        opts = self.learner.options
+        if self._scales is None:
+            self._scales = feature_scales(self.model)
+        radius = {m: opts.adversarial_epsilon * self._scales[m] for m in batch["inputs"]}
+        adv = adversarial_inputs(self.net, self.loss_fn, batch["inputs"], batch["masks"], batch["target"], radius,
+                                 opts.adversarial_steps, lambda: self._autocast(run=self.run, fit=self.fit))
+        return self.loss_fn(self.net(adv, batch["masks"])["logits"].float(), batch["target"])
 
     def _record(self, epoch: int, sums: EpochSums, seconds: float) -> EpochRecord:
         """The epoch as a record: train loss, validation loss and metrics, rate, memory, plugin metrics."""

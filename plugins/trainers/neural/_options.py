@@ -112,6 +112,19 @@ class NeuralOptions:
     modality_weights: Mapping[str, float] | None = attrs.field(default=None, converter=_modality_weights, metadata={
         "help": "Relative weight of each modality for modality_balancing: a {modality: weight} mapping, or what "
                 "model.analyze_modality_importance() returns (its importance). Unlisted modalities get the mean."})
+    adversarial_training: bool = attrs.field(default=False, metadata={
+        "help": "Train on adversarial copies of each batch too: inputs moved within adversarial_epsilon "
+                "standard deviations per feature to raise the loss (FGSM, or PGD with adversarial_steps > 1); "
+                "the step's loss mixes clean and adversarial at adversarial_ratio."})
+    adversarial_epsilon: float = attrs.field(default=0.1, validator=non_negative, metadata={
+        "help": "Radius of the adversarial perturbation, in standard deviations of each feature (the safety "
+                "report's attack uses the same option)."})
+    adversarial_steps: int = attrs.field(default=1, validator=integer_at_least(1), metadata={
+        "help": "Gradient-sign steps of the perturbation search: 1 is FGSM, more is PGD (each step 2.5 * "
+                "epsilon / steps, projected back into the ball)."})
+    adversarial_ratio: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0),
+                                                                   attrs.validators.le(1.0)], metadata={
+        "help": "Weight of the adversarial copy's loss in the step's loss (the clean batch's is 1 - ratio)."})
     test_time_augmentation: bool = attrs.field(default=False, metadata={
         "help": "Predict with the mean output of tta_samples augmented copies of each row (image flips, "
                 "noise in embedding space, modality dropout on the present modalities), drawn from a "
