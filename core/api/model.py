@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 import numpy as np
 
+from modalbag.api.distillation import distill
 from modalbag.api.strategy import configure_training_strategy
 from modalbag.api.workflows import Recommendation, check_training_resources, optimize_for_resources
 from modalbag.config.training import TASK_TYPES, TrainingConfig
@@ -34,8 +35,8 @@ from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog, default_catalog
 from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
-from modalbag.reports.domains import ReportRunner
 from modalbag.reports.diversity import diversity_report
+from modalbag.reports.domains import ReportRunner
 from modalbag.reports.headline import ensemble_headline
 from modalbag.reports.training import TrainingReports
 from modalbag.store.lock import run_directory_lock
@@ -73,6 +74,7 @@ class MultiModalEnsembleModel:
         self.run_id: str | None = None
         self.preprocessing: Preprocessing | None = None
         self._export_dir: Path | None = None  # the last export written or loaded
+        self.student: TrainedLearner | None = None  # knowledge_distillation's network, when asked for
         self._validation_predictions: dict[str, dict[str, np.ndarray]] | None = None
 
     @classmethod
@@ -232,10 +234,21 @@ class MultiModalEnsembleModel:
             check = self.performance_check()
             if check["met"] is False:
                 log.warning("training.below_min_performance", **check)
+        if cfg.knowledge_distillation:
+            self.student = self.distill(temperature=cfg.distillation_temperature)
         if cfg.export_for_integration:
             assert cfg.run_dir is not None  # the config check requires it
             self.export_training_artifacts(Path(cfg.run_dir) / "export")
         return trained
+
+    def distill(self, *, temperature: float | None = None, modality_dropout: float = 0.3,
+                **options: Any) -> TrainedLearner:
+        """One student network taught the ensemble's soft targets, predicting from any subset of
+        modalities; see `modalbag.api.distillation`. ``temperature`` defaults to the run's
+        ``distillation_temperature``."""
+        if temperature is None:
+            temperature = 2.0 if self.training_config is None else self.training_config.distillation_temperature
+        return distill(self, temperature=temperature, modality_dropout=modality_dropout, **options)
 
     def performance_check(self) -> dict[str, Any]:
         """The ensemble's out-of-fold score on the training rows against ``min_performance``: ``metric``,

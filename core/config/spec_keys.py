@@ -29,7 +29,6 @@ AUGMENTATION_STRATEGIES: Mapping[str, Mapping[str, Any]] = {
 REFUSED: Mapping[str, str] = {
     "domain_adaptation": "domain adaptation is not implemented yet (issue 22); train on data that covers the "
                          "target domain, or use modality_dropout and noise_injection for robustness",
-    "knowledge_distillation": "distillation into one student network is not implemented yet (issue 22)",
 }
 
 

@@ -227,6 +227,12 @@ class TrainingConfig:
                                             "adds this times the mean correlation of the selected experts' "
                                             "out-of-fold errors to the loss it minimises (0: off).",
                                             category="quality", converter=_number, validator=non_negative)
+    knowledge_distillation: bool = _opt(False, "After training, distil the ensemble into one student network "
+                                        "(model.student; see model.distill) that predicts from any subset of "
+                                        "modalities.", category="quality", converter=_boolean)
+    distillation_temperature: float = _opt(2.0, "Temperature of the ensemble's soft targets for the student "
+                                           "(knowledge_distillation, model.distill).", category="quality",
+                                           converter=_number, validator=positive)
     min_performance: float | None = _opt(None, "A floor on the ensemble's score (accuracy, or R2 for "
                                          "regression), out of fold on the training rows: below it, training "
                                          "warns and the summary's performance_check says it was not met.",

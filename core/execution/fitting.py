@@ -81,7 +81,10 @@ def _validate(learner: Any, data: BagData, task: TaskInfo, modalities: Sequence[
     if len(rows) == 0:
         return {}
     output = learner.predict_output({m: data.arrays[m][rows] for m in modalities})
-    return task_metrics(task.task_type, data.targets[rows], output)
+    targets = data.targets[rows]
+    if task.task_type == "classification" and targets.ndim == 2:  # a distilled student: its teacher's classes
+        targets = targets.argmax(axis=1)
+    return task_metrics(task.task_type, targets, output)
 
 
 __all__ = ["fit_learner"]

@@ -105,3 +105,27 @@ def test_diversity_weight_is_kept_and_its_effect_is_measured_on_held_out_data(tm
     assert model.ensemble.diversity_weight == 0.5  # the measurement put the term back
     path = model.export_training_artifacts(tmp_path / "export")
     assert modalbag.load_ensemble(path).ensemble.diversity_weight == 0.5
+
+
+def test_a_distilled_student_matches_the_ensembles_soft_targets_and_predicts_from_any_subset(tmp_path):
+    from tests.conftest import make_model
+
+    model = make_model(n_samples=300)
+    model.create_ensemble(n_bags=4, random_state=0)
+    model.select_base_learners(trainers=["logistic", "knn"], instantiate=False)
+    model.train_ensemble(epochs=2, enable_denoising=False, save_checkpoints=False, threads_per_learner=1,
+                         random_state=0)
+    student = model.distill(temperature=2.0, epochs=40, learning_rate=3e-3, batch_size=32, early_stopping_patience=0)
+    assert student.ok and student.validation["teacher_agreement"] > 0.85
+    data = {m: model.dataset.arrays[m] for m in model.dataset.specs}
+    teacher = model.predict_proba(data)
+    mine = student.model.predict_output(data)
+    assert np.mean(mine.argmax(axis=1) == teacher.argmax(axis=1)) > 0.85  # matches the ensemble's soft targets
+    held, labels = model.synthetic_task.sample(200, random_state=3)
+    only = {"text": held["text"], "meta": held["meta"]}  # no image at all
+    masks = {"text": np.ones(200, bool), "meta": np.ones(200, bool), "image": np.zeros(200, bool)}
+    partial = student.model.predict_output({**only, "image": np.zeros_like(held["image"])}, masks)
+    assert partial.shape == (200, 3) and np.allclose(partial.sum(axis=1), 1.0)
+    saved = student.model.save(tmp_path / "student")
+    again = type(student.model).load(saved)
+    np.testing.assert_allclose(again.predict_output(data), mine, atol=1e-5)

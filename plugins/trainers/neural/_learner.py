@@ -82,7 +82,14 @@ class NeuralLearner:
         return FusionNetwork(encoders, scalers, e, h, n_outputs, p,
                              {m: data.specs[m].shape for m in self.spec.modalities}, augment)
 
+    @property
+    def soft_targets(self) -> bool:
+        """Distillation: the bag's classification targets are a teacher's probabilities (n, classes)."""
+        return self.options.soft_target_temperature is not None and self.task_type == "classification"
+
     def _targets(self, targets: np.ndarray) -> torch.Tensor:
+        if self.soft_targets:
+            return torch.as_tensor(targets, dtype=torch.float32)
         if self.task_type == "classification":
             return torch.as_tensor(targets, dtype=torch.long)
         y = torch.as_tensor(targets, dtype=torch.float32)
@@ -91,6 +98,8 @@ class NeuralLearner:
         return y
 
     def _loss_fn(self, run: Run) -> Any:
+        if self.soft_targets:
+            return SoftTargetLoss(float(self.options.soft_target_temperature))
         if self.task_type == "classification":
             return nn.CrossEntropyLoss(weight=class_weights(self.config, run.task.n_outputs),
                                        label_smoothing=self.config.label_smoothing)
@@ -304,6 +313,20 @@ class NeuralLearner:
 def _flip_half(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     flip = (torch.rand(images.shape[0], generator=generator) < 0.5).to(images.device)
     return torch.where(flip[:, None, None, None], images.flip(-1), images)
+
+
+class SoftTargetLoss(nn.Module):
+    """Knowledge distillation (Hinton et al., 2015): the cross-entropy of the student's softmax at
+    temperature T against the teacher's probabilities at T, times T**2 so the gradients keep their
+    scale as T changes. The targets arrive already softened (`modalbag.api.distillation`)."""
+
+    def __init__(self, temperature: float):
+        super().__init__()
+        self.temperature = temperature
+
+    def forward(self, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
+        t = self.temperature
+        return -(soft * torch.log_softmax(logits / t, dim=1)).sum(dim=1).mean() * t * t
 
 
 @contextlib.contextmanager

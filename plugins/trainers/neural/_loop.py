@@ -367,7 +367,10 @@ class TrainingLoop:
                                          learner.options.eval_batch_size))
         logits = torch.cat([learner.logits(x, masks) for x, masks in batches])
         val_loss = float(self.loss_fn(logits, val.targets))
-        metrics = task_metrics(learner.task_type, val.data.targets[val.rows], learner.to_output(logits))
+        labels = val.data.targets[val.rows]
+        if labels.ndim == 2 and learner.task_type == "classification":  # a teacher's probabilities: its classes
+            labels = labels.argmax(axis=1)
+        metrics = task_metrics(learner.task_type, labels, learner.to_output(logits))
         return val_loss, metrics
 
 

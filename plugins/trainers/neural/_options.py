@@ -125,6 +125,10 @@ class NeuralOptions:
     adversarial_ratio: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0),
                                                                    attrs.validators.le(1.0)], metadata={
         "help": "Weight of the adversarial copy's loss in the step's loss (the clean batch's is 1 - ratio)."})
+    soft_target_temperature: float | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.gt(0.0)), metadata={
+        "help": "Set by model.distill(): train on a teacher's probabilities at this temperature (soft targets) "
+                "instead of labels. Not for direct use."})
     test_time_augmentation: bool = attrs.field(default=False, metadata={
         "help": "Predict with the mean output of tta_samples augmented copies of each row (image flips, "
                 "noise in embedding space, modality dropout on the present modalities), drawn from a "
