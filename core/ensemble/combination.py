@@ -32,7 +32,7 @@ each expert's own loss, renormalised over the experts a pattern has.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -118,6 +118,24 @@ def error_correlation(values: np.ndarray, y: np.ndarray, task_type: str) -> np.n
     return corr
 
 
+def diversity_penalty(corr: np.ndarray | None, diversity: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The diversity term of a selection, as a function of its counts (..., E): ``diversity`` times
+    the mean error correlation ``corr`` (E, E) over every pair of its slots (two slots of one expert
+    correlate fully; a single slot scores 1). Zero without ``corr``."""
+    if corr is not None:
+        corr = corr.copy()
+        np.fill_diagonal(corr, 1.0)
+
+    def penalty(counts: np.ndarray) -> np.ndarray:
+        if corr is None:
+            return np.zeros(counts.shape[:-1])
+        pairs = np.einsum("...a,ab,...b->...", counts, corr, counts) - counts.sum(axis=-1)
+        total = counts.sum(axis=-1) ** 2 - counts.sum(axis=-1)
+        return diversity * np.where(total > 0, pairs / np.where(total > 0, total, 1.0), 1.0)
+
+    return penalty
+
+
 def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: int = _ROUNDS,
                    diversity: float = 0.0) -> np.ndarray:
     """Greedy ensemble selection with replacement over experts (E, n, k); weights sum to 1.
@@ -132,18 +150,7 @@ def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: i
     """
     n_experts = len(outputs)
     values = true_class(outputs, y) if task_type == "classification" else outputs
-    corr = error_correlation(values, y, task_type) if diversity else None
-    if corr is not None:
-        np.fill_diagonal(corr, 1.0)  # two slots of one expert err together
-
-    def penalty(counts: np.ndarray) -> np.ndarray:
-        """The diversity term of ``counts`` (..., E): mean error correlation over pairs of slots."""
-        if corr is None:
-            return np.zeros(counts.shape[:-1])
-        pairs = np.einsum("...a,ab,...b->...", counts, corr, counts) - counts.sum(axis=-1)
-        total = counts.sum(axis=-1) ** 2 - counts.sum(axis=-1)
-        return diversity * np.where(total > 0, pairs / np.where(total > 0, total, 1.0), 1.0)
-
+    penalty = diversity_penalty(error_correlation(values, y, task_type) if diversity else None, diversity)
     single = mean_losses(task_type, y, values)
     first = int(np.argmin(single))
     counts = np.zeros(n_experts)
@@ -380,5 +387,5 @@ def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarra
 
 
 __all__ = ["RULES", "Combination", "calibrated_log_probabilities", "choose_combination", "fit_product", "fit_shared",
-           "error_correlation", "fit_stacking", "fit_temperature", "greedy_weights", "log_probabilities",
+           "diversity_penalty", "error_correlation", "fit_stacking", "fit_temperature", "greedy_weights", "log_probabilities",
            "pairwise_disagreement", "task_loss"]

@@ -33,6 +33,7 @@ from modalbag.ensemble.combination import (
     _log_softmax,
     calibrated_log_probabilities,
     choose_combination,
+    diversity_penalty,
     fit_shared,
     fit_temperature,
     mean_losses,
@@ -267,6 +268,8 @@ class Ensemble:
             return mean_losses(task_type, y, out)
 
         cover = covered.astype(float)
+        penalty = diversity_penalty(self._covered_error_correlation(preds, covered, y)
+                                    if self.diversity_weight else None, self.diversity_weight)
         single = losses(preds, cover)
         own = [float(task_loss(task_type, y[covered[i]],
                                self.oob[lid].output[np.searchsorted(self.oob[lid].rows, rows[covered[i]])]).mean())
@@ -275,9 +278,10 @@ class Ensemble:
         counts = np.zeros(len(with_oob))
         counts[first] = 1
         total, count = preds[first].copy(), cover[first].copy()
-        best_loss, best_counts = float(single[first]), counts.copy()
+        best_loss, best_counts = float(single[first] + penalty(counts)), counts.copy()
         for _ in range(rounds - 1):
-            trial = losses(total[None] + preds, count[None] + cover)  # every candidate at once
+            trials = counts[None, :] + np.eye(len(with_oob))
+            trial = losses(total[None] + preds, count[None] + cover) + penalty(trials)  # every candidate at once
             pick = int(np.argmin(trial))
             counts[pick] += 1
             total += preds[pick]
@@ -286,6 +290,27 @@ class Ensemble:
                 best_loss, best_counts = float(trial[pick]), counts.copy()
         weights = best_counts / best_counts.sum()
         return {lid: float(w) for lid, w in zip(with_oob, weights, strict=True) if w > 0}
+
+    def _covered_error_correlation(self, preds: np.ndarray, covered: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """(E, E) correlation of the learners' out-of-bag errors, each pair over the rows both cover
+        (0 below 10 such rows). ``preds`` holds true-class probabilities (E, n) for classification."""
+        if self.task.task_type == "classification":
+            errors = 1.0 - preds
+        else:
+            errors = ((preds - y.reshape(len(y), -1)[None]) ** 2).mean(axis=-1)
+        w = covered.astype(float)
+        both = w @ w.T
+        sum_a = (w * errors) @ w.T  # sum of a's errors over the rows both cover
+        sum_b = sum_a.T
+        sq_a = (w * errors ** 2) @ w.T
+        sq_b = sq_a.T
+        cross = (w * errors) @ (w * errors).T
+        n = np.maximum(both, 1.0)
+        cov = cross / n - (sum_a / n) * (sum_b / n)
+        var_a = np.maximum(sq_a / n - (sum_a / n) ** 2, 0.0)
+        var_b = np.maximum(sq_b / n - (sum_b / n) ** 2, 0.0)
+        denom = np.sqrt(var_a * var_b)
+        return np.where((both >= 10) & (denom > 0), cov / np.where(denom > 0, denom, 1.0), 0.0)
 
     def weights_for(self, available: Sequence[str]) -> dict[str, float]:
         """Each learner's share of the combination over ``available`` (an expert's weight split evenly
