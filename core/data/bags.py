@@ -178,8 +178,23 @@ def draw_rows(eligible: np.ndarray, sample_ratio: float, rng: np.random.Generato
     """Bootstrap rows (with replacement) from ``eligible`` and the out-of-bag remainder."""
     size = max(1, int(round(sample_ratio * len(eligible))))
     rows = np.sort(rng.choice(eligible, size=size, replace=True))
-    oob = np.setdiff1d(eligible, rows, assume_unique=False)
-    return rows, oob
+    left = np.zeros(int(eligible.max()) + 1, dtype=bool)  # np.setdiff1d(eligible, rows), in linear time
+    left[eligible] = True
+    left[rows] = False
+    return rows, np.flatnonzero(left).astype(eligible.dtype, copy=False)
+
+
+def distinct_rows(rows: np.ndarray) -> np.ndarray:
+    """``np.unique(rows)`` for row indices (non-negative integers), through a mask of ``max(rows) + 1``
+    flags: linear time. numpy 2.3+ finds unique values with a hash table, whose cost per value triples
+    once a few hundred thousand distinct values overflow the CPU cache (0.4 to 0.8 s for a million
+    bootstrap rows against 3 ms here), which made bagging and training superlinear in samples
+    (``benchmarks/scaling.py``)."""
+    if len(rows) == 0:
+        return np.asarray(rows).copy()
+    seen = np.zeros(int(rows.max()) + 1, dtype=bool)
+    seen[rows] = True
+    return np.flatnonzero(seen).astype(rows.dtype, copy=False)
 
 
 def generate_bags(dataset: MultimodalDataset, config: EnsembleConfig,
@@ -216,7 +231,7 @@ def split_validation(bag: Bag, fraction: float, seed: int, strategy: str = "rand
     """
     if bag.fold is not None:
         return bag.rows, bag.oob_rows
-    distinct = np.unique(bag.rows)
+    distinct = distinct_rows(bag.rows)
     n_val = int(round(fraction * len(distinct)))
     if fraction <= 0 or n_val < 1 or len(distinct) - n_val < 2:
         return bag.rows, np.empty(0, dtype=np.int64)
@@ -242,5 +257,5 @@ def _stratifiable(labels: np.ndarray, n_val: int) -> bool:
     return counts.min() >= 2 and len(counts) <= min(n_val, len(labels) - n_val)
 
 
-__all__ = ["DROPOUT_STRATEGIES", "Bag", "split_validation", "EnsembleConfig", "choose_subsets", "generate_bags",
-           "modality_informativeness"]
+__all__ = ["DROPOUT_STRATEGIES", "Bag", "split_validation", "EnsembleConfig", "choose_subsets", "distinct_rows",
+           "generate_bags", "modality_informativeness"]
