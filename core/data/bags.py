@@ -190,8 +190,9 @@ def distinct_rows(rows: np.ndarray) -> np.ndarray:
     once a few hundred thousand distinct values overflow the CPU cache (0.4 to 0.8 s for a million
     bootstrap rows against 3 ms here), which made bagging and training superlinear in samples
     (``benchmarks/scaling.py``)."""
-    if len(rows) == 0:
-        return np.asarray(rows).copy()
+    rows = np.asarray(rows)
+    if len(rows) == 0 or rows.dtype.kind not in "iu":  # nothing to mask, or not indices
+        return np.unique(rows)
     seen = np.zeros(int(rows.max()) + 1, dtype=bool)
     seen[rows] = True
     return np.flatnonzero(seen).astype(rows.dtype, copy=False)

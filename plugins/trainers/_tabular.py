@@ -55,6 +55,7 @@ import attrs
 import numpy as np
 
 from modalbag.config.training import TrainingConfig
+from modalbag.data.bags import distinct_rows
 from modalbag.errors import ConfigError, MissingExtraError
 from modalbag.io.artifacts import to_json
 from modalbag.kernel import BagData, FitState, Run
@@ -571,7 +572,7 @@ class TabularLearner(abc.ABC):
             raise ValueError(f"bag {self.spec.bag_id} has {len(train_rows)} training rows; it needs at least 2")
         small = len(train_rows) * self.layout.n_features < SMALL_MATRIX
         self.threads = self.options.threads or (1 if small else None)
-        universe = np.unique(np.concatenate([train_rows, val_rows]))
+        universe = distinct_rows(np.concatenate([train_rows, val_rows]))  # np.unique, in linear time
         x_all = self.layout.transform(data.arrays, data.masks, universe)
 
         def matrix(rows: np.ndarray) -> Matrix:

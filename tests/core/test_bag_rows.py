@@ -15,6 +15,7 @@ def test_distinct_rows_by_hand():
     assert distinct_rows(np.array([3, 1], dtype=np.int32)).dtype == np.int32
     empty = distinct_rows(np.empty(0, dtype=np.int64))
     assert empty.shape == (0,) and empty.dtype == np.int64
+    np.testing.assert_array_equal(distinct_rows(np.array([2.0, 1.0, 2.0])), [1.0, 2.0])  # not indices: np.unique
 
 
 def test_out_of_bag_rows_are_the_eligible_rows_never_drawn():
