@@ -27,7 +27,7 @@ from modalbag.data.bags import Bag
 from modalbag.data.dataset import encode_training_labels
 from modalbag.engine.engine import Engine
 from modalbag.errors import NotFittedError
-from modalbag.execution import available_cores, available_memory
+from modalbag.execution import available_cores, available_memory, unguarded_main_script
 from modalbag.execution.fitting import fit_learner
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.run import TaskInfo
@@ -65,8 +65,9 @@ def configure_training_strategy(model: Any, learners: Mapping[str, Any] | None =
     """Recommend how to train ``learners`` (the output of ``select_base_learners``) on this machine.
 
     Returns ``name``, ``estimated_time`` (seconds), ``memory_mb``, ``config`` (options for
-    ``train_ensemble``) and ``per_learner`` measurements. ``config`` overrides the defaults the
-    probes train with; ``epochs`` the number the estimate assumes.
+    ``train_ensemble``), ``per_learner`` measurements and ``notes``. ``config`` overrides the defaults
+    the probes train with; ``epochs`` the number the estimate assumes. Learners run side by side only
+    where worker processes can start: not from a main script without a ``__main__`` guard.
     """
     if model.dataset.labels is None:
         raise NotFittedError("configure_training_strategy times real training steps: the model needs labels")
@@ -112,6 +113,12 @@ def configure_training_strategy(model: Any, learners: Mapping[str, Any] | None =
     peak_one = max((m["memory_mb"] for m in measured), default=0.0)
     fit_jobs = cores if free is None or peak_one == 0 else max(1, min(cores, int(free / 2**20 * 0.8 // peak_one)))
     n_jobs = max(1, min(fit_jobs, len(measured)))
+    notes = []
+    script = unguarded_main_script()
+    if n_jobs > 1 and script is not None:  # its workers would re-run the script's training and fail
+        notes.append(f"n_jobs=1: {script} has no `if __name__ == \"__main__\":` guard, and each worker process "
+                     f"imports the main script; put the training under that guard to train {n_jobs} learners at once")
+        n_jobs = 1
     total = sum(m["estimated_time"] for m in measured)
     if n_jobs > 1:
         name = "parallel_bags"
@@ -129,6 +136,7 @@ def configure_training_strategy(model: Any, learners: Mapping[str, Any] | None =
         "per_learner": per_learner,
         "basis": f"one probe epoch of up to {probe_batches} batches per learner on this machine "
                  f"({cores} cores, {'unknown' if free is None else round(free / 2**20)} MB available)",
+        "notes": notes,
     }
 
 

@@ -42,6 +42,7 @@ from modalbag.execution.workers import (
     dumps,
     fit_in_worker,
     loads,
+    unguarded_main_script,
     worker_name,
 )
 
@@ -50,5 +51,5 @@ __all__ = [
     "MemoryGate", "NotPicklableError", "SharedData", "TrainerTable", "TrainingWork", "WorkerContext",
     "WorkerLostError", "available_cores", "available_memory", "captured_events", "concurrent_learners", "dumps",
     "estimate_footprint", "failed_result", "fit_in_worker", "fit_learner", "limited_threads", "loads",
-    "memory_budget", "replay_events", "threads_for", "worker_name",
+    "memory_budget", "replay_events", "threads_for", "unguarded_main_script", "worker_name",
 ]

@@ -9,11 +9,14 @@ changes stays in the worker unless the learner's record carries it back.
 
 from __future__ import annotations
 
+import ast
 import os
 import platform
+import sys
 import time
 import uuid
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -30,6 +33,25 @@ from modalbag.kernel.component import Component
 from modalbag.kernel.registry import _new_plugin_manager
 from modalbag.kernel.run import ActiveSet, Run, Selected, TaskInfo
 from modalbag.training.profiling import peak_rss
+
+def unguarded_main_script() -> str | None:
+    """The main script's path when it has no ``if __name__ == "__main__":`` guard, else None.
+
+    A ``forkserver`` or ``spawn`` worker imports the parent's main script: without the guard, the
+    training code at its top level runs again in every worker, which fails while starting. An
+    interactive session, a notebook or ``python -m`` of a guarded module has nothing to re-run.
+    """
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return None
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    if any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body):
+        return None
+    return str(path)
+
 
 #: Arrays at least this large go to workers as memory-mapped files rather than inside each message.
 SHARE_AS_FILE_BYTES = 4 * MIB

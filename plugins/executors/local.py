@@ -22,18 +22,15 @@ or ``ProcessPoolExecutor``, breaks as a whole when one worker dies, failing ever
 
 from __future__ import annotations
 
-import ast
 import multiprocessing
 import os
 import platform
 import signal
-import sys
 import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import Any
 
 import attrs
@@ -52,6 +49,7 @@ from modalbag.execution import (
     failed_result,
     fit_in_worker,
     loads,
+    unguarded_main_script,
 )
 from modalbag.kernel import Register
 from modalbag.kernel.options import positive
@@ -216,14 +214,8 @@ def main_guard_hint() -> str:
     ``if __name__ == "__main__":`` guard, the training code at its top level runs again in the
     worker, which fails while bootstrapping (exit code 1). Said only when the script has no guard.
     """
-    path = getattr(sys.modules.get("__main__"), "__file__", None)
-    if not path or not str(path).endswith(".py"):
-        return ""
-    try:
-        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
-    except (OSError, SyntaxError, ValueError):
-        return ""
-    if any(isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) for node in tree.body):
+    path = unguarded_main_script()
+    if path is None:
         return ""
     return (f"; {path} has no `if __name__ == \"__main__\":` guard: each worker process imports that script, so "
             f"the training code at its top level runs again there and the worker fails while starting. Put the "

@@ -32,3 +32,25 @@ def test_strategy_is_measured_per_learner_and_trains_as_recommended():
 def test_makespan_schedules_longest_first():
     assert _makespan([4, 3, 3, 2], 2) == 6
     assert _makespan([5], 3) == 5
+
+
+def test_strategy_from_a_script_without_main_guard_trains_in_this_process(tmp_path, monkeypatch):
+    """The spec's scripts train at top level: worker processes would import them and train again."""
+    import sys
+    import types
+
+    script = tmp_path / "train.py"
+    script.write_text("import modalbag\nmodel = modalbag.create_synthetic_model({'a': (4, 'text')})\n")
+    main = types.ModuleType("__main__")
+    main.__file__ = str(script)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr("modalbag.api.strategy.available_cores", lambda: 4)
+    model = make_model(n_samples=120, seed=3)
+    model.create_ensemble(n_bags=2, random_state=0)
+    learners = model.select_base_learners(trainers=["neural"], instantiate=True)
+    strategy = model.configure_training_strategy(learners, epochs=2)
+    assert strategy["config"]["n_jobs"] == 1 and strategy["name"] == "sequential"
+    assert str(script) in strategy["notes"][0] and "__main__" in strategy["notes"][0]
+    script.write_text("import modalbag\nif __name__ == '__main__':\n    modalbag.create_synthetic_model({})\n")
+    strategy = model.configure_training_strategy(learners, epochs=2)
+    assert strategy["notes"] == [] and strategy["config"]["n_jobs"] == 2  # 4 cores, 2 small learners
