@@ -18,7 +18,7 @@ import numpy as np
 from modalbag.api.distillation import distill
 from modalbag.api.strategy import configure_training_strategy
 from modalbag.api.workflows import Recommendation, check_training_resources, optimize_for_resources
-from modalbag.config.training import TASK_TYPES, TrainingConfig
+from modalbag.config.training import RUN_DIR_WRITERS, TASK_TYPES, TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
 from modalbag.data.dataset import MultimodalDataset, encode_labels, encode_training_labels, prediction_inputs
 from modalbag.data.preprocessing import Preprocessing
@@ -41,6 +41,7 @@ from modalbag.reports.headline import ensemble_headline
 from modalbag.reports.training import TrainingReports
 from modalbag.store.lock import run_directory_lock
 from modalbag.store.persistence import ModelStore, read_export
+from modalbag.store.runrecord import default_run_dir
 from modalbag.training.metrics import task_metrics
 
 log = get_logger("modalbag.model")
@@ -182,10 +183,16 @@ class MultiModalEnsembleModel:
         Takes every `TrainingConfig` option (and plugin options) as keyword arguments. With
         ``run_dir`` the run is recorded there and exported to ``<run_dir>/export`` at the end;
         ``resume=True`` continues the run recorded in ``run_dir`` (see `modalbag.store.runrecord`).
+        An option that writes under ``run_dir`` (`RUN_DIR_WRITERS`) without one gets a new
+        ``runs/run-<time>`` in the working directory, as TensorBoard's ``SummaryWriter`` does.
         """
         if self.dataset.labels is None:
             raise DataError("this model has no labels: pass labels= when creating it")
         run_dir = config.get("run_dir")
+        writers = [option for option in RUN_DIR_WRITERS if config.get(option)]
+        if not run_dir and writers and not resume:
+            run_dir = config["run_dir"] = str(default_run_dir("run"))
+            log.info("run.default_run_dir", run_dir=run_dir, options=writers)
         if not run_dir:
             return self._train(resume, config)
         with run_directory_lock(run_dir):  # one run writes a run directory, from its record to its export

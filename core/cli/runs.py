@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import shlex
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -18,22 +17,12 @@ from modalbag.data.bags import EnsembleConfig
 from modalbag.errors import ConfigError, ModalbagError, StorageError
 from modalbag.kernel.components import wanted_components
 from modalbag.logs import get_logger
+from modalbag.store.runrecord import default_run_dir
 
 log = get_logger("modalbag.cli")
 
 _SET_HELP = "Override a config value: KEY=VALUE, VALUE in TOML (training.epochs=3, ensemble.n_bags=4, " \
             "epochs=3 means training.epochs). Repeatable."
-
-
-def default_run_dir(config_name: str, root: Path | None = None) -> Path:
-    """``runs/<config name>-<YYYYmmdd-HHMMSS>`` under ``root`` (the working directory), never an existing one."""
-    base = (root or Path.cwd()) / "runs"
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    candidate, n = base / f"{config_name}-{stamp}", 1
-    while candidate.exists():
-        n += 1
-        candidate = base / f"{config_name}-{stamp}-{n}"
-    return candidate
 
 
 def latest_run_dir(config_name: str, root: Path | None = None) -> Path | None:

@@ -132,7 +132,8 @@ class TrainingConfig:
                                    validator=v.optional(positive))
     class_weights: Any = _opt(None, "Per-class loss weights: a list by class index or a {class: weight} mapping.",
                               category="task", converter=_class_weights)
-    label_smoothing: float = _opt(0.0, "Label smoothing for classification.", category="task",
+    label_smoothing: float = _opt(0.0, "Label smoothing for classification (and each label of a multilabel "
+                                       "task: targets y*(1-eps)+eps/2), in neural learners.", category="task",
                                   converter=_number, validator=at_least_0_below_1)
     # -- denoising ---------------------------------------------------------------------------------
     enable_denoising: bool = _opt(True, "Train with the cross-modal denoising objectives.",
@@ -149,7 +150,8 @@ class TrainingConfig:
                                                  category="denoising", converter=_names)
     curriculum_stages: tuple[Mapping[str, Any], ...] = _opt(
         [], "Curriculum stages, each {'epochs': last epoch of the stage, 'objectives': [...], "
-            "'denoising_weight': w}; empty: objectives added one by one over the run.",
+            "'denoising_weight': w}; empty: objectives added one by one over the run. When every stage "
+            "names its objectives and denoising_objectives is not given, the run's objectives are theirs.",
         category="denoising", converter=lambda stages: _stages(stages))
     contrastive_temperature: float = _opt(0.1, "InfoNCE temperature of the alignment objective.",
                                           category="denoising", converter=_number, validator=positive)
@@ -177,11 +179,14 @@ class TrainingConfig:
                                             converter=_integer, validator=positive,
                                             activates=("precision", "accumulation", lambda n: n > 1))
     enable_progressive_learning: bool = _opt(False, "Train neural learners in progressive_stages (frozen layers, "
-                                             "learning-rate multipliers).", category="optimization",
-                                             converter=_boolean)
+                                             "learning-rate multipliers). Without stages: the spec's three, "
+                                             "scaled to epochs (20% with the encoder frozen at 0.1x the "
+                                             "learning rate, 30% all layers, the rest fine-tuning at 0.01x).",
+                                             category="optimization", converter=_boolean)
     progressive_stages: tuple[Mapping[str, Any], ...] = _opt(
         [], "Stages of progressive learning, each {'epochs': n, 'frozen_layers': ['encoder'], 'lr_multiplier': m, "
-            "'fine_tuning': bool}; the last stage runs to the end of training.",
+            "'fine_tuning': bool}; the last stage runs to the end of training. A stage's 'learning_rate' stands "
+            "for lr_multiplier = its learning_rate / learning_rate.",
         category="optimization", converter=lambda stages: tuple(stages))
     # -- quality -----------------------------------------------------------------------------------
     early_stopping_patience: int = _opt(15, "Epochs without validation improvement before stopping (0 disables).",
@@ -268,7 +273,9 @@ class TrainingConfig:
                              category="run", converter=_integer, validator=seed)
     run_dir: str | None = _opt(None, "The run directory: the run's own record (records.jsonl), checkpoints, "
                                "sink output, exports and reports go under it; resume reads it back (None: "
-                               "nothing is written but checkpoints, to a temporary directory).",
+                               "nothing is written but checkpoints, to a temporary directory; with "
+                               "tensorboard_logging, wandb_logging, profile_training or export_for_integration, "
+                               "train_ensemble uses a new runs/run-<time> in the working directory).",
                                category="run", converter=attrs.converters.optional(str),
                                activates=("sink", "jsonl", lambda d: d is not None))
     verbose: bool = _opt(False, "Log progress (the application configures where logs go).",
@@ -374,6 +381,11 @@ CONFIG_KEYS: frozenset[str] = frozenset(
 )
 
 
+#: Options that write under ``run_dir``: without one, ``model.train_ensemble`` gives the run a new
+#: ``runs/run-<time>`` in the working directory, as TensorBoard's ``SummaryWriter`` does.
+RUN_DIR_WRITERS = ("tensorboard_logging", "wandb_logging", "profile_training", "export_for_integration")
+
+
 def _cross_checks(config: TrainingConfig) -> list[str]:
     issues = []
     if config.enable_denoising:
@@ -396,8 +408,8 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
                           "[{'epochs': 20, 'frozen_layers': ['encoder'], 'lr_multiplier': 0.1}, {'epochs': 80}]")
     if config.task_type == "regression" and config.class_weights is not None:
         issues.append("class_weights applies to classification only (task_type is 'regression')")
-    if config.label_smoothing and config.task_type != "classification":
-        issues.append("label_smoothing applies to classification only")
+    if config.label_smoothing and config.task_type == "regression":
+        issues.append("label_smoothing applies to classification and multilabel tasks only")
     if config.walk_forward_validation and config.validation_strategy != "time_series":
         issues.append("walk_forward_validation needs validation_strategy='time_series' (rows in time order)")
     if config.validation_strategy == "stratified" and config.task_type != "classification":
@@ -405,7 +417,7 @@ def _cross_checks(config: TrainingConfig) -> list[str]:
     if (config.hpo_trials or config.hpo_time_budget) and importlib.util.find_spec("optuna") is None:
         issues.append("hpo_trials / hpo_time_budget search with Optuna, which is not installed: "
                       "pip install modalbag[hpo]")
-    for option in ("tensorboard_logging", "wandb_logging", "profile_training", "export_for_integration"):
+    for option in RUN_DIR_WRITERS:
         if getattr(config, option) and config.run_dir is None:
             issues.append(f"{option} writes under the run directory, but run_dir is None: set run_dir "
                           f"(for example run_dir='runs/first') or {option}=false")
@@ -419,6 +431,9 @@ def parse_config(cls: type[TrainingConfig], data: Mapping[str, Any], catalog: An
     if not isinstance(data, Mapping):
         raise ConfigError(f"a training config must be a mapping of options, got {type(data).__name__}")
     data, spec_issues = translate_spec_keys(data)  # the spec's names for options modalbag spells otherwise
+    data = _objectives_from_stages(data)
+    data = _default_progressive_stages(data)
+    data = _stage_learning_rates(data)
     issues: list[Any] = list(spec_issues)
     known = {k: val for k, val in data.items() if k in CONFIG_KEYS}
     extra = {k: val for k, val in data.items() if k not in CONFIG_KEYS and k != "plugin_options"}
@@ -444,6 +459,55 @@ def parse_config(cls: type[TrainingConfig], data: Mapping[str, Any], catalog: An
     return config, issues
 
 
+def _objectives_from_stages(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Curriculum stages that each name their objectives, without ``denoising_objectives``: the run's
+    objectives are the ones the stages name, in order (the spec's curriculum example names
+    'consistency' in its last stage only, beside the default reconstruction and alignment)."""
+    stages = data.get("curriculum_stages")
+    if "denoising_objectives" in data or not stages or not isinstance(stages, (list, tuple)):
+        return data
+    if not all(isinstance(stage, Mapping) and "objectives" in stage for stage in stages):
+        return data
+    try:
+        named = [name for stage in stages for name in _names(stage["objectives"])]
+    except TypeError:
+        return data  # the stages' own check reports it
+    return {**data, "denoising_objectives": list(dict.fromkeys(named))}
+
+
+def _default_progressive_stages(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``enable_progressive_learning`` without stages (the spec's medical example): the spec's own
+    three stages (classifier first, then every layer, then fine-tuning), scaled from its 20/30/50 of
+    100 epochs to ``epochs``, each stage at least one epoch."""
+    if data.get("enable_progressive_learning") is not True or data.get("progressive_stages"):
+        return data
+    epochs = data.get("epochs", 100)
+    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
+        return data  # the epochs check reports it
+    first, second = max(1, round(0.2 * epochs)), max(1, round(0.3 * epochs))
+    stages = [{"epochs": first, "frozen_layers": ["encoder"], "lr_multiplier": 0.1, "name": "classifier"},
+              {"epochs": second, "lr_multiplier": 1.0, "name": "all layers"},
+              {"epochs": max(1, epochs - first - second), "fine_tuning": True, "lr_multiplier": 0.01,
+               "name": "fine-tuning"}]
+    return {**data, "progressive_stages": stages}
+
+
+def _stage_learning_rates(data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A progressive stage's ``learning_rate`` (the spec's troubleshooting form) is its ``lr_multiplier``
+    times the run's ``learning_rate``: ``lr_multiplier = stage learning_rate / learning_rate``."""
+    stages, base = data.get("progressive_stages"), data.get("learning_rate", 1e-3)
+    if not isinstance(stages, (list, tuple)) or isinstance(base, bool) or not isinstance(base, (int, float)) \
+            or base <= 0:
+        return data
+    out = []
+    for stage in stages:
+        rate = stage.get("learning_rate") if isinstance(stage, Mapping) else None
+        if isinstance(rate, (int, float)) and not isinstance(rate, bool) and "lr_multiplier" not in stage:
+            stage = {k: v for k, v in stage.items() if k != "learning_rate"} | {"lr_multiplier": rate / base}
+        out.append(stage)  # anything else is reported by the stages' own check
+    return {**data, "progressive_stages": out}
+
+
 def _message(exc: Exception) -> str:
     """attrs' ``in_`` validator packs (message, attribute, options, value) into args: keep the message."""
     return str(exc.args[0]) if len(exc.args) > 1 else str(exc)
@@ -463,4 +527,4 @@ def _option_owners(catalog: Any) -> dict[str, list[Any]]:
     return catalog.option_owners()
 
 
-__all__ = ["CONFIG_KEYS", "TASK_TYPES", "TrainingConfig", "close_matches", "parse_config"]
+__all__ = ["CONFIG_KEYS", "RUN_DIR_WRITERS", "TASK_TYPES", "TrainingConfig", "close_matches", "parse_config"]

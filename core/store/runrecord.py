@@ -70,6 +70,19 @@ OPERATIONAL_KEYS = frozenset({"n_jobs", "executor", "threads_per_learner", "memo
                               "verbose", "sinks", "distributed_timeout"})
 
 
+def default_run_dir(name: str, root: Path | None = None) -> Path:
+    """``runs/<name>-<YYYYmmdd-HHMMSS>`` under ``root`` (the working directory), never an existing one: where
+    a run writes when it must write and was given no ``run_dir`` (TensorBoard's ``SummaryWriter`` also
+    defaults to ``runs/`` there)."""
+    base = (root or Path.cwd()) / "runs"
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    candidate, n = base / f"{name}-{stamp}", 1
+    while candidate.exists():
+        n += 1
+        candidate = base / f"{name}-{stamp}-{n}"
+    return candidate
+
+
 def data_fingerprint(dataset: MultimodalDataset, targets: np.ndarray) -> str:
     """SHA-256 over every modality's values and presence mask and the encoded targets."""
     digest = hashlib.sha256()
@@ -302,4 +315,4 @@ class Journal:
         return out
 
 
-__all__ = ["OPERATIONAL_KEYS", "Journal", "RunRecord", "data_fingerprint", "merged_config"]
+__all__ = ["OPERATIONAL_KEYS", "Journal", "RunRecord", "data_fingerprint", "default_run_dir", "merged_config"]

@@ -148,7 +148,7 @@ def test_cross_checks_catch_inconsistent_options(catalog):
     issues = info.value.issues
     assert len(issues) == 3
     _issue_with(issues, "class_weights", "classification only")
-    _issue_with(issues, "label_smoothing", "classification only")
+    _issue_with(issues, "label_smoothing", "classification and multilabel tasks only")
     _issue_with(issues, "denoising_weight", "enable_denoising")
 
 
@@ -542,3 +542,38 @@ def test_min_performance_is_checked_after_training_and_export_for_integration_wr
     np.testing.assert_allclose(loaded.predict_proba(data), model.predict_proba(data))
     with pytest.raises(ConfigError, match="export_for_integration writes under the run directory"):
         TrainingConfig.from_dict({"export_for_integration": True})
+
+
+def test_curriculum_stages_that_name_their_objectives_give_the_run_its_objectives():
+    """The spec's curriculum names 'consistency' in its last stage and no denoising_objectives."""
+    stages = [{"epochs": 20, "objectives": ["reconstruction"]},
+              {"epochs": 30, "objectives": ["reconstruction", "alignment"]},
+              {"epochs": 50, "objectives": ["reconstruction", "alignment", "consistency"]}]
+    config = TrainingConfig.from_dict({"denoising_strategy": "curriculum", "curriculum_stages": stages})
+    assert config.denoising_objectives == ("reconstruction", "alignment", "consistency")
+    assert TrainingConfig.from_dict(config.to_dict()) == config
+    # given objectives stay the user's, and a stage naming another one is still an error
+    with pytest.raises(ConfigError, match=r"curriculum stage 2 names objectives \['consistency'\]"):
+        TrainingConfig.from_dict({"curriculum_stages": stages, "denoising_objectives": ["reconstruction", "alignment"]})
+    # a stage without objectives uses all of them: the default objectives stand
+    config = TrainingConfig.from_dict({"curriculum_stages": [{"epochs": 5, "denoising_weight": 0.01}]})
+    assert config.denoising_objectives == ("reconstruction", "alignment")
+
+
+def test_progressive_learning_without_stages_runs_the_spec_stages_scaled_to_epochs():
+    """The spec's medical example turns progressive learning on and gives no stages."""
+    stages = TrainingConfig.from_dict({"enable_progressive_learning": True, "epochs": 200}).progressive_stages
+    assert [s["epochs"] for s in stages] == [40, 60, 100]  # the spec's 20/30/50 of 100
+    assert stages[0]["frozen_layers"] == ["encoder"] and stages[0]["lr_multiplier"] == 0.1
+    assert stages[2]["fine_tuning"] is True and stages[2]["lr_multiplier"] == 0.01
+    short = TrainingConfig.from_dict({"enable_progressive_learning": True, "epochs": 2}).progressive_stages
+    assert [s["epochs"] for s in short] == [1, 1, 1]  # every stage at least one epoch
+
+
+def test_a_progressive_stage_learning_rate_is_a_multiplier_of_the_run_learning_rate():
+    stages = [{"epochs": 30, "learning_rate": 1e-4, "frozen_layers": ["encoder"]},
+              {"epochs": 50, "learning_rate": 5e-4, "frozen_layers": []}]
+    config = TrainingConfig.from_dict({"enable_progressive_learning": True, "learning_rate": 1e-3,
+                                       "progressive_stages": stages})
+    assert [s["lr_multiplier"] for s in config.progressive_stages] == pytest.approx([0.1, 0.5])
+    assert all("learning_rate" not in s for s in config.progressive_stages)

@@ -260,3 +260,21 @@ def test_apply_multimodal_preprocessing_reaches_training():
     with pytest.raises(ConfigError, match="modality_dropout"):
         model.apply_multimodal_preprocessing(modality_dropout=1.5)
 
+
+
+def test_multilabel_label_smoothing_pulls_each_label_toward_one_half():
+    """The spec's recommendation example smooths multilabel targets: y*(1-eps)+eps/2 per label."""
+    from modalbag.plugins.trainers.neural._learner import SmoothedBCEWithLogitsLoss
+
+    logits = torch.tensor([[2.0, -1.0]])
+    targets = torch.tensor([[1.0, 0.0]])
+    loss = SmoothedBCEWithLogitsLoss(0.1)(logits, targets)
+    p = torch.sigmoid(logits)[0]  # by hand: targets 0.95 and 0.05
+    expected = -(0.95 * torch.log(p[0]) + 0.05 * torch.log(1 - p[0]) + 0.05 * torch.log(p[1]) + 0.95 * torch.log(1 - p[1])) / 2
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
+    model = make_model(n_samples=120, n_classes=3, task_type="multilabel")
+    model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
+    assert model.train_ensemble(**{**FAST, "epochs": 1, "label_smoothing": 0.1})
+    with pytest.raises(ConfigError, match="label_smoothing applies to classification and multilabel"):
+        modalbag.TrainingConfig.from_dict({"task_type": "regression", "label_smoothing": 0.1})

@@ -133,9 +133,24 @@ def test_jsonl_is_active_exactly_when_run_dir_is_set(tmp_path):
 
 @pytest.mark.parametrize("option", ["tensorboard_logging", "wandb_logging", "profile_training"])
 def test_sinks_that_write_files_need_a_run_dir(option):
-    model = make_model(n_samples=60)
+    from modalbag.config.training import TrainingConfig
+
     with pytest.raises(ConfigError, match=f"{option} writes under the run directory.*set run_dir"):
-        model.train_ensemble(**{**TINY, option: True})
+        TrainingConfig.from_dict({option: True})
+
+
+@pytest.mark.parametrize("option", ["tensorboard_logging", "profile_training"])
+def test_train_ensemble_gives_a_writing_sink_a_run_dir_in_the_working_directory(option, tmp_path, monkeypatch):
+    """The spec turns TensorBoard on without a run_dir: runs/run-<time> in the working directory, as
+    TensorBoard's SummaryWriter does, and the run's files land there."""
+    monkeypatch.chdir(tmp_path)
+    model = make_model(n_samples=60)
+    model.create_ensemble(n_bags=1, random_state=0)
+    model.select_base_learners(trainers=["neural"], instantiate=False)
+    model.train_ensemble(**{**TINY, "epochs": 1, option: True})
+    run_dir = Path(model.training_config.run_dir)
+    assert run_dir.parent == tmp_path / "runs" and run_dir.name.startswith("run-")
+    assert (run_dir / RECORDS_FILE).is_file() and len(list(run_dir.iterdir())) > 1
 
 
 # -- the log_interval hook --------------------------------------------------------------------------

@@ -104,14 +104,19 @@ class NeuralLearner:
             return nn.CrossEntropyLoss(weight=class_weights(self.config, run.task.n_outputs),
                                        label_smoothing=self.config.label_smoothing)
         if self.task_type == "multilabel":
-            return nn.BCEWithLogitsLoss()
+            smoothing = self.config.label_smoothing
+            return SmoothedBCEWithLogitsLoss(smoothing) if smoothing else nn.BCEWithLogitsLoss()
         return nn.MSELoss()
 
     def _device(self, run: Run) -> torch.device:
         ddp = getattr(run, "distributed", None)
-        if ddp is not None:
-            return torch.device(ddp.device)
         wanted = self.options.device
+        if ddp is not None:
+            device = torch.device(ddp.device)
+            if wanted.startswith("cuda") and device.type != "cuda":  # num_gpus=2 on a machine without them
+                raise ValueError(f"device={wanted!r} but the DDP ranks run on {device.type}: torch sees no CUDA "
+                                 f"device; drop num_gpus / device='cuda' to train the ranks on CPU")
+            return device
         if wanted == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if wanted.startswith("cuda") and not torch.cuda.is_available():
@@ -327,6 +332,20 @@ class SoftTargetLoss(nn.Module):
     def forward(self, logits: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:
         t = self.temperature
         return -(soft * torch.log_softmax(logits / t, dim=1)).sum(dim=1).mean() * t * t
+
+
+class SmoothedBCEWithLogitsLoss(nn.Module):
+    """Label smoothing for multilabel targets: each label's binary cross-entropy against
+    ``y * (1 - eps) + eps / 2``, the two-class case of Szegedy et al. (2016) that
+    ``CrossEntropyLoss(label_smoothing=eps)`` applies to one-of-K classes."""
+
+    def __init__(self, smoothing: float):
+        super().__init__()
+        self.smoothing = smoothing
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        soft = targets * (1.0 - self.smoothing) + 0.5 * self.smoothing
+        return nn.functional.binary_cross_entropy_with_logits(logits, soft)
 
 
 @contextlib.contextmanager
