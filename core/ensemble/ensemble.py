@@ -372,8 +372,7 @@ class Ensemble:
         availability = np.stack([eligible[lid] for lid in ids], axis=1) if ids else np.zeros((n, 0), bool)
         combined = np.tile(self.task.prior, (n, 1)).astype(np.float64)
         n_learners = np.zeros(n, dtype=np.int64)
-        patterns, inverse = np.unique(availability, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        patterns, inverse = availability_patterns(availability)
         shared_rows = []
         for p, pattern in enumerate(patterns):
             if not pattern.any():
@@ -438,4 +437,24 @@ class Ensemble:
         return output[:, 0] if output.shape[1] == 1 else output
 
 
-__all__ = ["Ensemble", "PredictionResult", "expert_name"]
+def availability_patterns(availability: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct rows of ``availability`` (n, learners) and each row's pattern index, as
+    ``np.unique(..., axis=0, return_inverse=True)`` gives them, in linear time for the common cases:
+    one pattern for every row (every modality present), or each row packed into one integer (up to 64
+    learners) before a 1-D unique; a row-wise sort only beyond."""
+    n, width = availability.shape
+    if n == 0 or width == 0 or bool((availability == availability[0]).all()):
+        return availability[:1].copy(), np.zeros(n, dtype=np.int64)
+    if width <= 64:
+        codes = (availability.astype(np.uint64) << np.arange(width, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+        unique, first, inverse = np.unique(codes, return_index=True, return_inverse=True)
+        patterns = availability[first]
+        order = np.lexsort(patterns.T[::-1])  # the row-wise order np.unique(axis=0) returns
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order))
+        return patterns[order], rank[inverse.reshape(-1)]
+    patterns, inverse = np.unique(availability, axis=0, return_inverse=True)
+    return patterns, inverse.reshape(-1)
+
+
+__all__ = ["Ensemble", "PredictionResult", "availability_patterns", "expert_name"]

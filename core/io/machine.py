@@ -43,14 +43,22 @@ def _memory_gib() -> float | None:
         return None
 
 
+#: Other distributions that install a library under its import name (CPU-only builds).
+ALTERNATIVES = {"xgboost": ("xgboost-cpu",)}
+
+
 def library_versions(names: tuple[str, ...] = LIBRARIES) -> dict[str, str]:
-    """Installed versions of ``names`` (absent distributions are left out)."""
+    """Installed versions of ``names`` (absent distributions are left out); a library installed from
+    an alternative distribution (``xgboost-cpu``) is reported under its name with that version."""
     out = {}
     for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
+        for dist in (name, *ALTERNATIVES.get(name, ())):
+            try:
+                version = importlib.metadata.version(dist)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+            out[name] = version if dist == name else f"{version} ({dist})"
+            break
     return out
 
 

@@ -43,3 +43,21 @@ def test_out_of_fold_headline_without_held_out_data(trained_model):
 def test_unfitted_model_has_no_headline():
     with pytest.raises(NotFittedError, match="train_ensemble"):
         ensemble_headline(make_model(n_samples=50))
+
+
+def test_a_cpu_only_build_is_reported_under_its_library_name(monkeypatch):
+    import importlib.metadata
+
+    from modalbag.io import machine
+
+    real = importlib.metadata.version
+
+    def version(dist):
+        if dist == "xgboost":
+            raise importlib.metadata.PackageNotFoundError(dist)
+        if dist == "xgboost-cpu":
+            return "3.2.0"
+        return real(dist)
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
+    assert machine.library_versions(("xgboost",)) == {"xgboost": "3.2.0 (xgboost-cpu)"}

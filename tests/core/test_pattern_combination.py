@@ -129,3 +129,17 @@ def test_a_distilled_student_matches_the_ensembles_soft_targets_and_predicts_fro
     saved = student.model.save(tmp_path / "student")
     again = type(student.model).load(saved)
     np.testing.assert_allclose(again.predict_output(data), mine, atol=1e-5)
+
+
+def test_availability_patterns_are_numpys_row_unique_in_linear_time():
+    from modalbag.ensemble.ensemble import availability_patterns
+
+    rng = np.random.default_rng(0)
+    for shape, p in (((500, 12), 0.5), ((300, 70), 0.5), ((40, 3), 0.0), ((0, 4), 0.5)):
+        a = rng.random(shape) >= p
+        patterns, inverse = availability_patterns(a)
+        if len(a):
+            expected, expected_inverse = np.unique(a, axis=0, return_inverse=True)
+            np.testing.assert_array_equal(patterns, expected)
+            np.testing.assert_array_equal(inverse, expected_inverse.reshape(-1))
+        np.testing.assert_array_equal(patterns[inverse], a)

@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 
-from modalbag.kernel.options import integer_at_least, non_negative
+from modalbag.kernel.options import integer_at_least, non_negative, positive
 
 
 def _positive_or_none(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -126,7 +126,7 @@ class NeuralOptions:
                                                                    attrs.validators.le(1.0)], metadata={
         "help": "Weight of the adversarial copy's loss in the step's loss (the clean batch's is 1 - ratio)."})
     soft_target_temperature: float | None = attrs.field(default=None, validator=attrs.validators.optional(
-        attrs.validators.gt(0.0)), metadata={
+        positive), metadata={
         "help": "Set by model.distill(): train on a teacher's probabilities at this temperature (soft targets) "
                 "instead of labels. Not for direct use."})
     test_time_augmentation: bool = attrs.field(default=False, metadata={
