@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 import traceback
 import warnings
@@ -84,38 +83,22 @@ Views = dict[str, np.ndarray]
 
 
 def machine_info() -> dict[str, Any]:
-    """CPU model, its bf16/AMX flags, cores and library versions, read from this machine."""
-    model, flags = None, set()
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key == "model name" and model is None:
-                    model = value.strip()
-                elif key == "flags" and not flags:
-                    flags = set(value.split())
-    except OSError:
-        pass
-    import sklearn
-    import torch
+    """CPU model, its bf16/AMX flags, cores and library versions, read from this machine
+    (`modalbag.io.machine.describe_machine`, in the keys this benchmark has always printed)."""
+    from modalbag.io.machine import describe_machine
 
-    import modalbag
-
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
+    machine = describe_machine()
+    libraries = machine["libraries"]
     return {
-        "cpu": model or platform.processor() or "unknown",
-        "flags": {flag: flag in flags for flag in BF16_FLAGS},
-        "cpu_count": os.cpu_count(),
-        "usable_cores": usable,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "sklearn": sklearn.__version__,
-        "numpy": np.__version__,
-        "modalbag": getattr(modalbag, "__version__", "unknown"),
+        "cpu": machine["cpu"] or "unknown",
+        "flags": {flag: bool(value) for flag, value in machine["flags"].items() if flag in BF16_FLAGS},
+        "cpu_count": machine["cpu_count"],
+        "usable_cores": machine["usable_cores"],
+        "python": machine["python"],
+        "torch": libraries.get("torch", "not installed"),
+        "sklearn": libraries.get("scikit-learn", "not installed"),
+        "numpy": libraries.get("numpy", "not installed"),
+        "modalbag": machine["modalbag"],
         "load_average_start": _load(),
     }
 
