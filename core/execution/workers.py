@@ -34,6 +34,7 @@ from modalbag.kernel.registry import _new_plugin_manager
 from modalbag.kernel.run import ActiveSet, Run, Selected, TaskInfo
 from modalbag.training.profiling import peak_rss
 
+
 def unguarded_main_script() -> str | None:
     """The main script's path when it has no ``if __name__ == "__main__":`` guard, else None.
 
