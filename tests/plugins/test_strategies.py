@@ -94,8 +94,9 @@ def test_curriculum_stage_errors_are_clear(catalog):
 
     with pytest.raises(ConfigError, match="last epoch"):
         TrainingConfig.from_dict({"curriculum_stages": [{"epochs": 5}, {"epochs": 3}]}, catalog=catalog)
-    with pytest.raises(ConfigError, match="not in denoising_objectives"):
-        TrainingConfig.from_dict({"curriculum_stages": [{"epochs": 5, "objectives": ["consistency"]}]},
+    with pytest.raises(ConfigError, match="not in denoising_objectives"):  # given, and the stage strays from it
+        TrainingConfig.from_dict({"denoising_objectives": ["reconstruction"],
+                                  "curriculum_stages": [{"epochs": 5, "objectives": ["consistency"]}]},
                                  catalog=catalog)
 
 
