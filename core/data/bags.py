@@ -15,8 +15,11 @@ one of its modalities; its out-of-bag rows are the others that do, and weigh the
 
 from __future__ import annotations
 
+import collections
+import heapq
 import itertools
-from collections.abc import Sequence
+import math
+from collections.abc import Iterator, Sequence
 
 import attrs
 import numpy as np
@@ -114,21 +117,47 @@ def _as_vectors(array: np.ndarray) -> np.ndarray:
     return array.reshape(len(array), array.shape[1], -1).mean(axis=2)  # image: channel means
 
 
+#: Up to this many candidate subsets (every non-empty subset of at most ``max_modalities``: 4,095 for
+#: 12 modalities), `choose_subsets` builds and orders all of them, as modalbag always did: a seed draws
+#: the same bags as before. Beyond, it produces only the first ``n_bags`` of the same preference order,
+#: lazily (the eager way is 2^M: 18 s at 20 modalities, out of memory at 30). The lazy order is the same
+#: rule, but ties are broken differently: ``adaptive`` ranks modalities of equal informativeness in a
+#: seeded random order and takes equal-mean subsets in a seeded random order among those it has reached
+#: (not a uniformly random one among all of them), and ``uniform`` draws its subsets from the generator
+#: in blocks, so the same seed gives other subsets than an eager run would.
+EAGER_SUBSETS_MAX = 4096
+
+
 def _candidate_subsets(names: Sequence[str], max_size: int) -> list[tuple[str, ...]]:
     return [s for k in range(1, max_size + 1) for s in itertools.combinations(names, k)]
 
 
+def _count_subsets(m: int, max_size: int) -> int:
+    return sum(math.comb(m, k) for k in range(1, max_size + 1))
+
+
 def choose_subsets(names: Sequence[str], config: EnsembleConfig,
                    informativeness: dict[str, float] | None, rng: np.random.Generator) -> list[tuple[str, ...]]:
-    """The modality subset of each bag, in bag order."""
+    """The modality subset of each bag, in bag order.
+
+    Up to `EAGER_SUBSETS_MAX` candidate subsets, every candidate is built and ordered; beyond, only the
+    first ``n_bags`` of the strategy's preference order are produced (see `EAGER_SUBSETS_MAX` for what
+    differs), so the cost grows with ``n_bags`` and the number of modalities, not with 2^M.
+    """
+    names = tuple(names)
     max_size = len(names) if config.max_modalities is None else min(config.max_modalities, len(names))
-    candidates = _candidate_subsets(names, max_size)
-    if config.dropout_strategy == "exhaustive":
-        order = candidates
-    elif config.dropout_strategy == "uniform":
-        order = _uniform_order(names, candidates, config.modality_keep_prob, rng)
+    total = _count_subsets(len(names), max_size)
+    if total <= EAGER_SUBSETS_MAX:
+        order = _eager_order(names, config, max_size, informativeness, rng)
     else:
-        order = _adaptive_order(names, candidates, max_size, informativeness or {}, rng)
+        wanted = min(config.n_bags, total)
+        if config.dropout_strategy == "exhaustive":
+            lazy: Iterator[tuple[str, ...]] = _exhaustive_lazy(names, max_size)
+        elif config.dropout_strategy == "uniform":
+            lazy = _uniform_lazy(names, max_size, wanted, config.modality_keep_prob, rng)
+        else:
+            lazy = _adaptive_lazy(names, max_size, informativeness or {}, rng)
+        order = list(itertools.islice(lazy, wanted))
     if config.n_bags <= len(order) or not config.allow_repeats:
         return order[: config.n_bags]
     repeated = list(order)
@@ -137,29 +166,49 @@ def choose_subsets(names: Sequence[str], config: EnsembleConfig,
     return repeated
 
 
+def _eager_order(names: tuple[str, ...], config: EnsembleConfig, max_size: int,
+                 informativeness: dict[str, float] | None, rng: np.random.Generator) -> list[tuple[str, ...]]:
+    """Every candidate subset in preference order (modalbag's original way; small cases only)."""
+    candidates = _candidate_subsets(names, max_size)
+    if config.dropout_strategy == "exhaustive":
+        return candidates
+    if config.dropout_strategy == "uniform":
+        return _uniform_order(names, candidates, config.modality_keep_prob, rng)
+    return _adaptive_order(names, candidates, max_size, informativeness or {}, rng)
+
+
 def _uniform_order(names: Sequence[str], candidates: list[tuple[str, ...]], keep: float,
                    rng: np.random.Generator) -> list[tuple[str, ...]]:
     allowed = set(candidates)
     order: list[tuple[str, ...]] = []
+    seen: set[tuple[str, ...]] = set()  # membership in a set, not the list: same draws, linear time
     for _ in range(200 * len(candidates)):
         if len(order) == len(candidates):
             break
         subset = tuple(n for n in names if rng.random() < keep)
-        if subset in allowed and subset not in order:
+        if subset in allowed and subset not in seen:
             order.append(subset)
-    order += [c for c in candidates if c not in order]  # a tiny keep probability still terminates
+            seen.add(subset)
+    order += [c for c in candidates if c not in seen]  # a tiny keep probability still terminates
     return order
 
 
-def _adaptive_order(names: Sequence[str], candidates: list[tuple[str, ...]], max_size: int,
-                    info: dict[str, float], rng: np.random.Generator) -> list[tuple[str, ...]]:
-    full = tuple(names[:max_size]) if max_size < len(names) else tuple(names)
+def _adaptive_head(names: Sequence[str], max_size: int, info: dict[str, float]) -> list[tuple[str, ...]]:
+    """The full set (or the ``max_size`` most informative modalities), then every single modality by
+    informativeness."""
+    full = tuple(names)
     if max_size < len(names):  # the largest allowed subset of the most informative modalities
         best = sorted(names, key=lambda n: -info.get(n, 0.0))[:max_size]
         full = tuple(n for n in names if n in best)
     singles = sorted(((n,) for n in names), key=lambda s: -info.get(s[0], 0.0))
-    order = [full] + [s for s in singles if s != full]
-    rest = [c for c in candidates if c not in order]
+    return [full] + [s for s in singles if s != full]
+
+
+def _adaptive_order(names: Sequence[str], candidates: list[tuple[str, ...]], max_size: int,
+                    info: dict[str, float], rng: np.random.Generator) -> list[tuple[str, ...]]:
+    order = _adaptive_head(names, max_size, info)
+    taken = set(order)
+    rest = [c for c in candidates if c not in taken]
     by_size: dict[int, list[tuple[str, ...]]] = {}
     for c in rest:
         by_size.setdefault(len(c), []).append(c)
@@ -167,11 +216,87 @@ def _adaptive_order(names: Sequence[str], candidates: list[tuple[str, ...]], max
         jitter = {c: rng.random() * 1e-6 for c in by_size[size]}
         by_size[size].sort(key=lambda c: -(np.mean([info.get(n, 0.0) for n in c]) + jitter[c]))
     sizes = sorted(by_size, reverse=True)
-    while any(by_size.values()):  # round-robin over sizes keeps every size represented
+    queues = {size: collections.deque(by_size[size]) for size in sizes}
+    while any(queues.values()):  # round-robin over sizes keeps every size represented
         for size in sizes:
-            if by_size[size]:
-                order.append(by_size[size].pop(0))
+            if queues[size]:
+                order.append(queues[size].popleft())
     return order
+
+
+def _exhaustive_lazy(names: tuple[str, ...], max_size: int) -> Iterator[tuple[str, ...]]:
+    """Every non-empty subset, smallest first (the eager order, produced one at a time)."""
+    for k in range(1, max_size + 1):
+        yield from itertools.combinations(names, k)
+
+
+def _uniform_lazy(names: tuple[str, ...], max_size: int, wanted: int, keep: float,
+                  rng: np.random.Generator) -> Iterator[tuple[str, ...]]:
+    """Distinct subsets, each modality kept with probability ``keep``, redrawn when empty or larger
+    than ``max_size``; after ``200 * wanted`` draws (a tiny ``keep``, or a ``max_size`` that few draws
+    meet), the unused subsets in exhaustive order."""
+    seen: set[tuple[str, ...]] = set()
+    m = len(names)
+    block = max(64, 2 * wanted)
+    for _ in range(0, 200 * wanted, block):
+        kept = rng.random((block, m)) < keep
+        sizes = kept.sum(axis=1)
+        for row in kept[(sizes > 0) & (sizes <= max_size)]:
+            subset = tuple(n for n, on in zip(names, row, strict=True) if on)
+            if subset not in seen:
+                seen.add(subset)
+                yield subset
+    for subset in _exhaustive_lazy(names, max_size):
+        if subset not in seen:
+            seen.add(subset)
+            yield subset
+
+
+def _k_best_subsets(names: tuple[str, ...], k: int, info: dict[str, float],
+                    rng: np.random.Generator) -> Iterator[tuple[str, ...]]:
+    """Every ``k``-subset of ``names`` by decreasing total (so mean) informativeness, lazily.
+
+    The modalities are ranked by informativeness (equal ones in a seeded random order); a subset is a
+    sorted tuple of ranks, and moving one of its ranks one place down never raises its total, so a
+    best-first search from the ``k`` best ranks over those moves yields every subset once, in order,
+    holding only the subsets it has reached (O(k) new ones per subset yielded). Equal totals come
+    out in a seeded random order among those reached.
+    """
+    m = len(names)
+    tie = rng.permutation(m)
+    ranked = sorted(range(m), key=lambda i: (-info.get(names[i], 0.0), tie[i]))
+    values = [info.get(names[i], 0.0) for i in ranked]
+    start = tuple(range(k))
+    heap = [(-math.fsum(values[j] for j in start), rng.random(), start)]
+    reached = {start}
+    while heap:
+        _, _, ranks = heapq.heappop(heap)
+        yield tuple(names[i] for i in sorted(ranked[j] for j in ranks))  # in dataset order
+        for pos in range(k):
+            nxt = ranks[pos] + 1
+            if nxt < (ranks[pos + 1] if pos + 1 < k else m):
+                child = ranks[:pos] + (nxt,) + ranks[pos + 1:]
+                if child not in reached:
+                    reached.add(child)
+                    heapq.heappush(heap, (-math.fsum(values[j] for j in child), rng.random(), child))
+
+
+def _adaptive_lazy(names: tuple[str, ...], max_size: int, info: dict[str, float],
+                   rng: np.random.Generator) -> Iterator[tuple[str, ...]]:
+    """`_adaptive_order`'s order produced one subset at a time: the full set and the singles, then
+    one subset of each size in turn (largest first), each size's by decreasing mean informativeness."""
+    head = _adaptive_head(names, max_size, info)
+    yield from head
+    taken = set(head)
+    sizes = range(min(max_size, len(names) - 1), 1, -1)  # the full set of all modalities is in the head
+    queues = {k: (s for s in _k_best_subsets(names, k, info, rng) if s not in taken) for k in sizes}
+    while queues:  # round-robin over sizes keeps every size represented
+        for k in list(queues):
+            subset = next(queues[k], None)
+            if subset is None:
+                del queues[k]
+            else:
+                yield subset
 
 
 def draw_rows(eligible: np.ndarray, sample_ratio: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -258,5 +383,5 @@ def _stratifiable(labels: np.ndarray, n_val: int) -> bool:
     return counts.min() >= 2 and len(counts) <= min(n_val, len(labels) - n_val)
 
 
-__all__ = ["DROPOUT_STRATEGIES", "Bag", "split_validation", "EnsembleConfig", "choose_subsets", "distinct_rows",
+__all__ = ["DROPOUT_STRATEGIES", "EAGER_SUBSETS_MAX", "Bag", "split_validation", "EnsembleConfig", "choose_subsets", "distinct_rows",
            "generate_bags", "modality_informativeness"]
