@@ -18,7 +18,6 @@ The estimators follow scikit-learn's contract: parameters are stored as given an
 
 from __future__ import annotations
 
-import fnmatch
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -28,62 +27,11 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from modalbag.api.model import MultiModalEnsembleModel, create_model_from_arrays
-from modalbag.errors import ConfigError, DataError
+from modalbag.data.frames import check_numeric, column_names, is_dataframe, resolve_column_groups
 
 #: What a quick estimator trains unless told otherwise: the fast classical trainers, chosen per
 #: modality subset by measurement (the neural trainer is one ``trainers=[..., "neural"]`` away).
 DEFAULT_TRAINERS = ("logistic", "svm", "knn", "hist_gradient_boosting")
-
-
-def _column_names(X: Any) -> list[str] | None:
-    columns = getattr(X, "columns", None)
-    return None if columns is None else [str(c) for c in columns]
-
-
-def _resolve_groups(modalities: Mapping[str, Any] | None, names: list[str] | None,
-                    n_columns: int) -> dict[str, tuple[np.ndarray, str]]:
-    """Each modality's column positions and type, checked: every column in at most one group."""
-    if modalities is None:
-        return {"x": (np.arange(n_columns), "tabular")}
-    if not isinstance(modalities, Mapping) or not modalities:
-        raise ConfigError("modalities must be a non-empty mapping {name: columns}, e.g. {'text': 'emb_*'}")
-    groups: dict[str, tuple[np.ndarray, str]] = {}
-    owner: dict[int, str] = {}
-    for name, spec in modalities.items():
-        kind = "tabular"
-        if isinstance(spec, tuple) and len(spec) == 2 and isinstance(spec[1], str):
-            spec, kind = spec
-        positions = _positions(name, spec, names, n_columns)
-        for p in positions.tolist():
-            if p in owner:
-                raise ConfigError(f"column {names[p] if names else p!r} is in both modality {owner[p]!r} and "
-                                  f"{name!r}: give each column to one modality")
-            owner[p] = name
-        groups[str(name)] = (positions, kind)
-    return groups
-
-
-def _positions(name: str, spec: Any, names: list[str] | None, n_columns: int) -> np.ndarray:
-    if isinstance(spec, str):
-        if names is None:
-            raise ConfigError(f"modality {name!r}: the pattern {spec!r} needs a DataFrame (column names)")
-        found = [i for i, c in enumerate(names) if fnmatch.fnmatchcase(c, spec)]
-        if not found:
-            raise DataError(f"modality {name!r}: no column matches {spec!r}")
-        return np.asarray(found)
-    if not isinstance(spec, Sequence) or not len(spec):
-        raise ConfigError(f"modality {name!r}: give a list of columns or a 'prefix*' pattern, got {spec!r}")
-    out = []
-    for column in spec:
-        if isinstance(column, (int, np.integer)) and not isinstance(column, bool):
-            if not 0 <= column < n_columns:
-                raise DataError(f"modality {name!r}: column position {column} is outside X's {n_columns} columns")
-            out.append(int(column))
-        elif names is not None and str(column) in names:
-            out.append(names.index(str(column)))
-        else:
-            raise DataError(f"modality {name!r}: column {column!r} is not in X")
-    return np.asarray(out)
 
 
 class _MultiModalEstimator(BaseEstimator):
@@ -120,6 +68,12 @@ class _MultiModalEstimator(BaseEstimator):
         """``X`` (and ``y``) checked the way scikit-learn estimators check them (NaN allowed)."""
         from sklearn.utils.validation import validate_data
 
+        if is_dataframe(X):  # name the columns a conversion to float would fail on, and the fix
+            names = column_names(X) or []
+            groups = resolve_column_groups(self.modalities, names, len(names))
+            grouped = {name: [X.columns[p] for p in positions.tolist()] for name, (positions, _) in groups.items()}
+            used = {p for positions, _ in groups.values() for p in positions.tolist()}
+            check_numeric(X, grouped, rest=[c for i, c in enumerate(X.columns) if i not in used])
         if fitting:
             return validate_data(self, X, y, ensure_all_finite="allow-nan", dtype=np.float64,
                                  y_numeric=self._task_type == "regression",
@@ -129,10 +83,10 @@ class _MultiModalEstimator(BaseEstimator):
     # -- fitting ----------------------------------------------------------------------------------
 
     def fit(self, X: Any, y: Any) -> _MultiModalEstimator:
-        names = _column_names(X)
+        names = column_names(X)
         matrix, y = self._validated(X, fitting=True, y=y)
         self._check_targets(y)
-        self.modality_columns_ = _resolve_groups(self.modalities, names, matrix.shape[1])
+        self.modality_columns_ = resolve_column_groups(self.modalities, names, matrix.shape[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: its mean is 0 below
             self.column_means_ = np.nan_to_num(np.nanmean(matrix, axis=0))

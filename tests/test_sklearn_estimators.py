@@ -67,6 +67,15 @@ def test_bad_groups_are_named(cancer):
         MultiModalClassifier(modalities={"a": "x*"}, **FAST).fit(X.to_numpy(), y)
 
 
+def test_non_numeric_columns_are_named_with_their_modality_and_the_fix(cancer):
+    X, y = cancer
+    frame = X.assign(site=["north", "south"] * (len(X) // 2) + ["north"])
+    with pytest.raises(DataError, match=r"'site' \((str|object), in no modality\).*encode them as numbers"):
+        MultiModalClassifier(modalities=VIEWS, **FAST).fit(frame, y)
+    with pytest.raises(DataError, match=r"'site' \((str|object), modality 'meta'\)"):
+        MultiModalClassifier(modalities={**VIEWS, "meta": ["site"]}, **FAST).fit(frame, y)
+
+
 def test_the_regressor_predicts_values_from_array_column_groups():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 6))

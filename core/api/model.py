@@ -21,6 +21,8 @@ from modalbag.api.workflows import Recommendation, check_training_resources, opt
 from modalbag.config.training import RUN_DIR_WRITERS, TASK_TYPES, TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
 from modalbag.data.dataset import MultimodalDataset, encode_labels, encode_training_labels, prediction_inputs
+from modalbag.data.domain import AdaptedDataset, target_domain_inputs
+from modalbag.data.frames import frame_to_modalities, is_dataframe, modalities_from_frame
 from modalbag.data.preprocessing import Preprocessing
 from modalbag.data.synthetic import SyntheticTask
 from modalbag.engine.engine import Engine
@@ -56,7 +58,7 @@ class MultiModalEnsembleModel:
 
     def __init__(self, dataset: MultimodalDataset, *, task_type: str = "classification",
                  catalog: Catalog | None = None, plugins: Sequence[object] = (),
-                 synthetic_task: SyntheticTask | None = None):
+                 synthetic_task: SyntheticTask | None = None, target_data: Any = None):
         if task_type not in TASK_TYPES:
             raise ConfigError(f"task_type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
         self.dataset = dataset
@@ -77,6 +79,10 @@ class MultiModalEnsembleModel:
         self._export_dir: Path | None = None  # the last export written or loaded
         self.student: TrainedLearner | None = None  # knowledge_distillation's network, when asked for
         self._validation_predictions: dict[str, dict[str, np.ndarray]] | None = None
+        #: Unlabelled target-domain rows for ``domain_adaptation`` (``target_data=``), checked against
+        #: the training modalities; None without.
+        self.target_data: MultimodalDataset | None = (None if target_data is None
+                                                      else target_domain_inputs(target_data, dataset.specs))
 
     @classmethod
     def from_export(cls, path: str | Path, *, catalog: Catalog | None = None) -> MultiModalEnsembleModel:
@@ -177,7 +183,7 @@ class MultiModalEnsembleModel:
 
     # -- training ---------------------------------------------------------------------------------
 
-    def train_ensemble(self, resume: bool = False, **config: Any) -> dict[str, TrainedLearner]:
+    def train_ensemble(self, resume: bool = False, target_data: Any = None, **config: Any) -> dict[str, TrainedLearner]:
         """Train every bag's learner; returns the learners that trained (failures are in the summary).
 
         Takes every `TrainingConfig` option (and plugin options) as keyword arguments. With
@@ -185,9 +191,14 @@ class MultiModalEnsembleModel:
         ``resume=True`` continues the run recorded in ``run_dir`` (see `modalbag.store.runrecord`).
         An option that writes under ``run_dir`` (`RUN_DIR_WRITERS`) without one gets a new
         ``runs/run-<time>`` in the working directory, as TensorBoard's ``SummaryWriter`` does.
+        ``target_data``: unlabelled rows of the domain the model will be used on, ``{modality: array}``
+        like the training data, for ``domain_adaptation`` (kept with the model for later runs; also
+        accepted by the constructor and ``create_model_from_arrays``).
         """
         if self.dataset.labels is None:
             raise DataError("this model has no labels: pass labels= when creating it")
+        if target_data is not None:
+            self.target_data = target_domain_inputs(target_data, self.dataset.specs)
         run_dir = config.get("run_dir")
         writers = [option for option in RUN_DIR_WRITERS if config.get(option)]
         if not run_dir and writers and not resume:
@@ -207,6 +218,7 @@ class MultiModalEnsembleModel:
         if cfg.denoising_modalities:  # modality types stand for their modalities: the run sees names only
             cfg = attrs.evolve(cfg, denoising_modalities=resolve_modalities(
                 "denoising_modalities", cfg.denoising_modalities, self.dataset.specs))
+        dataset = self._adapted_dataset(cfg)
         targets, classes = encode_training_labels(self.dataset.labels, task_type, cfg.num_classes,
                                                   self.dataset.n_samples)
         task = TaskInfo.from_targets(task_type, targets, classes)
@@ -223,11 +235,11 @@ class MultiModalEnsembleModel:
         assert self.bags is not None and self.learner_specs is not None
         # each modality subset's trainer chosen by measurement (its fold models kept as its bags where
         # the subset is small); its cross-fit weighs the ensemble
-        plan = Measurement(engine, cfg, task, self.dataset, targets).measure_all(
+        plan = Measurement(engine, cfg, task, dataset, targets).measure_all(
             self.bags, self.learner_specs, choose=previous is None)
         self.bags, self.learner_specs, self.cross_fits = plan.bags, plan.specs, plan.cross_fits
         bags = {b.id: b for b in self.bags}
-        self.learners = engine.train(run, self.learner_specs, bags, self.dataset, targets, resume=previous,
+        self.learners = engine.train(run, self.learner_specs, bags, dataset, targets, resume=previous,
                                      adopted=plan.fitted)
         self.training_config, self.task, self.run_id = cfg, task, run.run_id
         trained = {lid: r for lid, r in self.learners.items() if r.ok}
@@ -247,6 +259,17 @@ class MultiModalEnsembleModel:
             assert cfg.run_dir is not None  # the config check requires it
             self.export_training_artifacts(Path(cfg.run_dir) / "export")
         return trained
+
+    def _adapted_dataset(self, cfg: TrainingConfig) -> MultimodalDataset:
+        """The training data, carrying the target domain's rows when ``domain_adaptation`` is on."""
+        if not cfg.domain_adaptation:
+            return self.dataset
+        if self.target_data is None:
+            raise ConfigError(f"domain_adaptation={cfg.domain_adaptation!r} adapts the learners to unlabelled rows "
+                              f"of the target domain, but none were given: pass target_data={{modality: array}} "
+                              f"(the training modalities: {', '.join(self.dataset.names)}) to train_ensemble or "
+                              f"create_model_from_arrays, or set domain_adaptation=None")
+        return AdaptedDataset.of(self.dataset, self.target_data)
 
     def distill(self, *, temperature: float | None = None, modality_dropout: float = 0.3,
                 **options: Any) -> TrainedLearner:
@@ -282,10 +305,23 @@ class MultiModalEnsembleModel:
             raise NotFittedError("the ensemble is not trained yet: call train_ensemble() first")
         return self.ensemble
 
+    def modality_data(self, data: Any) -> Any:
+        """``data`` as ``{name: array}``: a DataFrame is split into the column groups the model was
+        trained on (`modalbag.data.frames`); a mapping (or None) is returned as it is."""
+        if not is_dataframe(data):
+            return data
+        if self.dataset.columns is None:
+            raise DataError(f"this model was trained on one array per modality, not on a DataFrame's column groups: "
+                            f"give the data as {{name: array}} with the modalities {', '.join(self.dataset.names)}")
+        return frame_to_modalities(data, self.dataset.columns)
+
     def predict_details(self, data: Mapping[str, Any]) -> PredictionResult:
-        """Predictions plus which samples fell back to the prior and how many learners each used."""
+        """Predictions plus which samples fell back to the prior and how many learners each used.
+
+        ``data``: ``{name: array}``, or a DataFrame when the model was trained on one (its column
+        groups are read again by name; a row all NaN in a group lacks that modality)."""
         ensemble = self._require_ensemble()
-        return ensemble.predict(prediction_inputs(data, self.dataset.specs))
+        return ensemble.predict(prediction_inputs(self.modality_data(data), self.dataset.specs))
 
     def predict(self, data: Mapping[str, Any]) -> np.ndarray:
         """Class labels (classification), a 0/1 matrix (multilabel) or values (regression)."""
@@ -351,7 +387,7 @@ class MultiModalEnsembleModel:
         """Train a twin with ``enable_denoising`` flipped and score both on ``(data, labels)`` with all
         modalities, each missing, each alone and noised (see `modalbag.reports.denoising_impact`). See
         `TrainingReports.measure_denoising_impact`."""
-        return TrainingReports(self).measure_denoising_impact(data, labels, noise=noise, seed=seed)
+        return TrainingReports(self).measure_denoising_impact(self.modality_data(data), labels, noise=noise, seed=seed)
 
     def get_learner_training_analysis(self) -> dict[str, dict[str, Any]]:
         """Per learner: trainer and architecture, status, time, and the per-learner formulas. See
@@ -403,13 +439,13 @@ class MultiModalEnsembleModel:
                                     metric: str | None = None) -> dict[str, Any]:
         """The drop in the ensemble's validation score when each modality is removed. See
         `TrainingReports.analyze_modality_importance`."""
-        return TrainingReports(self).analyze_modality_importance(data, labels, metric=metric)
+        return TrainingReports(self).analyze_modality_importance(self.modality_data(data), labels, metric=metric)
 
     def get_diversity_report(self, data: Mapping[str, Any] | None = None, labels: Any = None) -> dict[str, Any]:
         """The experts' pairwise disagreement and error correlation on their out-of-fold rows, and with
         held-out data the accuracy with and without ``ensemble_diversity_weight``. See
         `modalbag.reports.diversity`."""
-        return diversity_report(self, data, labels)
+        return diversity_report(self, self.modality_data(data), labels)
 
     def get_validation_report(self) -> dict[str, Any]:
         """Overfitting (validation loss rising from its minimum) and generalization gaps per learner. See
@@ -441,7 +477,7 @@ class MultiModalEnsembleModel:
                           labels: Any = None) -> Path:
         """One self-contained HTML file: the reports' numbers and the plots inline (PNG data URIs). See
         `TrainingReports.write_html_report`."""
-        return TrainingReports(self).write_html_report(path, data, labels)
+        return TrainingReports(self).write_html_report(path, self.modality_data(data), labels)
 
     # -- reports on held-out data (report plugins) --------------------------------------------------
 
@@ -450,7 +486,7 @@ class MultiModalEnsembleModel:
         """Run the report plugin ``name`` on held-out ``(data, labels)`` (see `ReportRunner.run`); with a
         ``run_dir`` it is also written to ``<run_dir>/reports/<name>.json``."""
         run_dir = self.training_config.run_dir if self.training_config is not None else None
-        return ReportRunner(self.catalog, run_dir).run(name, self, data, labels, **inputs)
+        return ReportRunner(self.catalog, run_dir).run(name, self, self.modality_data(data), labels, **inputs)
 
     def get_robustness_report(self, data: Mapping[str, Any] | None = None, labels: Any = None,
                               **inputs: Any) -> dict[str, Any]:
@@ -559,10 +595,23 @@ class MultiModalEnsembleModel:
 # -- constructors ---------------------------------------------------------------------------------
 
 
-def create_model_from_arrays(data: Mapping[str, Any], labels: Any = None, *, task_type: str = "classification",
-                             masks: Mapping[str, Any] | None = None, **model_options: Any) -> MultiModalEnsembleModel:
-    """A model over in-memory arrays: ``{name: array}`` or ``{name: (array, modality_type)}``."""
+def create_model_from_arrays(data: Any, labels: Any = None, *, task_type: str = "classification",
+                             masks: Mapping[str, Any] | None = None, modalities: Mapping[str, Any] | None = None,
+                             **model_options: Any) -> MultiModalEnsembleModel:
+    """A model over in-memory arrays: ``{name: array}`` or ``{name: (array, modality_type)}``, or one
+    DataFrame whose column groups are the modalities: ``create_model_from_arrays(df, labels,
+    modalities={"text": "emb_*", "meta": ["age", "income"]})`` (a group: column names or a
+    ``"prefix*"`` pattern, optionally ``(columns, type)``; a row all NaN in a group lacks that
+    modality; see `modalbag.data.frames`). The model keeps the groups' column names, also through
+    export and `load_ensemble`, so ``predict(df)`` reads the same columns from a new table."""
+    columns = None
+    if is_dataframe(data):
+        data, columns = modalities_from_frame(data, modalities)
+    elif modalities is not None:
+        raise ConfigError("modalities= names a DataFrame's column groups; the data here is already one array per "
+                          "modality ({name: array}): leave modalities out, or pass the DataFrame")
     dataset = MultimodalDataset.from_arrays(data, labels, masks=masks)
+    dataset.columns = columns
     if labels is not None:
         encode_labels(labels, task_type, None, dataset.n_samples)  # fail now, not at training
     return MultiModalEnsembleModel(dataset, task_type=task_type, **model_options)

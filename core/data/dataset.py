@@ -206,6 +206,9 @@ class MultimodalDataset:
     masks: dict[str, np.ndarray]
     specs: dict[str, ModalitySpec]
     labels: np.ndarray | None = None
+    #: Each modality's column names when the data came as one DataFrame (`modalbag.data.frames`):
+    #: how ``predict`` reads the modalities from a table again. None for arrays given per modality.
+    columns: dict[str, list[str]] | None = None
 
     @classmethod
     def from_arrays(cls, data: Mapping[str, Any], labels: Any = None, *,

@@ -164,7 +164,8 @@ class ModelStore:
             "config": cfg.to_dict() if cfg is not None else None,
             "ensemble_config": (None if self.model.ensemble_config is None
                                 else attrs.asdict(self.model.ensemble_config)),
-            "modalities": {name: {"type": spec.type, "shape": list(spec.shape), "dtype": "float32"}
+            "modalities": {name: {"type": spec.type, "shape": list(spec.shape), "dtype": "float32",
+                                  **({} if dataset.columns is None else {"columns": list(dataset.columns[name])})}
                            for name, spec in dataset.specs.items()},
             "bags": [{"id": b.id, "modalities": list(b.modalities), "seed": int(b.seed), "n_rows": int(len(b.rows)),
                       "n_oob_rows": int(len(b.oob_rows))} for b in self.model.bags or []],
@@ -373,8 +374,11 @@ def _read(root: Path, manifest: Mapping[str, Any], catalog: Any) -> SavedEnsembl
     task = TaskInfo(str(t["task_type"]), int(t["n_outputs"]), classes, np.asarray(t["prior"], dtype=np.float64))
     specs = {name: ModalitySpec(name, s["type"], tuple(int(d) for d in s["shape"]))
              for name, s in manifest["modalities"].items()}
+    # a model trained on a DataFrame's column groups reads them from a table again by these names
+    columns = {name: [str(c) for c in s["columns"]] for name, s in manifest["modalities"].items() if "columns" in s}
     dataset = MultimodalDataset({n: np.zeros((0, *s.shape), np.float32) for n, s in specs.items()},
-                                {n: np.zeros(0, dtype=bool) for n in specs}, specs, None)
+                                {n: np.zeros(0, dtype=bool) for n in specs}, specs, None,
+                                columns if len(columns) == len(specs) else None)
     try:
         training_config = (None if manifest["config"] is None
                            else TrainingConfig.from_dict(manifest["config"], catalog=catalog))
