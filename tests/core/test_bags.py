@@ -11,8 +11,12 @@ import pytest
 from threadpoolctl import threadpool_limits
 
 from modalbag.data.bags import (
+    EAGER_SUBSETS_MAX,
     Bag,
     EnsembleConfig,
+    _candidate_subsets,
+    _count_subsets,
+    _k_best_subsets,
     choose_subsets,
     generate_bags,
     modality_informativeness,
@@ -262,6 +266,198 @@ def test_choose_subsets_directly():
     rng = np.random.default_rng(0)
     out = choose_subsets(list(NAMES), EnsembleConfig(n_bags=4, dropout_strategy="exhaustive"), None, rng)
     assert out == [("a",), ("b",), ("c",), ("d",)]
+
+
+# --- many modalities: the eager order kept, the lazy one past EAGER_SUBSETS_MAX -------------------
+
+
+def _frozen_choose_subsets(names, config, informativeness, rng):
+    """choose_subsets as it was before the lazy path (commit 5c87ae8), frozen: the reference the eager
+    path must keep matching, draw for draw."""
+    def candidate_subsets(names, max_size):
+        return [s for k in range(1, max_size + 1) for s in itertools.combinations(names, k)]
+
+    def uniform_order(names, candidates, keep, rng):
+        allowed = set(candidates)
+        order = []
+        for _ in range(200 * len(candidates)):
+            if len(order) == len(candidates):
+                break
+            subset = tuple(n for n in names if rng.random() < keep)
+            if subset in allowed and subset not in order:
+                order.append(subset)
+        order += [c for c in candidates if c not in order]
+        return order
+
+    def adaptive_order(names, candidates, max_size, info, rng):
+        full = tuple(names[:max_size]) if max_size < len(names) else tuple(names)
+        if max_size < len(names):
+            best = sorted(names, key=lambda n: -info.get(n, 0.0))[:max_size]
+            full = tuple(n for n in names if n in best)
+        singles = sorted(((n,) for n in names), key=lambda s: -info.get(s[0], 0.0))
+        order = [full] + [s for s in singles if s != full]
+        rest = [c for c in candidates if c not in order]
+        by_size = {}
+        for c in rest:
+            by_size.setdefault(len(c), []).append(c)
+        for size in by_size:  # noqa: PLC0206 (verbatim)
+            jitter = {c: rng.random() * 1e-6 for c in by_size[size]}
+            by_size[size].sort(key=lambda c: -(np.mean([info.get(n, 0.0) for n in c]) + jitter[c]))
+        sizes = sorted(by_size, reverse=True)
+        while any(by_size.values()):
+            for size in sizes:
+                if by_size[size]:
+                    order.append(by_size[size].pop(0))
+        return order
+
+    max_size = len(names) if config.max_modalities is None else min(config.max_modalities, len(names))
+    candidates = candidate_subsets(names, max_size)
+    if config.dropout_strategy == "exhaustive":
+        order = candidates
+    elif config.dropout_strategy == "uniform":
+        order = uniform_order(names, candidates, config.modality_keep_prob, rng)
+    else:
+        order = adaptive_order(names, candidates, max_size, informativeness or {}, rng)
+    if config.n_bags <= len(order) or not config.allow_repeats:
+        return order[: config.n_bags]
+    repeated = list(order)
+    while len(repeated) < config.n_bags:
+        repeated.extend(order[: config.n_bags - len(repeated)])
+    return repeated
+
+
+def _names(m):
+    return tuple(f"m{i:02d}" for i in range(m))
+
+
+def _info(names, seed, ties=False):
+    values = np.random.default_rng(seed).random(len(names))
+    if ties:  # three levels, many modalities uninformative (0.0), as clipped CV scores often are
+        values = np.round(values * 2) / 4
+    return {n: float(v) for n, v in zip(names, values, strict=True)}
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "uniform", "exhaustive"])
+@pytest.mark.parametrize("m", [1, 3, 5, 8])
+def test_small_cases_draw_the_same_subsets_as_before(strategy, m):
+    names = _names(m)
+    for seed in range(4):
+        for config in (EnsembleConfig(n_bags=20, dropout_strategy=strategy),
+                       EnsembleConfig(n_bags=3 * 2 ** m, dropout_strategy=strategy, modality_keep_prob=0.3),
+                       EnsembleConfig(n_bags=40, dropout_strategy=strategy, max_modalities=2),
+                       EnsembleConfig(n_bags=2 ** m + 5, dropout_strategy=strategy, allow_repeats=False)):
+            infos = (None, _info(names, seed), _info(names, seed, ties=True)) if strategy == "adaptive" else (None,)
+            for info in infos:
+                new_rng, old_rng = np.random.default_rng(seed), np.random.default_rng(seed)
+                assert choose_subsets(names, config, info, new_rng) == _frozen_choose_subsets(names, config, info,
+                                                                                             old_rng)
+                assert new_rng.random() == old_rng.random()  # the same draws consumed
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "uniform", "exhaustive"])
+def test_twelve_modalities_still_draw_the_same_subsets(strategy):
+    names = _names(12)  # 4,095 candidates: the largest common case on the eager path
+    assert _count_subsets(12, 12) <= EAGER_SUBSETS_MAX < _count_subsets(13, 13)
+    config = EnsembleConfig(n_bags=30, dropout_strategy=strategy)
+    info = _info(names, 5)
+    assert (choose_subsets(names, config, info, np.random.default_rng(7))
+            == _frozen_choose_subsets(names, config, info, np.random.default_rng(7)))
+
+
+def _mean(subset, info):
+    return float(np.mean([info[n] for n in subset]))
+
+
+@pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.parametrize("max_modalities", [None, 9])
+def test_lazy_adaptive_keeps_the_preference_order(ties, max_modalities):
+    names = _names(14)  # 16,383 candidates (9,893 with at most 9): the lazy path
+    info = _info(names, 3, ties=ties)
+    config = EnsembleConfig(n_bags=300, dropout_strategy="adaptive", max_modalities=max_modalities)
+    got = choose_subsets(names, config, info, np.random.default_rng(0))
+    old = _frozen_choose_subsets(names, config, info, np.random.default_rng(0))
+    assert len(got) == 300 and len(set(got)) == 300
+    assert all(list(s) == sorted(s) for s in got)  # modalities in dataset order
+    head = 1 + len(names)
+    assert got[:head] == old[:head]  # the full set (or the best 9), then singles by informativeness
+    # then one subset per size in turn, largest first: the same sizes as before
+    assert [len(s) for s in got] == [len(s) for s in old]
+    # within a size, the best means first: the same means as the eager order (ties may differ)
+    for k in range(2, 14):
+        lazy = [_mean(s, info) for s in got[head:] if len(s) == k]
+        eager = [_mean(s, info) for s in old[head:] if len(s) == k]
+        assert lazy == sorted(lazy, reverse=True)
+        np.testing.assert_allclose(lazy, eager, atol=2e-6)  # the eager order's jitter is below 1e-6
+
+
+def test_k_best_subsets_yield_every_subset_once_best_first():
+    names = _names(10)
+    for ties in (False, True):
+        info = _info(names, 1, ties=ties)
+        for k in (1, 3, 9, 10):
+            found = list(_k_best_subsets(names, k, info, np.random.default_rng(0)))
+            assert sorted(found) == sorted(itertools.combinations(names, k))
+            totals = [sum(info[n] for n in s) for s in found]
+            assert all(a >= b - 1e-12 for a, b in itertools.pairwise(totals))
+
+
+def test_lazy_adaptive_breaks_ties_by_seed():
+    names = _names(20)
+    config = EnsembleConfig(n_bags=60, dropout_strategy="adaptive")
+    one = choose_subsets(names, config, None, np.random.default_rng(1))
+    assert one == choose_subsets(names, config, None, np.random.default_rng(1))
+    assert one != choose_subsets(names, config, None, np.random.default_rng(2))
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.02, 0.97])
+def test_lazy_uniform_draws_distinct_valid_subsets(keep):
+    names = _names(16)
+    for max_modalities in (None, 5):  # 6,884 subsets of at most 5: still the lazy path
+        config = EnsembleConfig(n_bags=50, dropout_strategy="uniform", modality_keep_prob=keep,
+                                max_modalities=max_modalities)
+        got = choose_subsets(names, config, None, np.random.default_rng(0))
+        assert len(got) == 50 and len(set(got)) == 50
+        assert all(s and list(s) == sorted(s) and set(s) <= set(names) for s in got)
+        assert all(len(s) <= (max_modalities or 16) for s in got)
+        assert got == choose_subsets(names, config, None, np.random.default_rng(0))
+    sizes = np.mean([len(s) for s in choose_subsets(names, EnsembleConfig(n_bags=50, dropout_strategy="uniform",
+                                                                        modality_keep_prob=keep), None,
+                                                    np.random.default_rng(0))])
+    assert abs(sizes - max(1.0, keep * 16)) < 2.5  # each modality kept with probability keep
+
+
+def test_lazy_exhaustive_is_the_eager_order():
+    names = _names(13)
+    config = EnsembleConfig(n_bags=200, dropout_strategy="exhaustive")
+    assert choose_subsets(names, config, None, None) == _frozen_choose_subsets(names, config, None, None)
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "uniform", "exhaustive"])
+def test_lazy_path_cycles_or_stops_after_every_subset(strategy):
+    names = _names(13)  # 8,191 subsets
+    total = 2 ** 13 - 1
+    got = choose_subsets(names, EnsembleConfig(n_bags=total + 9, dropout_strategy=strategy), None,
+                         np.random.default_rng(0))
+    assert len(got) == total + 9
+    assert set(got[:total]) == set(_candidate_subsets(names, 13)) and len(set(got[:total])) == total
+    assert got[total:] == got[:9]  # repeats cycle in preference order
+    capped = choose_subsets(names, EnsembleConfig(n_bags=total + 9, dropout_strategy=strategy,
+                                                  allow_repeats=False), None, np.random.default_rng(0))
+    assert capped == got[:total]
+
+
+@pytest.mark.parametrize("strategy", ["adaptive", "uniform", "exhaustive"])
+def test_thirty_modalities_return(strategy):
+    names = _names(30)  # 2^30 - 1 subsets: the eager order could not even be built
+    info = _info(names, 0)
+    for n_bags in (20, 200):
+        got = choose_subsets(names, EnsembleConfig(n_bags=n_bags, dropout_strategy=strategy), info,
+                             np.random.default_rng(0))
+        assert len(got) == n_bags and len(set(got)) == n_bags
+    if strategy == "adaptive":
+        assert got[0] == names
+        assert got[1:31] == sorted(((n,) for n in names), key=lambda s: -info[s[0]])
+        assert [len(s) for s in got[31:34]] == [29, 28, 27]
 
 
 # --- informativeness -----------------------------------------------------------------------------
