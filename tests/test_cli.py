@@ -432,6 +432,57 @@ def test_a_failed_run_that_left_a_record_says_the_exact_resume_command(tmp_path)
     command = result.stderr.split("continue it with:\n", 1)[1].strip().splitlines()[0]
     assert command.startswith(f"modalbag train {QUICKSTART} --set learning_rate=1e30") and command.endswith(
         f"--run-dir {run_dir} --resume")
+    # `modalbag report` on that run names the same command (from run.json), not the Python API
+    report = CliRunner().invoke(cli, ["report", str(run_dir)])
+    assert report.exit_code == EXIT_RUNTIME and "did not finish" in report.stderr, report.stderr
+    assert "learners: 2 failed" in report.stderr and "train_ensemble" not in report.stderr
+    assert report.stderr.split("continue it with:\n", 1)[1].strip().splitlines()[0] == command
+
+
+def _unfinished_copy(run_dir: Path, target: Path) -> Path:
+    """A copy of a finished run as a run killed before its export leaves it."""
+    shutil.copytree(run_dir, target)
+    shutil.rmtree(target / "export")
+    record = json.loads((target / "run.json").read_text(encoding="utf-8"))
+    record["status"] = "running"
+    record.pop("export", None)
+    (target / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    return target
+
+
+def test_train_records_how_it_was_launched(trained_run):
+    run_dir, _ = trained_run
+    launch = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))["launch"]
+    assert launch == {"command": "modalbag train", "config": str(QUICKSTART), "overrides": TINY,
+                      "cwd": launch["cwd"]} and Path(launch["cwd"]).is_dir()
+
+
+def test_report_on_an_unfinished_run_prints_the_resume_command(trained_run, tmp_path, monkeypatch):
+    run_dir, _ = trained_run
+    unfinished = _unfinished_copy(run_dir, tmp_path / "runs" / "killed")
+    record = json.loads((unfinished / "run.json").read_text(encoding="utf-8"))
+    record["launch"].update(config="examples/configs/quickstart.toml", cwd=str(ROOT))  # as typed in the repository
+    (unfinished / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    overrides = " ".join(f"--set {o}" if "\"" not in o else f"--set '{o}'" for o in TINY)
+    for cwd, config in ((ROOT, "examples/configs/quickstart.toml"), (tmp_path, str(QUICKSTART))):
+        monkeypatch.chdir(cwd)  # elsewhere, the config's path is given from where the run was started
+        result = invoke("report", unfinished)
+        assert result.exit_code == EXIT_RUNTIME
+        assert "did not finish (learners: 2 trained)" in result.stderr, result.stderr
+        command = result.stderr.split("continue it with:\n", 1)[1].strip()
+        assert command == f"modalbag train {config} {overrides} --run-dir {unfinished} --resume"
+
+
+def test_report_on_an_unfinished_python_api_run_names_the_python_api(trained_run, tmp_path):
+    run_dir, _ = trained_run
+    unfinished = _unfinished_copy(run_dir, tmp_path / "api-run")
+    record = json.loads((unfinished / "run.json").read_text(encoding="utf-8"))
+    del record["launch"]  # what a run started by model.train_ensemble(run_dir=...) records
+    (unfinished / "run.json").write_text(json.dumps(record), encoding="utf-8")
+    result = invoke("report", unfinished)
+    assert result.exit_code == EXIT_RUNTIME
+    assert "resume it with train_ensemble(resume=True, run_dir=...)" in result.stderr
+    assert "modalbag train" not in result.stderr
 
 
 # -- progress on a terminal ------------------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,11 @@ from modalbag.api.model import load_ensemble
 from modalbag.api.run_config import check_run_config, load_run_config
 from modalbag.cli.output import format_summary
 from modalbag.data.bags import EnsembleConfig
-from modalbag.errors import ConfigError, ModalbagError, StorageError
+from modalbag.errors import ArtifactError, ConfigError, ModalbagError, StorageError
 from modalbag.kernel.components import wanted_components
 from modalbag.logs import get_logger
-from modalbag.store.runrecord import default_run_dir
+from modalbag.store.persistence import MANIFEST
+from modalbag.store.runrecord import EXPORT_DIR, RUN_FILE, RunRecord, default_run_dir, recording_launch
 
 log = get_logger("modalbag.cli")
 
@@ -37,6 +38,47 @@ def resume_command(config: Path, overrides: Sequence[str], run_dir: Path) -> str
     words = ["modalbag", "train", str(config), *[w for o in overrides for w in ("--set", o)],
              "--run-dir", str(run_dir), "--resume"]
     return shlex.join(words)
+
+
+#: What ``modalbag train`` records in ``run.json`` as the run's ``launch`` (`recording_launch`).
+TRAIN_COMMAND = "modalbag train"
+
+
+def train_launch(config: Path, overrides: Sequence[str]) -> dict[str, Any]:
+    """How ``modalbag train`` started a run, as ``run.json`` records it: enough to resume it later."""
+    return {"command": TRAIN_COMMAND, "config": str(config), "overrides": list(overrides), "cwd": str(Path.cwd())}
+
+
+def recorded_resume_command(run_dir: Path) -> str | None:
+    """The ``modalbag train ... --resume`` command for the run recorded in ``run_dir``, from the launch
+    its ``run.json`` holds; None when the run was not started by ``modalbag train`` (the Python API)
+    or has no readable record. A relative config path is given from the working directory the run
+    was started in when this one differs."""
+    try:
+        launch = RunRecord.read(run_dir).data.get("launch")
+    except ModalbagError:
+        return None
+    if not isinstance(launch, Mapping) or launch.get("command") != TRAIN_COMMAND or not launch.get("config"):
+        return None
+    config = Path(str(launch["config"]))
+    started_in = Path(str(launch.get("cwd") or Path.cwd()))
+    if not config.is_absolute() and started_in.resolve() != Path.cwd().resolve():
+        config = started_in / config
+    return resume_command(config, [str(o) for o in launch.get("overrides") or ()], run_dir)
+
+
+def _unfinished(run_dir: Path) -> ArtifactError | None:
+    """``modalbag report`` on a run without an export: how far it got and the command that continues it
+    (None when ``modalbag train`` did not start the run, or its export is there)."""
+    command = recorded_resume_command(run_dir)
+    if command is None or (run_dir / EXPORT_DIR / MANIFEST).is_file():
+        return None
+    data = RunRecord.read(run_dir).data
+    statuses = [str(e.get("status", "pending")) if isinstance(e, Mapping) else "pending"
+                for e in data["learners"].values()]
+    counts = ", ".join(f"{statuses.count(s)} {s}" for s in ("trained", "failed", "pending") if statuses.count(s))
+    return ArtifactError(run_dir / RUN_FILE, f"this run did not finish (learners: {counts}), so it has no export "
+                                             f"to report on. Once the cause is fixed, continue it with:\n  {command}")
 
 
 def _echo_json(data: Any) -> None:
@@ -80,7 +122,8 @@ def train(ctx: click.Context, config: Path, overrides: tuple[str, ...], run_dir:
         raise ConfigError(f"--resume: run directory {run_dir} does not exist")
     log.info("cli.train", config=str(config), run_dir=str(run_dir), resume=resume)
     try:
-        model = run_config.train(run_dir=run_dir, resume=resume, **_progress(ctx, progress))
+        with recording_launch(train_launch(config, overrides)):  # run.json: how `report` says to resume it
+            model = run_config.train(run_dir=run_dir, resume=resume, **_progress(ctx, progress))
     except (ModalbagError, KeyboardInterrupt) as exc:
         if (run_dir / "run.json").is_file():  # what trained is recorded: say how to continue from it
             hint = (f"The run is recorded in {run_dir}; once the cause is fixed, continue it with:\n  "
@@ -149,7 +192,13 @@ def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
 
     if not run_dir.is_dir():
         raise ConfigError(f"run directory not found: {run_dir}")
-    model = load_ensemble(run_dir)
+    try:
+        model = load_ensemble(run_dir)
+    except ArtifactError as exc:
+        unfinished = _unfinished(run_dir)
+        if unfinished is None:  # started from the Python API: the error says how to resume there
+            raise
+        raise unfinished from exc
     summary = model.get_training_summary()
     target = html_path or run_dir / "report.html"
     try:
@@ -169,4 +218,5 @@ def report(run_dir: Path, html_path: Path | None, as_json: bool) -> None:
         raise problem
 
 
-__all__ = ["default_run_dir", "latest_run_dir", "report", "resume_command", "train", "validate"]
+__all__ = ["default_run_dir", "latest_run_dir", "recorded_resume_command", "report", "resume_command", "train",
+           "train_launch", "validate"]

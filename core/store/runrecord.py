@@ -10,7 +10,10 @@ With ``run_dir`` set, a run writes::
 
 ``run.json`` holds the format version, the run id, the status ("running", "complete"), the full
 configuration, the task, the seed, a fingerprint of the data, the bags and learner specs, and one
-entry per learner: "pending", "trained" or "failed" (with its error). Every write is atomic.
+entry per learner: "pending", "trained" or "failed" (with its error). Every write is atomic. A run
+the command line started also records how (``launch``: the config file, its ``--set`` overrides and
+the working directory; see `recording_launch`), so that ``modalbag report`` on an unfinished run can
+print the ``modalbag train ... --resume`` command that continues it.
 
 ``train_ensemble(resume=True)`` reads it back: the stored configuration, bags and specs are used
 again, trained learners are loaded instead of retrained, pending and failed ones train again, and
@@ -20,10 +23,11 @@ an interrupted neural learner continues from its last training-state checkpoint 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import hashlib
 import shutil
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +72,24 @@ EXPORT_DIR = "export"
 #: Options that say how a run executes, not what it computes: a resume may change them.
 OPERATIONAL_KEYS = frozenset({"n_jobs", "executor", "threads_per_learner", "memory_limit_mb", "progress_bar",
                               "verbose", "sinks", "distributed_timeout"})
+
+
+_LAUNCH: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("modalbag_run_launch", default=None)
+
+
+@contextlib.contextmanager
+def recording_launch(launch: Mapping[str, Any]) -> Iterator[None]:
+    """Runs that start or resume within record ``launch`` in their ``run.json`` (key ``"launch"``).
+
+    The launcher says there how to start the run again: `modalbag train` gives ``{"command": "modalbag
+    train", "config": <path as given>, "overrides": [<KEY=VALUE>, ...], "cwd": <working directory>}``.
+    Runs started from the Python API record none.
+    """
+    token = _LAUNCH.set(to_json(dict(launch)))
+    try:
+        yield
+    finally:
+        _LAUNCH.reset(token)
 
 
 def default_run_dir(name: str, root: Path | None = None) -> Path:
@@ -259,6 +281,8 @@ class Journal:
                                 f"mismatch): resume with the same arrays and labels, or start a new run_dir")
             previous.data["status"] = "running"
             previous.data["resumed"] = int(previous.data.get("resumed", 0)) + 1
+            if _LAUNCH.get() is not None:  # the latest launch is the one to repeat
+                previous.data["launch"] = _LAUNCH.get()
             previous.write()
             return cls(previous)
         set_previous_run_aside(run_dir)
@@ -278,6 +302,8 @@ class Journal:
             "learner_specs": [spec_to_dict(s) for s in specs],
             "learners": {s.learner_id: {"status": "pending"} for s in specs},
         }
+        if _LAUNCH.get() is not None:
+            data["launch"] = _LAUNCH.get()
         record = RunRecord(run_dir, to_json(data))
         record.write()
         return cls(record)
@@ -315,4 +341,5 @@ class Journal:
         return out
 
 
-__all__ = ["OPERATIONAL_KEYS", "Journal", "RunRecord", "data_fingerprint", "default_run_dir", "merged_config"]
+__all__ = ["OPERATIONAL_KEYS", "Journal", "RunRecord", "data_fingerprint", "default_run_dir", "merged_config",
+           "recording_launch"]

@@ -315,6 +315,7 @@ def test_report_on_a_read_only_run_prints_the_summary_and_says_where_to_write(tm
 
     run_dir = tmp_path / "run"
     _model(n_bags=1).train_ensemble(**QUICK, run_dir=str(run_dir))
+    assert "launch" not in json.loads((run_dir / "run.json").read_text())  # only `modalbag train` records one
 
     def read_only(self, path=None, data=None, labels=None):
         raise OSError(errno.EROFS, "Read-only file system")
