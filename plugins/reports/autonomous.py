@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import itertools
+import math
 import os
 import pickle
 import time
@@ -187,10 +188,12 @@ class SafetyReport:
         mods = [m for m in scorer.modalities if scorer.dataset.masks[m].any()]
         size = min(o.max_failures if worst_case else 1, len(mods) - 1)
         rows: list[dict[str, Any]] = []
-        combos = [c for k in range(1, size + 1) for c in itertools.combinations(mods, k)]
-        if len(combos) > o.max_scenarios:
-            notes["scenarios"] = f"{len(combos)} failure combinations: scored the first max_scenarios={o.max_scenarios}"
-            combos = combos[:o.max_scenarios]
+        count = sum(math.comb(len(mods), k) for k in range(1, size + 1))
+        # only the first max_scenarios combinations are built: all of them are 2^M with many sensors
+        combos = list(itertools.islice((c for k in range(1, size + 1) for c in itertools.combinations(mods, k)),
+                                       o.max_scenarios))
+        if count > o.max_scenarios:
+            notes["scenarios"] = f"{count} failure combinations: scored the first max_scenarios={o.max_scenarios}"
         for failed in combos:
             rows.append({"scenario": f"missing:{label(failed)}", "kind": "missing", "modalities": list(failed),
                          "level": None, "accuracy": scorer.score(scorer.without(failed))})
@@ -212,10 +215,10 @@ class SafetyReport:
         by_failures: dict[str, float] = {}
         level, holding, budget = 0, clean >= threshold, o.max_scenarios
         for k in range(1, len(mods)):
-            combos = list(itertools.combinations(mods, k))
-            if len(combos) > budget:
+            if math.comb(len(mods), k) > budget:  # counted before any is built
                 notes["redundancy_level"] = f"stopped at {k - 1} failures: more combinations than max_scenarios"
                 break
+            combos = list(itertools.combinations(mods, k))
             budget -= len(combos)
             worst = min(scorer.score(scorer.without(c)) for c in combos)
             by_failures[str(k)] = worst
