@@ -15,8 +15,9 @@ trainers' own proposal scores order it, and k-fold cross-validation decides:
    fixes), squared error for regression, binary log loss for multilabel;
 3. the lowest loss wins (ties: the earlier candidate). Under ``speed`` and ``balanced`` the candidates
    race: after the first `RACE_FOLDS` folds, one whose loss on those folds' held-out rows is clearly
-   worse than the best's (`race`: a paired test and a margin) stops there and is reported as
-   stopped; a candidate close to the best always runs every fold;
+   worse than the best's (`race`: a paired test and a margin), or merely behind it at several times
+   its estimated cost, stops there and is reported as stopped; a close, cheap candidate always runs
+   every fold;
 4. the winner's out-of-fold predictions are the subset's *cross-fitted* outputs: predictions of
    every row from a model that did not see it, which `modalbag.ensemble.ensemble` calibrates and combines.
 
@@ -69,6 +70,7 @@ from modalbag.kernel.records import LearnerSpec, TrainedLearner
 from modalbag.kernel.registry import Catalog
 from modalbag.kernel.run import TaskInfo
 from modalbag.logs import get_logger
+from modalbag.training.metrics import task_metrics
 
 log = get_logger("modalbag.portfolio")
 
@@ -84,6 +86,12 @@ RACE_FOLDS = 2
 RACE_Z = 2.5
 #: ... and its loss above this multiple of the best's.
 RACE_MARGIN = 1.2
+#: A candidate that cost at least this multiple of the leader's time on those folds must not be worse ...
+RACE_COSTLY = 4.0
+#: ... by more than this many standard errors to earn the remaining folds ...
+RACE_COSTLY_Z = 0.5
+#: ... where its estimated seconds per fit are at least this: below, finishing costs next to nothing.
+RACE_COSTLY_MIN_SECONDS = 0.02
 #: Why a candidate that is installed was not measured on a subset (the other reasons name what is missing).
 CANNOT_LEARN = "cannot learn this bag's modalities"
 
@@ -100,6 +108,9 @@ class CrossFit:
     folds: int = 0
     #: True when the subset's bags are the measurement's fold bags (its learners are the winner's fold models).
     fold_bagged: bool = False
+    #: The winner's calibration fitted on its fold models' joint out-of-fold outputs (`Measurement._calibrate_cross_fit`),
+    #: recorded in the fold learners' architecture so that a refit of one (a resumed run) is identical.
+    calibration: Mapping[str, Any] | None = None
 
     def summary(self) -> str:
         measured = {n: s for n, s in self.scores.items() if "loss" in s}
@@ -338,6 +349,8 @@ class Measurement:
         if found.winner != spec.trainer:
             proposal = self._proposal(found.winner, spec)
             architecture = dict(proposal.architecture) if proposal is not None else {}
+        if found.fold_bagged and found.calibration is not None:
+            architecture = {**architecture, "calibration": dict(found.calibration)}
         return attrs.evolve(spec, trainer=found.winner, architecture=architecture, reason=found.summary(),
                             measured={name: dict(score) for name, score in found.scores.items()})
 
@@ -392,18 +405,22 @@ class Measurement:
             running[name] = _Partial(np.zeros((len(rows), self.task.n_outputs)), np.zeros(len(rows), dtype=bool), {})
         racing = spec.strategy != "accuracy" and len(running) > 1 and len(slots) > RACE_FOLDS
         stages = (slots[:RACE_FOLDS], slots[RACE_FOLDS:]) if racing else (slots,)
+        defer = self._can_defer_calibration(rows, slots)
         for i, stage in enumerate(stages):
             for name in list(running):
                 began = time.perf_counter()
                 try:
-                    self._out_of_fold(name, rows, stage, running[name])
+                    self._out_of_fold(name, rows, stage, running[name], defer)
+                    if i == len(stages) - 1:
+                        self._calibrate_cross_fit(rows, slots, running[name])
                 except Exception as exc:  # noqa: BLE001 - a failing candidate is reported, the others go on
                     scores[name] = {"failed": f"{type(exc).__name__}: {exc}"}
                     del running[name]
                     continue
                 running[name].seconds += time.perf_counter() - began
             if racing and i == 0 and len(running) > 1:
-                for name, why in race(self.task.task_type, self.targets[rows], running).items():
+                costs = {name: getattr(self._proposal(name, spec), "cost", None) for name in running}
+                for name, why in race(self.task.task_type, self.targets[rows], running, costs).items():
                     scores[name] = {"stopped": why, "seconds": running.pop(name).seconds}
         best: str | None = None
         for name, partial in running.items():
@@ -414,7 +431,8 @@ class Measurement:
         if best is None:
             log.warning("selection.nothing_measured", modalities=list(modalities), scores=scores)
             return None, {}
-        found = CrossFit(modalities, best, rows, running[best].output, scores, len(slots))
+        found = CrossFit(modalities, best, rows, running[best].output, scores, len(slots),
+                         calibration=running[best].calibration)
         log.info("selection.measured", modalities=list(modalities), winner=best, rows=len(rows),
                  folds=len(slots), seconds=round(time.perf_counter() - started, 3),
                  losses={n: round(s["loss"], 4) for n, s in scores.items() if "loss" in s},
@@ -437,12 +455,49 @@ class Measurement:
             return CANNOT_LEARN
         return None
 
+    def _can_defer_calibration(self, rows: np.ndarray, slots: Sequence[tuple[Bag, LearnerSpec]]) -> bool:
+        """Whether the fold models can share one calibration: classification, every row predicted
+        (not forward-chaining) and every fold trained on every class of the rows."""
+        if self.task.task_type != "classification":
+            return False
+        held_out = np.concatenate([bag.oob_rows for bag, _ in slots])
+        if len(held_out) != len(rows):
+            return False
+        classes = np.unique(self.targets[rows])
+        return all(len(np.unique(self.targets[bag.rows])) == len(classes) for bag, _ in slots)
+
+    def _calibrate_cross_fit(self, rows: np.ndarray, slots: Sequence[tuple[Bag, LearnerSpec]],
+                             partial: _Partial) -> None:
+        """Fold models that left their calibration to the cross-fit (a trainer's
+        ``CROSS_FIT_CALIBRATION``) get one, fitted on all their out-of-fold outputs, and the outputs
+        are predicted again with it: k internal calibration folds per fold model saved, and the
+        calibration sees every row instead of a fold's share."""
+        learners = [partial.learners[spec.learner_id].model for _, spec in slots]
+        if not learners or not all(getattr(learner, "deferred_calibration", False) for learner in learners):
+            return
+        calibration = learners[0].fit_cross_fit_calibration(partial.output, self.targets[rows])
+        partial.calibration = calibration
+        for (bag, spec), learner in zip(slots, learners, strict=True):
+            learner.set_cross_fit_calibration(calibration)
+            held_out = bag.oob_rows  # a fold bag's validation rows
+            output = learner.predict_output({m: self.dataset.arrays[m][held_out] for m in spec.modalities})
+            partial.output[np.searchsorted(rows, held_out)] = output
+            trained = partial.learners[spec.learner_id]
+            trained.validation = {**trained.validation,
+                                  **task_metrics(self.task.task_type, self.targets[held_out], output)}
+            trained.notes.append("calibration fitted on its cross-fit's out-of-fold outputs; its validation "
+                                 "metrics are measured with it")
+
     def _out_of_fold(self, trainer: str, rows: np.ndarray, slots: Sequence[tuple[Bag, LearnerSpec]],
-                     partial: _Partial) -> None:
-        """Fit ``trainer`` on each slot and write its outputs on the slot's held-out rows into ``partial``."""
+                     partial: _Partial, defer_calibration: bool = False) -> None:
+        """Fit ``trainer`` on each slot and write its outputs on the slot's held-out rows into ``partial``
+        (``defer_calibration``: a trainer that can leaves its calibration to `_calibrate_cross_fit`)."""
         planned = slots[0][1]  # the rule's choice keeps its (possibly user-edited) architecture
         architecture = (dict(planned.architecture) if trainer == planned.trainer
                         else dict(self._proposal(trainer, planned).architecture))
+        if defer_calibration and getattr(self.engine.catalog.get("trainer", trainer).factory,
+                                         "CROSS_FIT_CALIBRATION", False):
+            architecture["calibration"] = "cross_fit"
         for bag, spec in slots:
             fold_spec = attrs.evolve(spec, trainer=trainer, architecture=architecture, candidates=(),
                                      measured={}, reason="")
@@ -466,9 +521,11 @@ class _Partial:
     done: np.ndarray
     learners: dict[str, TrainedLearner]
     seconds: float = 0.0
+    calibration: Mapping[str, Any] | None = None
 
 
-def race(task_type: str, y: np.ndarray, running: Mapping[str, _Partial]) -> dict[str, str]:
+def race(task_type: str, y: np.ndarray, running: Mapping[str, _Partial],
+         costs: Mapping[str, float | None] | None = None) -> dict[str, str]:
     """The candidates to stop after the first `RACE_FOLDS` folds, with why.
 
     On the rows those folds held out, each candidate's per-row loss (after temperature scaling, as
@@ -476,6 +533,13 @@ def race(task_type: str, y: np.ndarray, running: Mapping[str, _Partial]) -> dict
     of the paired differences exceeds `RACE_Z` standard errors, a one-sided test that it is worse,
     and its loss is more than `RACE_MARGIN` times the best's. A candidate close to the best always
     finishes; one that is clearly worse does not cost the remaining folds.
+
+    Cost counts too: a candidate whose estimated cost per fit (``costs``: each trainer's
+    `LearnerProposal.cost`, a deterministic formula, so the choice never depends on timing noise) is
+    `RACE_COSTLY` times the leader's (and not negligible: `RACE_COSTLY_MIN_SECONDS`) is stopped when
+    it is merely behind (`RACE_COSTLY_Z` standard errors). Boosted trees on a few hundred dense rows cost 5-15 times an SVM and rarely catch up; the
+    strategies that race trade that small chance for the time, and ``accuracy`` (which does not race)
+    still measures every candidate on every fold.
     """
     done = next(iter(running.values())).done
     yy = y[done]
@@ -489,11 +553,18 @@ def race(task_type: str, y: np.ndarray, running: Mapping[str, _Partial]) -> dict
     best = float(losses[leader].mean())
     stopped = {}
     for name, loss in losses.items():
+        if name == leader:
+            continue
         diff = loss - losses[leader]
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
-        if name != leader and diff.mean() > RACE_Z * se and loss.mean() > RACE_MARGIN * best:
-            stopped[name] = (f"stopped after {RACE_FOLDS} folds: loss {loss.mean():.4f} on their {len(yy)} held-out "
-                             f"rows against {leader}'s {best:.4f} ({diff.mean() / se:.1f} standard errors worse)")
+        mine, theirs = (costs or {}).get(name), (costs or {}).get(leader)
+        cost = mine / theirs if mine is not None and theirs and mine >= RACE_COSTLY_MIN_SECONDS else 0.0
+        against = (f"stopped after {RACE_FOLDS} folds: loss {loss.mean():.4f} on their {len(yy)} held-out rows "
+                   f"against {leader}'s {best:.4f} ({diff.mean() / max(se, 1e-300):.1f} standard errors worse")
+        if diff.mean() > RACE_Z * se and loss.mean() > RACE_MARGIN * best:
+            stopped[name] = against + ")"
+        elif cost >= RACE_COSTLY and diff.mean() > RACE_COSTLY_Z * se:
+            stopped[name] = against + f", at an estimated {cost:.1f}x its cost per fit)"
     return stopped
 
 

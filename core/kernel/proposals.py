@@ -35,11 +35,18 @@ class BagProfile:
 
 @attrs.frozen
 class LearnerProposal:
-    """A trainer's offer for a bag: a score (higher wins), an architecture and why."""
+    """A trainer's offer for a bag: a score (higher wins), an architecture and why.
+
+    ``cost``, where the trainer can estimate it, is the seconds one fit on the bag's rows takes on one
+    core, from the profile alone (a formula fitted to measurements, deterministic): only ratios
+    between candidates are used, to race a costly candidate out when it is behind
+    (`modalbag.engine.portfolio.race`). Measured wall time would make the choice depend on timing noise.
+    """
 
     score: float
     architecture: Mapping[str, Any] = attrs.field(factory=dict)
     reason: str = ""
+    cost: float | None = None
 
 
 __all__ = ["BagProfile", "LearnerProposal"]

@@ -22,6 +22,14 @@ the other classes), so a separable training set cannot drive the temperature to 
 probability reaches exactly 0 or 1. The final SVC is fitted on all training rows. A class with a
 single distinct row leaves no folds: then ``a = 1, b = 0`` and the learner's ``calibration`` says so.
 
+**Cross-fit calibration.** When the portfolio measures the SVM by k-fold cross-fitting
+(`modalbag.engine.portfolio`), each fold model already has held-out rows: the ones its siblings
+were trained on are its own held-out fold. So the fold models are fitted with
+``calibration='cross_fit'`` (one SVC each, no calibration folds) and calibrated *together*, ``(a, b)``
+fitted once on all k folds' out-of-fold scores: a sixth of the SVC fits, and a calibration fitted on
+every row instead of a fold's share. The ``(a, b)`` are recorded in the fold learners' architecture,
+so refitting one (a resumed run) gives the same model.
+
 Why not ``CalibratedClassifierCV(method='sigmoid')``: it calibrates each class one-vs-rest and
 renormalises, which is not a distribution the fit saw, and it keeps its parameters in private
 classes; the joint temperature-and-bias fit above is a proper multinomial calibration whose two
@@ -44,6 +52,7 @@ to 1000 and ``gamma`` from 1e-4 to 1 (both log).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import attrs
@@ -73,6 +82,10 @@ from modalbag.plugins.trainers.sklearn_linear import design_matrix, standardizat
 
 #: Folds of the internal cross-validation the calibration is fitted on (fewer when a class is rarer).
 CALIBRATION_FOLDS = 5
+#: The learner's calibration note while it waits for the cross-fit's, and once it has it.
+DEFERRED = "deferred to the cross-fit: no calibration folds (a = 1, b = 0 until its fold siblings are scored)"
+CROSS_FITTED = ("softmax(a * S + b) fitted on the out-of-fold decision values of its cross-fit's fold models "
+                "(modalbag.engine.portfolio)")
 
 
 def _gamma(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
@@ -130,6 +143,15 @@ class Machine:
                 out[:, j] -= d
                 pair += 1
         return out
+
+
+def fit_cost(profile: BagProfile) -> float:
+    """Estimated seconds of one fit on one core (see `LearnerProposal.cost`): the final SVC and one per
+    calibration fold, each quadratic in the rows (one-vs-one machines grow with the classes); fitted
+    to fits of 100-4000 rows, 4-64 columns, 2-10 classes (within 2x)."""
+    n, d = profile.n_rows, profile.n_features
+    classes = profile.num_classes if profile.task_type == "classification" else 2
+    return (CALIBRATION_FOLDS + 1) * (1.5e-3 + 6.5e-11 * n * n * (d + 10) * (1 + max(classes - 2, 0) / 2))
 
 
 @attrs.frozen
@@ -239,6 +261,10 @@ class SVMLearner(PermutationImportance, ArraysFile, TabularLearner):
     library = "sklearn"
     extra = None  # scikit-learn is a dependency of modalbag itself
     MODEL_CLASS = SVMModel
+    #: May leave its calibration to the portfolio's cross-fit (architecture ``calibration='cross_fit'``):
+    #: k fold models calibrated once on their joint out-of-fold scores need no calibration folds each.
+    CROSS_FIT_CALIBRATION = True
+    deferred_calibration = False  # True between a deferred fit and `set_cross_fit_calibration`
     SEARCH_SPACE = {"C": FloatRange(1e-2, 1e3, log=True), "gamma": FloatRange(1e-4, 1.0, log=True)}
 
     @classmethod
@@ -249,7 +275,7 @@ class SVMLearner(PermutationImportance, ArraysFile, TabularLearner):
     def propose(profile: BagProfile, strategy: str) -> LearnerProposal:
         score = tabular_score(profile, strategy, (0.75, 0.85, 0.85), mixed=0.8, embeddings=0.65, raw=0.25)
         model = "SVR" if profile.task_type == "regression" else "calibrated SVC"
-        return LearnerProposal(score, {}, f"RBF-kernel {model} (scikit-learn)")
+        return LearnerProposal(score, {}, f"RBF-kernel {model} (scikit-learn)", cost=fit_cost(profile))
 
     def _params(self, seed: int) -> dict[str, Any]:
         o = self.options
@@ -259,6 +285,22 @@ class SVMLearner(PermutationImportance, ArraysFile, TabularLearner):
                recorder: RoundRecorder | None) -> SVMModel:
         with limited_threads(fit_threads(self, train.x)):
             return self._fit_svm(params, train, val, recorder)
+
+    def fit_cross_fit_calibration(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+        """The calibration ``{"a": a, "b": [...]}`` fitted on the out-of-fold ``outputs`` of this
+        learner's fold siblings (fitted with ``calibration='cross_fit'``, so ``log outputs`` are the
+        scores ``S`` up to a constant per row, which the softmax ignores) against ``targets``. Given
+        as the architecture's ``calibration``, it makes a refit of a fold model identical."""
+        classes = self.model.outputs
+        scores = np.log(np.clip(outputs[:, classes], 1e-300, None))
+        a, b = fit_calibration(scores, np.searchsorted(classes, targets), None)
+        return {"a": a, "b": [float(v) for v in b]}
+
+    def set_cross_fit_calibration(self, calibration: Mapping[str, Any]) -> None:
+        self.model = attrs.evolve(self.model, temperature=np.array([float(calibration["a"])]),
+                                  bias=np.asarray(calibration["b"], dtype=np.float64)[None, :])
+        self.info["calibration"] = CROSS_FITTED
+        self.deferred_calibration = False
 
     def _fit_svm(self, params: dict[str, Any], train: Matrix, val: Matrix | None,
                  recorder: RoundRecorder | None) -> SVMModel:
@@ -270,8 +312,9 @@ class SVMLearner(PermutationImportance, ArraysFile, TabularLearner):
         notes: list[str] = []
         if self.task_type == "regression":
             model = self._fit_regression(shell, z, train, params)
-        elif self.task_type == "classification":
-            model = self._fit_classification(shell, z, train, params, notes)
+        elif self.task_type == "classification":  # the final fit takes the cross-fit's calibration, not a CV fold's
+            given = self.spec.architecture.get("calibration") if recorder is not None else None
+            model = self._fit_classification(shell, z, train, params, notes, given)
         else:
             model = self._fit_multilabel(shell, z, train, params, notes)
         if recorder is not None:
@@ -289,9 +332,17 @@ class SVMLearner(PermutationImportance, ArraysFile, TabularLearner):
         return SVC(C=params["C"], kernel="rbf", gamma=gamma)
 
     def _calibrated(self, z: np.ndarray, labels: np.ndarray, w: np.ndarray | None, params: dict[str, Any],
-                    gamma: float, notes: list[str]) -> tuple[Machine, float, np.ndarray]:
-        """The SVC on every row and its calibration fitted on out-of-fold scores (``labels`` 0..K-1)."""
+                    gamma: float, notes: list[str], calibration: Any = None) -> tuple[Machine, float, np.ndarray]:
+        """The SVC on every row and its calibration fitted on out-of-fold scores (``labels`` 0..K-1).
+        ``calibration``: ``'cross_fit'`` defers it (``a = 1, b = 0`` until `set_cross_fit_calibration`),
+        a ``{"a", "b"}`` mapping (a fold model's recorded cross-fit calibration) is used as given."""
         machine = Machine.from_estimator(self._svc(params, gamma).fit(z, labels, sample_weight=w))
+        if calibration == "cross_fit":
+            notes.append(DEFERRED)
+            return machine, 1.0, np.zeros(len(machine.n_support))
+        if isinstance(calibration, Mapping) and len(calibration.get("b", ())) == len(machine.n_support):
+            notes.append(CROSS_FITTED)
+            return machine, float(calibration["a"]), np.asarray(calibration["b"], dtype=np.float64)
         folds = inner_folds(z, labels, CALIBRATION_FOLDS, params["random_state"])
         if not folds:
             notes.append("none: a class has a single distinct row, so no held-out scores (a = 1, b = 0)")
@@ -306,12 +357,13 @@ class SVMLearner(PermutationImportance, ArraysFile, TabularLearner):
         return machine, a, b
 
     def _fit_classification(self, shell: SVMModel, z: np.ndarray, train: Matrix, params: dict[str, Any],
-                            notes: list[str]) -> SVMModel:
+                            notes: list[str], calibration: Any = None) -> SVMModel:
         classes = np.unique(train.y)
         if len(classes) == 1:
             return attrs.evolve(shell, fixed=np.eye(self.n_outputs)[classes[0]])
         labels = np.searchsorted(classes, train.y)
-        machine, a, b = self._calibrated(z, labels, train.w, params, shell.gamma, notes)
+        self.deferred_calibration = calibration == "cross_fit"
+        machine, a, b = self._calibrated(z, labels, train.w, params, shell.gamma, notes, calibration)
         return attrs.evolve(shell, kind="classification", machines=(machine,), outputs=classes.astype(np.int64),
                             temperature=np.array([a]), bias=b[None, :])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 import modalbag
 from modalbag.cli.output import format_summary
@@ -99,6 +100,90 @@ def test_racing_stops_only_a_clearly_worse_candidate_and_accuracy_runs_every_fol
     model.train_ensemble(**QUIET)
     measured = model.get_training_summary()["selection"]["xor"]["measured"]
     assert all("loss" in s for s in measured.values()), measured  # accuracy: every candidate on every fold
+
+
+def test_racing_stops_a_costly_candidate_that_is_merely_behind():
+    """At several times the leader's estimated cost, being behind is enough; a cheap candidate, or a
+    costly one whose fits are negligible in absolute terms, still needs to be clearly worse."""
+    from modalbag.engine.portfolio import RACE_COSTLY_MIN_SECONDS, _Partial, race
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 200)
+    margin = 2.0 * (2 * y - 1) + rng.normal(size=200)
+
+    def probabilities(score):
+        p = 1 / (1 + np.exp(-score))
+        return np.column_stack([1 - p, p])
+
+    running = {"good": _Partial(probabilities(margin), np.arange(200) < 120, {}),
+               "behind": _Partial(probabilities(margin + 0.7 * rng.normal(size=200)), np.arange(200) < 120, {})}
+    assert race("classification", y, running) == {}  # not clearly worse: no cost, no stop
+    assert race("classification", y, running, {"good": 0.1, "behind": 0.1}) == {}
+    stopped = race("classification", y, running, {"good": 0.01, "behind": 0.1})
+    assert list(stopped) == ["behind"] and "estimated 10.0x its cost per fit" in stopped["behind"]
+    tiny = RACE_COSTLY_MIN_SECONDS / 2
+    assert race("classification", y, running, {"good": tiny / 10, "behind": tiny}) == {}
+    # the leader is never stopped, however costly
+    assert race("classification", y, running, {"good": 1.0, "behind": 0.01}) == {}
+
+
+def test_boosted_trees_cost_several_svms_on_small_dense_data_by_the_trainers_own_estimates():
+    """The estimates racing uses come from the profile alone (deterministic), and order the trainers
+    as their measured fits do on a few hundred dense rows: boosting well above the SVM and logistic."""
+    from modalbag.kernel.modalities import ModalitySpec
+    from modalbag.kernel.proposals import BagProfile
+    from modalbag.plugins.trainers.hist_gradient_boosting import HistGradientBoostingLearner
+    from modalbag.plugins.trainers.logistic import LogisticLearner
+    from modalbag.plugins.trainers.svm import SVMLearner
+
+    specs = {"a": ModalitySpec("a", "tabular", (10,))}
+    for classes in (2, 10):
+        profile = BagProfile(("a",), specs, 450, "classification", classes)
+        costs = {cls.trainer: cls.propose(profile, "balanced").cost
+                 for cls in (HistGradientBoostingLearner, SVMLearner, LogisticLearner)}
+        assert costs["hist_gradient_boosting"] >= 4 * max(costs["svm"], costs["logistic"]), costs
+        assert costs == {cls.trainer: cls.propose(profile, "balanced").cost
+                         for cls in (HistGradientBoostingLearner, SVMLearner, LogisticLearner)}
+
+
+def test_svm_fold_models_share_one_calibration_fitted_on_their_out_of_fold_scores(monkeypatch):
+    """A fold-bagged SVM subset fits one SVC per fold (no calibration folds each) and calibrates the k
+    models together on all their out-of-fold scores; the cross-fitted outputs are the calibrated ones."""
+    from sklearn.svm import SVC
+
+    from modalbag.plugins.trainers.sklearn_linear import design_matrix
+    from modalbag.plugins.trainers.svm import CROSS_FITTED, fit_calibration
+
+    fits = []
+    real_fit = SVC.fit
+
+    def counting(self, *args, **kwargs):
+        fits.append(1)
+        return real_fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(SVC, "fit", counting)
+    data, y = _two_views(90)
+    model = _model({"signal": data["signal"]}, y, n_bags=1)
+    model.select_base_learners(task_type="classification", num_classes=2, instantiate=False, trainers=["svm"])
+    model.train_ensemble(**QUIET)
+    learners = [model.learners[b.learner_id] for b in model.bags]
+    assert [b.fold for b in model.bags] == list(range(5))
+    assert len(fits) == 5  # one SVC per fold model (internal calibration would be 6 each)
+    calibration = learners[0].spec.architecture["calibration"]
+    for record in learners:
+        assert record.model.info["calibration"] == CROSS_FITTED
+        assert record.spec.architecture["calibration"] == calibration  # recorded: a refit is identical
+        np.testing.assert_allclose(record.model.model.temperature, [calibration["a"]])
+    # the calibration is the one fitted on the fold models' raw scores, every row out of fold
+    scores, labels = np.zeros((90, 2)), np.zeros(90, dtype=int)
+    for bag, record in zip(model.bags, learners, strict=True):
+        machine = record.model.model.machines[0]
+        z = record.model.layout.transform({"signal": data["signal"][bag.oob_rows]}, None)
+        m = record.model.model
+        scores[bag.oob_rows] = machine.scores(design_matrix(z, m.mean, m.scale, m.presence), m.gamma)
+        labels[bag.oob_rows] = y[bag.oob_rows]
+    a, b = fit_calibration(scores, labels, None)
+    assert abs(a - calibration["a"]) < 1e-4 * max(1.0, abs(a)) and np.allclose(b, calibration["b"], atol=1e-4)
 
 
 def test_same_seed_same_choice_and_a_missing_library_is_reported_not_replaced():
@@ -227,13 +312,18 @@ def test_a_small_measured_subset_is_bagged_by_its_folds_without_refitting(monkey
     assert model.ensemble.cross_fitted == set(model.learners)
 
 
-def test_a_resumed_fold_bagged_run_refits_a_lost_fold_model_identically(tmp_path):
+@pytest.mark.parametrize("trainers", [None, ["svm"]])
+def test_a_resumed_fold_bagged_run_refits_a_lost_fold_model_identically(tmp_path, trainers):
     """A fold learner that must be trained again (here: forgotten by run.json) is fitted by the engine
-    on the same fold bag with the same seed, so the resumed ensemble predicts exactly as the original."""
+    on the same fold bag with the same seed, so the resumed ensemble predicts exactly as the original
+    (an SVM fold model with the cross-fit's calibration, which its recorded architecture holds)."""
     import json
 
     data, y = _two_views(100)
     original = _model(data, y, n_bags=3)
+    if trainers:
+        original.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                                      trainers=trainers)
     original.train_ensemble(run_dir=str(tmp_path), **QUIET)
     record = json.loads((tmp_path / "run.json").read_text())
     lost = sorted(record["learners"])[1]
@@ -241,6 +331,9 @@ def test_a_resumed_fold_bagged_run_refits_a_lost_fold_model_identically(tmp_path
     record["status"] = "running"
     (tmp_path / "run.json").write_text(json.dumps(record))
     resumed = _model(data, y, n_bags=3)
+    if trainers:
+        resumed.select_base_learners(task_type="classification", num_classes=2, instantiate=False,
+                                     trainers=trainers)
     resumed.train_ensemble(resume=True, run_dir=str(tmp_path), **QUIET)
     assert [b.fold for b in resumed.bags] == [b.fold for b in original.bags]
     assert resumed.ensemble.cross_fitted == original.ensemble.cross_fitted
