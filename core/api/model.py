@@ -21,6 +21,7 @@ from modalbag.api.workflows import Recommendation, check_training_resources, opt
 from modalbag.config.training import RUN_DIR_WRITERS, TASK_TYPES, TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
 from modalbag.data.dataset import MultimodalDataset, encode_labels, encode_training_labels, prediction_inputs
+from modalbag.data.domain import AdaptedDataset, target_domain_inputs
 from modalbag.data.frames import frame_to_modalities, is_dataframe, modalities_from_frame
 from modalbag.data.preprocessing import Preprocessing
 from modalbag.data.synthetic import SyntheticTask
@@ -57,7 +58,7 @@ class MultiModalEnsembleModel:
 
     def __init__(self, dataset: MultimodalDataset, *, task_type: str = "classification",
                  catalog: Catalog | None = None, plugins: Sequence[object] = (),
-                 synthetic_task: SyntheticTask | None = None):
+                 synthetic_task: SyntheticTask | None = None, target_data: Any = None):
         if task_type not in TASK_TYPES:
             raise ConfigError(f"task_type must be one of {', '.join(TASK_TYPES)}, got {task_type!r}")
         self.dataset = dataset
@@ -78,6 +79,10 @@ class MultiModalEnsembleModel:
         self._export_dir: Path | None = None  # the last export written or loaded
         self.student: TrainedLearner | None = None  # knowledge_distillation's network, when asked for
         self._validation_predictions: dict[str, dict[str, np.ndarray]] | None = None
+        #: Unlabelled target-domain rows for ``domain_adaptation`` (``target_data=``), checked against
+        #: the training modalities; None without.
+        self.target_data: MultimodalDataset | None = (None if target_data is None
+                                                      else target_domain_inputs(target_data, dataset.specs))
 
     @classmethod
     def from_export(cls, path: str | Path, *, catalog: Catalog | None = None) -> MultiModalEnsembleModel:
@@ -178,7 +183,7 @@ class MultiModalEnsembleModel:
 
     # -- training ---------------------------------------------------------------------------------
 
-    def train_ensemble(self, resume: bool = False, **config: Any) -> dict[str, TrainedLearner]:
+    def train_ensemble(self, resume: bool = False, target_data: Any = None, **config: Any) -> dict[str, TrainedLearner]:
         """Train every bag's learner; returns the learners that trained (failures are in the summary).
 
         Takes every `TrainingConfig` option (and plugin options) as keyword arguments. With
@@ -186,9 +191,14 @@ class MultiModalEnsembleModel:
         ``resume=True`` continues the run recorded in ``run_dir`` (see `modalbag.store.runrecord`).
         An option that writes under ``run_dir`` (`RUN_DIR_WRITERS`) without one gets a new
         ``runs/run-<time>`` in the working directory, as TensorBoard's ``SummaryWriter`` does.
+        ``target_data``: unlabelled rows of the domain the model will be used on, ``{modality: array}``
+        like the training data, for ``domain_adaptation`` (kept with the model for later runs; also
+        accepted by the constructor and ``create_model_from_arrays``).
         """
         if self.dataset.labels is None:
             raise DataError("this model has no labels: pass labels= when creating it")
+        if target_data is not None:
+            self.target_data = target_domain_inputs(target_data, self.dataset.specs)
         run_dir = config.get("run_dir")
         writers = [option for option in RUN_DIR_WRITERS if config.get(option)]
         if not run_dir and writers and not resume:
@@ -208,6 +218,7 @@ class MultiModalEnsembleModel:
         if cfg.denoising_modalities:  # modality types stand for their modalities: the run sees names only
             cfg = attrs.evolve(cfg, denoising_modalities=resolve_modalities(
                 "denoising_modalities", cfg.denoising_modalities, self.dataset.specs))
+        dataset = self._adapted_dataset(cfg)
         targets, classes = encode_training_labels(self.dataset.labels, task_type, cfg.num_classes,
                                                   self.dataset.n_samples)
         task = TaskInfo.from_targets(task_type, targets, classes)
@@ -224,11 +235,11 @@ class MultiModalEnsembleModel:
         assert self.bags is not None and self.learner_specs is not None
         # each modality subset's trainer chosen by measurement (its fold models kept as its bags where
         # the subset is small); its cross-fit weighs the ensemble
-        plan = Measurement(engine, cfg, task, self.dataset, targets).measure_all(
+        plan = Measurement(engine, cfg, task, dataset, targets).measure_all(
             self.bags, self.learner_specs, choose=previous is None)
         self.bags, self.learner_specs, self.cross_fits = plan.bags, plan.specs, plan.cross_fits
         bags = {b.id: b for b in self.bags}
-        self.learners = engine.train(run, self.learner_specs, bags, self.dataset, targets, resume=previous,
+        self.learners = engine.train(run, self.learner_specs, bags, dataset, targets, resume=previous,
                                      adopted=plan.fitted)
         self.training_config, self.task, self.run_id = cfg, task, run.run_id
         trained = {lid: r for lid, r in self.learners.items() if r.ok}
@@ -248,6 +259,17 @@ class MultiModalEnsembleModel:
             assert cfg.run_dir is not None  # the config check requires it
             self.export_training_artifacts(Path(cfg.run_dir) / "export")
         return trained
+
+    def _adapted_dataset(self, cfg: TrainingConfig) -> MultimodalDataset:
+        """The training data, carrying the target domain's rows when ``domain_adaptation`` is on."""
+        if not cfg.domain_adaptation:
+            return self.dataset
+        if self.target_data is None:
+            raise ConfigError(f"domain_adaptation={cfg.domain_adaptation!r} adapts the learners to unlabelled rows "
+                              f"of the target domain, but none were given: pass target_data={{modality: array}} "
+                              f"(the training modalities: {', '.join(self.dataset.names)}) to train_ensemble or "
+                              f"create_model_from_arrays, or set domain_adaptation=None")
+        return AdaptedDataset.of(self.dataset, self.target_data)
 
     def distill(self, *, temperature: float | None = None, modality_dropout: float = 0.3,
                 **options: Any) -> TrainedLearner:

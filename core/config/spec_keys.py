@@ -26,10 +26,7 @@ AUGMENTATION_STRATEGIES: Mapping[str, Mapping[str, Any]] = {
 }
 
 #: Keys refused with the reason and what to use instead.
-REFUSED: Mapping[str, str] = {
-    "domain_adaptation": "domain adaptation is not implemented yet (issue 22); train on data that covers the "
-                         "target domain, or use modality_dropout and noise_injection for robustness",
-}
+REFUSED: Mapping[str, str] = {}
 
 
 class SpecKeyError(ValueError):

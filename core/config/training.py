@@ -28,6 +28,7 @@ TASK_TYPES = ("classification", "regression", "multilabel")
 DENOISING_STRATEGIES = ("fixed", "adaptive", "curriculum")
 NO_SCHEDULER = ("none", "constant")
 VALIDATION_STRATEGIES = ("random", "stratified", "time_series")
+DOMAIN_ADAPTATION = ("coral", "dann")
 
 
 def _opt(default: Any, help: str, *, validator: Any = None, converter: Any = None,
@@ -68,6 +69,20 @@ def _integer(value: Any) -> int:
 
 def _optional_number(value: Any) -> Any:
     return None if value is None else _number(value)
+
+
+def _domain_adaptation(value: Any) -> Any:
+    """The spec's ``domain_adaptation=True`` is CORAL (no extra parameters to choose); False is off."""
+    if value is True:
+        return "coral"
+    if value is False:
+        return None
+    return value.lower() if isinstance(value, str) else value
+
+
+def _domain_adaptation_choice(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if value is not None and value not in DOMAIN_ADAPTATION:
+        raise ValueError(f"must be 'coral', 'dann', true (CORAL) or None (off), got {value!r}")
 
 
 def _boolean(value: Any) -> bool:
@@ -232,6 +247,18 @@ class TrainingConfig:
                                             "adds this times the mean correlation of the selected experts' "
                                             "out-of-fold errors to the loss it minimises (0: off).",
                                             category="quality", converter=_number, validator=non_negative)
+    domain_adaptation: str | None = _opt(None, "Adapt the neural learners to unlabelled target-domain rows (give them "
+                                         "as target_data= to train_ensemble or create_model_from_arrays): 'coral' "
+                                         "aligns the covariance of the fused representation on source and target "
+                                         "batches (Sun & Saenko, 2016), 'dann' trains a domain classifier on it "
+                                         "through gradient reversal (Ganin et al., 2016); true means 'coral'. "
+                                         "Learners without a learned representation (tabular) note that it does "
+                                         "not apply to them. None: off.", category="quality",
+                                         converter=_domain_adaptation, validator=_domain_adaptation_choice)
+    domain_adaptation_weight: float = _opt(1.0, "Strength of domain_adaptation: the weight of the CORAL term in "
+                                                "each step's loss, or DANN's gradient-reversal coefficient (ramped "
+                                                "from 0 to this over training, as Ganin et al. do).",
+                                           category="quality", converter=_number, validator=positive)
     knowledge_distillation: bool = _opt(False, "After training, distil the ensemble into one student network "
                                         "(model.student; see model.distill) that predicts from any subset of "
                                         "modalities.", category="quality", converter=_boolean)

@@ -15,6 +15,7 @@ import numpy as np
 
 from modalbag.data.bags import Bag, split_validation
 from modalbag.data.dataset import MultimodalDataset, complete_rows
+from modalbag.data.domain import target_domain
 from modalbag.kernel.components import build_options
 from modalbag.kernel.fit import FitState, training_seed
 from modalbag.kernel.records import LearnerSpec, TrainedLearner
@@ -45,14 +46,21 @@ def fit_learner(spec: LearnerSpec, bag: Bag, dataset: MultimodalDataset, targets
             learner = component.factory(spec, run.config, build_options(component, run.config))
         train_rows, val_rows = split_validation(bag, run.config.validation_split, bag.seed,
                                                 run.config.validation_strategy, targets)
+        target = target_domain(dataset) if run.config.domain_adaptation else None
         data = BagData(
             arrays={m: dataset.arrays[m] for m in spec.modalities},
             masks={m: dataset.masks[m] for m in spec.modalities},
             specs={m: dataset.specs[m] for m in spec.modalities},
             targets=targets, train_rows=train_rows, val_rows=val_rows,
+            domain_arrays=None if target is None else {m: target.arrays[m] for m in spec.modalities},
+            domain_masks=None if target is None else {m: target.masks[m] for m in spec.modalities},
         )
         run.hook.modalbag_fit_start(run=run, fit=fit)
         learner.fit(data, run, fit)
+        if run.config.domain_adaptation and not getattr(learner, "adapts_domains", False):
+            fit.notes.append(f"domain_adaptation={run.config.domain_adaptation!r} does not apply to this "
+                             f"{spec.trainer} learner: it has no learned representation to align; it trained "
+                             f"on the source rows alone")
         flush_checkpoints()  # its checkpoint files are on disk before its record says trained
         run.hook.modalbag_fit_end(run=run, fit=fit)
         validation = _validate(learner, data, run.task, spec.modalities)

@@ -24,6 +24,7 @@ import numpy as np
 
 from modalbag.config.training import TrainingConfig
 from modalbag.data.dataset import MultimodalDataset
+from modalbag.data.domain import AdaptedDataset, target_domain
 from modalbag.errors import NotPicklableError, UnknownPluginError
 from modalbag.execution.events import captured_events
 from modalbag.execution.fitting import fit_learner
@@ -65,28 +66,36 @@ class SharedData:
     arrays: Mapping[str, np.ndarray | str]
     masks: Mapping[str, np.ndarray]
     specs: Mapping[str, Any]
+    #: The target domain's rows in the same modalities (``domain_adaptation``), shared the same way.
+    domain: SharedData | None = None
 
     @classmethod
     def of(cls, dataset: MultimodalDataset, modalities: Sequence[str]) -> SharedData:
+        target = target_domain(dataset)
         return cls({m: dataset.arrays[m] for m in modalities}, {m: dataset.masks[m] for m in modalities},
-                   {m: dataset.specs[m] for m in modalities})
+                   {m: dataset.specs[m] for m in modalities},
+                   None if target is None else cls.of(target, modalities))
 
-    def as_files(self, directory: str, threshold: int = SHARE_AS_FILE_BYTES) -> SharedData:
+    def as_files(self, directory: str, threshold: int = SHARE_AS_FILE_BYTES, prefix: str = "") -> SharedData:
         """Arrays of at least ``threshold`` bytes written once to ``directory``; each worker maps them
         read-only, so the page cache holds one copy however many workers read it."""
         arrays: dict[str, np.ndarray | str] = {}
         for i, (name, array) in enumerate(self.arrays.items()):
             if isinstance(array, np.ndarray) and array.nbytes >= threshold:
-                path = os.path.join(directory, f"modality-{i}.npy")
+                path = os.path.join(directory, f"{prefix}modality-{i}.npy")
                 np.save(path, array)
                 arrays[name] = path
             else:
                 arrays[name] = array
-        return attrs.evolve(self, arrays=arrays)
+        domain = None
+        if self.domain is not None:
+            domain = self.domain.as_files(directory, threshold, prefix=f"{prefix}target-")
+        return attrs.evolve(self, arrays=arrays, domain=domain)
 
     def open(self) -> MultimodalDataset:
         arrays = {m: np.load(a, mmap_mode="r") if isinstance(a, str) else a for m, a in self.arrays.items()}
-        return MultimodalDataset(arrays, dict(self.masks), dict(self.specs))
+        dataset = MultimodalDataset(arrays, dict(self.masks), dict(self.specs))
+        return dataset if self.domain is None else AdaptedDataset.of(dataset, self.domain.open())
 
 
 class TrainerTable:

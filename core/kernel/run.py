@@ -79,6 +79,10 @@ class BagData:
     targets: np.ndarray
     train_rows: np.ndarray
     val_rows: np.ndarray
+    #: The target domain's unlabelled rows in the same modalities (``domain_adaptation`` with
+    #: ``target_data=``); None when the run has none. Every target row may be used.
+    domain_arrays: Mapping[str, np.ndarray] | None = None
+    domain_masks: Mapping[str, np.ndarray] | None = None
 
 
 @attrs.define(eq=False)

@@ -18,6 +18,7 @@ from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.kernel.records import LearnerSpec
 from modalbag.kernel.run import BagData, Run
 from modalbag.plugins.trainers.neural._batches import InMemory, Streamed, loader_workers, read_rows, wants_loader
+from modalbag.plugins.trainers.neural._domain import DOMAIN_CLASSIFIER, DomainClassifier, TargetBatches
 from modalbag.plugins.trainers.neural._loop import CompiledOrEager, TrainingLoop, Validation, class_weights
 from modalbag.plugins.trainers.neural._network import (
     FusionNetwork,
@@ -38,6 +39,10 @@ _SIZES = {"speed": (64, 32), "balanced": (128, 64), "accuracy": (256, 128)}
 
 class NeuralLearner:
     """A fusion network for one bag: ``fit`` on a `BagData`, ``predict_output`` on new rows."""
+
+    #: ``domain_adaptation`` aligns this learner's fused representation (`_domain`); learners without
+    #: the attribute get a note that it does not apply to them.
+    adapts_domains = True
 
     def __init__(self, spec: LearnerSpec, config: Any, options: NeuralOptions | None):
         self.spec, self.config = spec, config
@@ -173,7 +178,26 @@ class NeuralLearner:
             learner=self, run=run, fit=fit, data=data, model=model, net=net, optimizer=optimizer, schedule=schedule,
             loss_fn=self._loss_fn(run).to(device), source=source, validation=validation, device=device,
             generator=torch.Generator().manual_seed(fit.seed), n_rows=n, steps_per_epoch=steps_per_epoch,
-            plan=plan, ddp=ddp, ddp_ignored=ddp_ignored)
+            plan=plan, ddp=ddp, ddp_ignored=ddp_ignored, domain=self._target_batches(data, device, fit))
+
+    def _target_batches(self, data: BagData, device: torch.device, fit: FitState) -> TargetBatches | None:
+        """``domain_adaptation``'s target rows with this learner's modalities (None when off or absent)."""
+        method = self.config.domain_adaptation
+        if not method:
+            return None
+        if data.domain_arrays is None or data.domain_masks is None:
+            fit.notes.append(f"domain_adaptation={method!r}: no target_data reached this fit; it trained on the "
+                             f"source rows alone")
+            return None
+        batches = TargetBatches(data.domain_arrays, data.domain_masks, self.spec.modalities, device, fit.seed + 1)
+        if len(batches) < 2:
+            fit.notes.append(f"domain_adaptation={method!r}: target_data has {len(batches)} rows with any of this "
+                             f"learner's modalities ({', '.join(self.spec.modalities)}); it trained on the source "
+                             f"rows alone")
+            return None
+        fit.notes.append(f"domain_adaptation={method!r} on {len(batches)} target rows, weight "
+                         f"{self.config.domain_adaptation_weight:g}")
+        return batches
 
     def _network_for(self, data: BagData, rows: np.ndarray, run: Run, fit: FitState,
                      device: torch.device) -> FusionNetwork:
@@ -182,6 +206,8 @@ class NeuralLearner:
         if self.target_mean is not None:
             self.target_mean, self.target_std = self.target_mean.to(device), self.target_std.to(device)
         fit.model, fit.aux_modules = model, model.aux
+        if self.config.domain_adaptation == "dann" and data.domain_arrays is not None:
+            model.aux[DOMAIN_CLASSIFIER] = DomainClassifier(model.embedding_dim)
         run.hook.modalbag_fit_setup(run=run, fit=fit)
         return model.to(device)  # objectives may have attached modules on the CPU
 

@@ -28,6 +28,13 @@ from modalbag.kernel.records import EpochRecord
 from modalbag.kernel.run import BagData, Run
 from modalbag.plugins.trainers.neural._adversarial import adversarial_inputs, feature_scales
 from modalbag.plugins.trainers.neural._batches import Batch, eval_batches
+from modalbag.plugins.trainers.neural._domain import (
+    DOMAIN_CLASSIFIER,
+    TargetBatches,
+    coral_loss,
+    dann_loss,
+    reversal_coefficient,
+)
 from modalbag.plugins.trainers.neural._mixing import choose_mix, drop_modalities, mixed_loss
 from modalbag.plugins.trainers.neural._network import FusionNetwork
 from modalbag.training.checkpoints import save_training_state
@@ -134,6 +141,7 @@ class TrainingLoop:
     ddp: Any = None
     ddp_ignored: list[torch.nn.Parameter] = attrs.field(factory=list)
     monitor: StepMonitor | None = None
+    domain: TargetBatches | None = None  #: the target rows of domain_adaptation, None without
     # the run's per-step hook callers, looked up once (attribute lookups on the hook relay cost per step)
     _autocast: Any = attrs.field(init=False)
     _aux_losses: Any = attrs.field(init=False)
@@ -308,6 +316,13 @@ class TrainingLoop:
                     total = (1.0 - ratio) * loss + ratio * adv
                     running = sums.terms.get("adversarial", torch.zeros((), device=self.device))
                     sums.terms["adversarial"] = running + adv.detach() * size
+            if self.domain is not None:
+                term, name = self._domain_loss(batch, output)
+                # CORAL's term is weighted here; DANN's weight is its reversal coefficient (the domain
+                # classifier itself learns at full strength)
+                total = total + (self.run.config.domain_adaptation_weight * term if name == "coral" else term)
+                running = sums.terms.get(name, torch.zeros((), device=self.device))
+                sums.terms[name] = running + term.detach().float() * size
             if self._has_aux:
                 output["task_loss"] = loss
                 for terms in self._aux_losses(run=self.run, fit=self.fit, batch=batch, output=output):
@@ -330,6 +345,21 @@ class TrainingLoop:
         adv = adversarial_inputs(self.net, self.loss_fn, batch["inputs"], batch["masks"], batch["target"], radius,
                                  opts.adversarial_steps, lambda: self._autocast(run=self.run, fit=self.fit))
         return self.loss_fn(self.net(adv, batch["masks"])["logits"].float(), batch["target"])
+
+    def _domain_loss(self, batch: Batch, output: Mapping[str, Any]) -> tuple[torch.Tensor, str]:
+        """This step's domain term and its name (see `_domain`): a target batch as large as the source
+        one, run through the network, its fused representation compared with the source batch's."""
+        assert self.domain is not None
+        x, masks = self.domain.draw(len(batch["target"]), self.fit.step)
+        if self._drop is not None:  # hidden as the source rows are, so the two compare like for like
+            masks = drop_modalities(masks, self._drop)
+        fused_target = self.net(x, masks)["fused"]
+        if self.run.config.domain_adaptation == "coral":
+            return coral_loss(output["fused"], fused_target), "coral"
+        fit, cfg = self.fit, self.run.config
+        progress = ((fit.epoch - 1) + fit.batch_in_epoch / max(1, self.steps_per_epoch)) / max(1, cfg.epochs)
+        coefficient = reversal_coefficient(progress, cfg.domain_adaptation_weight)
+        return dann_loss(self.model.aux[DOMAIN_CLASSIFIER], output["fused"], fused_target, coefficient), "domain"
 
     def _record(self, epoch: int, sums: EpochSums, seconds: float) -> EpochRecord:
         """The epoch as a record: train loss, validation loss and metrics, rate, memory, plugin metrics."""
