@@ -108,6 +108,19 @@ def _sklearn_path(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, x_test: np
     return out
 
 
+@attrs.frozen
+class PathSolution:
+    """A `fit_path` solution in the shape of a fitted ``LogisticRegression`` (what `_fit_linear` reads)."""
+
+    coef_: np.ndarray
+    intercept_: np.ndarray
+    classes_: np.ndarray
+
+    @classmethod
+    def of(cls, params: np.ndarray, classes: np.ndarray) -> PathSolution:
+        return cls(np.ascontiguousarray(params[:-1].T), params[-1].copy(), classes)
+
+
 class LogisticLearner(LinearLearner):
     """One bag's cross-validated logistic regression or ridge; see the module docstring."""
 
@@ -158,8 +171,12 @@ class LogisticLearner(LinearLearner):
         for train, test in folds:
             losses += held_out_log_losses(z[train], y[train], None if w is None else w[train], z[test], y[test],
                                           grid, params["max_iter"]) * len(test)
-        best = float(grid[int(np.argmin(losses))])
+        at = int(np.argmin(losses))
+        best = float(grid[at])
         self._chosen.append(best)
+        if solver_for(z, y) == "newton-cholesky":  # the path up to ``best`` on every row: same optimum, 5x faster
+            classes = np.unique(y)
+            return PathSolution.of(fit_path(z, np.searchsorted(classes, y), w, grid[: at + 1])[-1], classes)
         return LogisticRegression(C=best, max_iter=params["max_iter"], solver=solver_for(z, y)).fit(
             z, y, sample_weight=w)
 
