@@ -21,7 +21,7 @@ from modalbag.api.workflows import Recommendation, check_training_resources, opt
 from modalbag.config.training import RUN_DIR_WRITERS, TASK_TYPES, TrainingConfig
 from modalbag.data.bags import Bag, EnsembleConfig, generate_bags, modality_informativeness
 from modalbag.data.dataset import MultimodalDataset, encode_labels, encode_training_labels, prediction_inputs
-from modalbag.data.domain import AdaptedDataset, target_domain_inputs
+from modalbag.data.domain import AdaptedDataset, DomainWeights, importance_weights, target_domain_inputs
 from modalbag.data.frames import frame_to_modalities, is_dataframe, modalities_from_frame
 from modalbag.data.preprocessing import Preprocessing
 from modalbag.data.synthetic import SyntheticTask
@@ -83,6 +83,9 @@ class MultiModalEnsembleModel:
         #: the training modalities; None without.
         self.target_data: MultimodalDataset | None = (None if target_data is None
                                                       else target_domain_inputs(target_data, dataset.specs))
+        #: The importance weights of the last domain_adaptation run (``.summary()``: the domain
+        #: classifier's AUC, the weights' range and effective rows); None without.
+        self.domain_weights: DomainWeights | None = None
 
     @classmethod
     def from_export(cls, path: str | Path, *, catalog: Catalog | None = None) -> MultiModalEnsembleModel:
@@ -246,8 +249,14 @@ class MultiModalEnsembleModel:
         if not trained:
             errors = "\n".join(f"  {lid}: {r.error}" for lid, r in self.learners.items())
             raise TrainingFailedError(f"every learner failed:\n{errors}")
+        self.domain_weights = None
+        if cfg.domain_adaptation:  # the combinations weigh each training row by how target-like it is
+            assert self.target_data is not None  # _adapted_dataset refuses the run without it
+            self.domain_weights = importance_weights(self.dataset, self.target_data, cfg.random_state)
+            log.info("training.domain_weights", **self.domain_weights.summary())
         self.ensemble = Ensemble.fit(trained, self.dataset, targets, task, bags, cfg.random_state, self.cross_fits,
-                                     diversity_weight=cfg.ensemble_diversity_weight)
+                                     diversity_weight=cfg.ensemble_diversity_weight,
+                                     row_weights=None if self.domain_weights is None else self.domain_weights.weights)
         ModelStore(self).run_finished()
         if cfg.min_performance is not None:
             check = self.performance_check()

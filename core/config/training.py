@@ -253,7 +253,9 @@ class TrainingConfig:
                                          "batches (Sun & Saenko, 2016), 'dann' trains a domain classifier on it "
                                          "through gradient reversal (Ganin et al., 2016); true means 'coral'. "
                                          "Learners without a learned representation (tabular) note that it does "
-                                         "not apply to them. None: off.", category="quality",
+                                         "not apply to them. The ensemble's combinations weigh the training rows "
+                                         "by p(target)/p(source) from a logistic domain classifier "
+                                         "(model.domain_weights). None: off.", category="quality",
                                          converter=_domain_adaptation, validator=_domain_adaptation_choice)
     domain_adaptation_weight: float = _opt(1.0, "Strength of domain_adaptation: the weight of the CORAL term in "
                                                 "each step's loss, or DANN's gradient-reversal coefficient (ramped "

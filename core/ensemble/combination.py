@@ -88,15 +88,25 @@ def calibrated_log_probabilities(p: np.ndarray, temperature: float) -> np.ndarra
 # -- the rules ------------------------------------------------------------------------------------
 
 
-def mean_losses(task_type: str, y: np.ndarray, out: np.ndarray) -> np.ndarray:
+def mean_losses(task_type: str, y: np.ndarray, out: np.ndarray, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """`task_loss` averaged over rows, for a stack of outputs (..., n, k) at once; for classification
-    ``out`` is the true class's probabilities alone (..., n), see `true_class`."""
+    ``out`` is the true class's probabilities alone (..., n), see `true_class`. ``sample_weight`` (n,):
+    a weighted mean over rows (the importance weights of ``domain_adaptation``)."""
     if task_type == "classification":
-        return -np.log(np.clip(out, 1e-7, 1.0)).mean(axis=-1)
-    if task_type == "multilabel":
+        per_row = -np.log(np.clip(out, 1e-7, 1.0))
+    elif task_type == "multilabel":
         p = np.clip(out, 1e-7, 1 - 1e-7)
-        return -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=(-2, -1))
-    return ((out - y.reshape(len(y), -1)) ** 2).mean(axis=(-2, -1))
+        per_row = -(y * np.log(p) + (1 - y) * np.log(1 - p)).mean(axis=-1)
+    else:
+        per_row = ((out - y.reshape(len(y), -1)) ** 2).mean(axis=-1)
+    return weighted_mean(per_row, sample_weight)
+
+
+def weighted_mean(per_row: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """The mean over the last axis (rows), weighted by ``sample_weight`` when given."""
+    if sample_weight is None:
+        return per_row.mean(axis=-1)
+    return per_row @ sample_weight / sample_weight.sum()
 
 
 def true_class(out: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -137,7 +147,7 @@ def diversity_penalty(corr: np.ndarray | None, diversity: float) -> Callable[[np
 
 
 def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: int = _ROUNDS,
-                   diversity: float = 0.0) -> np.ndarray:
+                   diversity: float = 0.0, sample_weight: np.ndarray | None = None) -> np.ndarray:
     """Greedy ensemble selection with replacement over experts (E, n, k); weights sum to 1.
 
     Starts from the best single expert and keeps the best-scoring selection seen, so on these rows
@@ -151,7 +161,7 @@ def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: i
     n_experts = len(outputs)
     values = true_class(outputs, y) if task_type == "classification" else outputs
     penalty = diversity_penalty(error_correlation(values, y, task_type) if diversity else None, diversity)
-    single = mean_losses(task_type, y, values)
+    single = mean_losses(task_type, y, values, sample_weight)
     first = int(np.argmin(single))
     counts = np.zeros(n_experts)
     counts[first] = 1
@@ -159,7 +169,7 @@ def greedy_weights(outputs: np.ndarray, y: np.ndarray, task_type: str, rounds: i
     best_loss, best_counts = float(single[first] + penalty(counts)), counts.copy()
     for _ in range(rounds - 1):
         trials = counts[None, :] + np.eye(n_experts)
-        trial = mean_losses(task_type, y, (total[None] + values) / (counts.sum() + 1)) + penalty(trials)
+        trial = mean_losses(task_type, y, (total[None] + values) / (counts.sum() + 1), sample_weight) + penalty(trials)
         pick = int(np.argmin(trial))
         counts[pick] += 1
         total += values[pick]
@@ -174,21 +184,24 @@ def pairwise_disagreement(outputs: np.ndarray) -> np.ndarray:
     return (labels[:, None, :] != labels[None, :, :]).mean(axis=-1)
 
 
-def fit_product(logp: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
+def fit_product(logp: np.ndarray, y: np.ndarray, l2: float = 1e-3,
+                sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Weights ``w >= 0`` (E,) and bias ``b`` (C,) of ``softmax(sum_e w_e logp_e + b)`` by L-BFGS-B on
-    the mean log loss plus ``l2 * |w|^2``; ``logp`` is (n, E, C). Starts from the plain product."""
+    the mean log loss (weighted by ``sample_weight``) plus ``l2 * |w|^2``; ``logp`` is (n, E, C).
+    Starts from the plain product."""
     from scipy.optimize import minimize
 
     n, n_experts, n_classes = logp.shape
     onehot = np.eye(n_classes)[y]
+    row = np.ones((n, 1)) if sample_weight is None else (sample_weight / sample_weight.mean())[:, None]
     by_expert = np.ascontiguousarray(logp.transpose(1, 0, 2)).reshape(n_experts, n * n_classes)  # once, not per step
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
         w, b = theta[:n_experts], theta[n_experts:]
         z = (w @ by_expert).reshape(n, n_classes) + b
         log_q = _log_softmax(z)
-        loss = float(-(log_q * onehot).sum() / n + l2 * (w @ w))
-        g = (np.exp(log_q) - onehot) / n  # dL/dz
+        loss = float(-(row * log_q * onehot).sum() / n + l2 * (w @ w))
+        g = row * (np.exp(log_q) - onehot) / n  # dL/dz
         grad_w = by_expert @ g.ravel() + 2 * l2 * w
         return loss, np.concatenate([grad_w, g.sum(axis=0)])
 
@@ -198,7 +211,8 @@ def fit_product(logp: np.ndarray, y: np.ndarray, l2: float = 1e-3) -> tuple[np.n
     return found.x[:n_experts].copy(), found.x[n_experts:].copy()
 
 
-def fit_stacking(logp: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def fit_stacking(logp: np.ndarray, y: np.ndarray, n_classes: int, seed: int,
+                 sample_weight: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Coefficients (C, E*C) and intercepts (C,) of an L2 logistic regression on the flattened log-probs."""
     from sklearn.linear_model import LogisticRegression
 
@@ -210,7 +224,7 @@ def fit_stacking(logp: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> 
         return coef, intercept
     with warnings.catch_warnings():  # an unconverged last digit of a stacker is no news for the user
         warnings.simplefilter("ignore")
-        model = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(x, y)
+        model = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(x, y, sample_weight=sample_weight)
     if len(present) == 2:  # one logit: class 1 against class 0
         coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
         intercept[present[0]] = 0.0
@@ -289,15 +303,17 @@ class Combination:
 
 def fit_shared(experts: Sequence[str], outputs: np.ndarray, evidence: np.ndarray, y: np.ndarray, task_type: str,
                temperatures: np.ndarray, prior: np.ndarray, modalities: Sequence[Sequence[str]], seed: int,
-               replicas: int = SHARED_REPLICAS) -> Combination:
+               replicas: int = SHARED_REPLICAS, sample_weight: np.ndarray | None = None) -> Combination:
     """One combination over all ``experts`` that any subset of them can use (module docstring).
 
     ``outputs`` (E, n, k) holds each expert's out-of-fold outputs on the rows ``y``, valid where
     ``evidence`` (E, n) is True; ``modalities[e]`` are expert e's modalities, dropped together.
+    ``sample_weight`` (n,): each row's weight in the fit (``domain_adaptation``'s importance weights).
     """
     n_experts, n = evidence.shape
     if task_type != "classification":
-        losses = np.array([float(task_loss(task_type, y[evidence[e]], outputs[e][evidence[e]]).mean())
+        losses = np.array([float(weighted_mean(task_loss(task_type, y[evidence[e]], outputs[e][evidence[e]]),
+                                               None if sample_weight is None else sample_weight[evidence[e]]))
                            if evidence[e].any() else np.inf for e in range(n_experts)])
         weights = np.where(np.isfinite(losses), 1.0 / np.maximum(losses, 1e-12), 0.0)
         weights = weights / weights.sum() if weights.sum() > 0 else np.full(n_experts, 1.0 / n_experts)
@@ -307,27 +323,30 @@ def fit_shared(experts: Sequence[str], outputs: np.ndarray, evidence: np.ndarray
     names = sorted({m for ms in modalities for m in ms})
     member = np.array([[m in ms for m in names] for ms in modalities])  # (E, M)
     rng = np.random.default_rng(seed)
-    blocks, targets = [], []
+    blocks, targets, weights = [], [], []
     for r in range(replicas + 1):
         keep = np.ones((n, len(names)), dtype=bool) if r == 0 else rng.random((n, len(names))) < 0.5
         sees = evidence.T & ~(member[None, :, :] & ~keep[:, None, :]).any(axis=2)  # (n, E)
         rows = sees.any(axis=1)  # a row no expert sees teaches nothing
         blocks.append(np.where(sees[rows][:, :, None], logp[rows], fill))
         targets.append(y[rows])
-    w, b = fit_product(np.concatenate(blocks), np.concatenate(targets))
+        weights.append(np.ones(int(rows.sum())) if sample_weight is None else sample_weight[rows])
+    w, b = fit_product(np.concatenate(blocks), np.concatenate(targets),
+                       sample_weight=None if sample_weight is None else np.concatenate(weights))
     return Combination(tuple(experts), "product", w, b, temperatures=np.asarray(temperatures, dtype=np.float64),
                        cv_loss={}, n_rows=int(n), shared=True, fill=fill)
 
 
 def _fit_rule(rule: str, outputs: np.ndarray, logp: np.ndarray | None, y: np.ndarray, task_type: str,
-              n_classes: int, seed: int, diversity: float = 0.0) -> dict[str, np.ndarray]:
+              n_classes: int, seed: int, diversity: float = 0.0,
+              sample_weight: np.ndarray | None = None) -> dict[str, np.ndarray]:
     if rule == "mean":
         probs = np.exp(logp).transpose(1, 0, 2) if logp is not None else outputs
-        return {"weights": greedy_weights(probs, y, task_type, diversity=diversity)}
+        return {"weights": greedy_weights(probs, y, task_type, diversity=diversity, sample_weight=sample_weight)}
     if rule == "product":
-        w, b = fit_product(logp, y)
+        w, b = fit_product(logp, y, sample_weight=sample_weight)
         return {"weights": w, "bias": b}
-    coef, intercept = fit_stacking(logp, y, n_classes, seed)
+    coef, intercept = fit_stacking(logp, y, n_classes, seed, sample_weight)
     return {"weights": np.empty(0), "stack_coef": coef, "stack_intercept": intercept}
 
 
@@ -345,12 +364,15 @@ def _folds(y: np.ndarray, task_type: str, seed: int, k: int = 5) -> list[tuple[n
 
 def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarray, task_type: str,
                        temperatures: np.ndarray | None = None, seed: int = 0,
-                       rules: Sequence[str] = RULES, diversity: float = 0.0) -> Combination:
+                       rules: Sequence[str] = RULES, diversity: float = 0.0,
+                       sample_weight: np.ndarray | None = None) -> Combination:
     """Pick and fit the rule for one pattern from its experts' out-of-fold outputs (E, n, k) on rows y.
 
     Each candidate rule is scored by 5-fold cross-validated loss on these rows (the rule's own
     parameters are fitted on the other folds) and the best is refitted on all of them. ``diversity``
     (``ensemble_diversity_weight``) adds the error-correlation term to the mean rule's selection.
+    ``sample_weight`` (n,) weighs the rows in every fit and score (``domain_adaptation``'s importance
+    weights: the rows that look like the target domain count more).
     """
     n_experts, n = outputs.shape[:2]
     classification = task_type == "classification"
@@ -372,15 +394,16 @@ def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarra
             losses = np.empty(n)
             for train, test in folds:
                 params = _fit_rule(rule, outputs[:, train], None if logp is None else logp[train], y[train],
-                                   task_type, n_classes, seed, diversity)
+                                   task_type, n_classes, seed, diversity,
+                                   None if sample_weight is None else sample_weight[train])
                 fold = Combination(tuple(experts), rule, temperatures=np.asarray(temperatures),
                                    **{"bias": np.empty(0), **params})
                 losses[test] = task_loss(task_type, y[test], fold.predict(outputs[:, test], task_type))
-            scores[rule] = float(losses.mean())
+            scores[rule] = float(weighted_mean(losses, sample_weight))
         chosen = min(candidates, key=lambda r: (scores[r], candidates.index(r)))
     else:
         chosen = candidates[0]
-    params = _fit_rule(chosen, outputs, logp, y, task_type, n_classes, seed, diversity)
+    params = _fit_rule(chosen, outputs, logp, y, task_type, n_classes, seed, diversity, sample_weight)
     return Combination(tuple(experts), chosen, temperatures=np.asarray(temperatures, dtype=np.float64)
                        if classification else np.empty(0), cv_loss=scores, n_rows=int(n),
                        **{"bias": np.empty(0), **params})
@@ -388,4 +411,4 @@ def choose_combination(experts: Sequence[str], outputs: np.ndarray, y: np.ndarra
 
 __all__ = ["RULES", "Combination", "calibrated_log_probabilities", "choose_combination", "fit_product", "fit_shared",
            "diversity_penalty", "error_correlation", "fit_stacking", "fit_temperature", "greedy_weights", "log_probabilities",
-           "pairwise_disagreement", "task_loss"]
+           "pairwise_disagreement", "task_loss", "weighted_mean"]

@@ -39,6 +39,7 @@ from modalbag.ensemble.combination import (
     mean_losses,
     task_loss,
     true_class,
+    weighted_mean,
 )
 from modalbag.kernel.records import TrainedLearner
 from modalbag.kernel.run import TaskInfo
@@ -88,14 +89,19 @@ class Ensemble:
     shared: Combination | None = attrs.field(default=None, repr=False, kw_only=True)
     #: ``ensemble_diversity_weight``: the error-correlation term of the mean rule's greedy selection.
     diversity_weight: float = attrs.field(default=0.0, kw_only=True)
+    #: ``domain_adaptation``: each training row's importance weight p(target|x)/p(source|x) (mean 1),
+    #: with which the combinations are fitted; None: every row counts the same.
+    row_weights: np.ndarray | None = attrs.field(default=None, repr=False, eq=False, kw_only=True)
     _restricted: dict[frozenset[str], Combination] = attrs.field(factory=dict, repr=False, init=False)
 
     @classmethod
     def fit(cls, learners: Mapping[str, TrainedLearner], dataset: MultimodalDataset, targets: np.ndarray,
             task: TaskInfo, bags: Mapping[int, object], random_state: int = 0,
-            cross_fits: Mapping[tuple[str, ...], Any] | None = None, diversity_weight: float = 0.0) -> Ensemble:
+            cross_fits: Mapping[tuple[str, ...], Any] | None = None, diversity_weight: float = 0.0,
+            row_weights: np.ndarray | None = None) -> Ensemble:
         """Each trained learner's out-of-fold evidence: its subset's cross-fit where there is one,
-        else its out-of-bag predictions (at most a few thousand rows)."""
+        else its out-of-bag predictions (at most a few thousand rows). ``row_weights``: the training
+        rows' importance weights (``domain_adaptation``), used wherever a combination is fitted."""
         ok = {lid: r for lid, r in learners.items() if r.ok}
         cross_fits = cross_fits or {}
         rng = np.random.default_rng(random_state)
@@ -116,7 +122,7 @@ class Ensemble:
                 inputs = {m: dataset.arrays[m][rows] for m in record.spec.modalities}
                 oob[lid] = _OOB(rows, np.asarray(record.model.predict_output(inputs), dtype=np.float64))
         ensemble = cls(task, ok, targets, oob, random_state, cross_fitted=cross_fitted,
-                       diversity_weight=diversity_weight)
+                       diversity_weight=diversity_weight, row_weights=row_weights)
         if len(ensemble.modalities) > EXACT_PATTERN_MAX_MODALITIES:
             ensemble.shared_combination()  # part of training: prediction calls never pay for it
         return ensemble
@@ -202,8 +208,11 @@ class Ensemble:
             members = [self.learners[experts[name][0]].spec.modalities for name in experts]
             self.shared = fit_shared(list(experts), outputs, has, self.targets[rows], self.task.task_type,
                                       np.array([t for _, t in evidence]), np.asarray(self.task.prior, dtype=float),
-                                      members, self.seed)
+                                      members, self.seed, sample_weight=self._weights_of(rows))
         return self.shared
+
+    def _weights_of(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.row_weights is None else np.asarray(self.row_weights, dtype=np.float64)[rows]
 
     def _choose(self, ids: list[str]) -> Combination:
         if not self.cross_fitted.issuperset(ids):  # partial out-of-bag coverage: the weighted mean
@@ -222,7 +231,7 @@ class Ensemble:
                                if self.task.task_type == "classification" else np.empty(0))
         outputs = np.stack([e.output[np.searchsorted(e.rows, rows)] for e, _ in evidence])
         return choose_combination(names, outputs, self.targets[rows], self.task.task_type, temperatures, self.seed,
-                                  diversity=self.diversity_weight)
+                                  diversity=self.diversity_weight, sample_weight=self._weights_of(rows))
 
     def _out_of_bag(self, learner_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Each row combines the weighted learners that have it out of bag, renormalised over those."""
@@ -254,6 +263,7 @@ class Ensemble:
             pos = np.searchsorted(rows, self.oob[lid].rows)
             preds[i, pos], covered[i, pos] = self.oob[lid].output, True
         y = self.targets[rows]
+        row_weights = self._weights_of(rows)
         fallback = (preds * covered[..., None]).sum(0) / covered.sum(0)[:, None]
         task_type = self.task.task_type
         if task_type == "classification":  # a log loss reads the true class's probability alone
@@ -265,15 +275,15 @@ class Ensemble:
             if task_type != "classification":
                 count = count[..., None]
             out = np.where(count > 0, total / np.maximum(count, 1), fallback)
-            return mean_losses(task_type, y, out)
+            return mean_losses(task_type, y, out, row_weights)
 
         cover = covered.astype(float)
         penalty = diversity_penalty(self._covered_error_correlation(preds, covered, y)
                                     if self.diversity_weight else None, self.diversity_weight)
         single = losses(preds, cover)
-        own = [float(task_loss(task_type, y[covered[i]],
-                               self.oob[lid].output[np.searchsorted(self.oob[lid].rows, rows[covered[i]])]).mean())
-               for i, lid in enumerate(with_oob)]
+        own = [float(weighted_mean(task_loss(task_type, y[covered[i]], self.oob[lid].output[
+                   np.searchsorted(self.oob[lid].rows, rows[covered[i]])]),
+                   None if row_weights is None else row_weights[covered[i]])) for i, lid in enumerate(with_oob)]
         first = int(np.argmin(own))  # the best learner on its own out-of-bag rows
         counts = np.zeros(len(with_oob))
         counts[first] = 1

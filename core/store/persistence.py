@@ -186,6 +186,8 @@ class ModelStore:
     @staticmethod
     def _write_ensemble(root: Path, ensemble: Any) -> None:
         arrays: dict[str, np.ndarray] = {"targets": np.asarray(ensemble.targets)}
+        if ensemble.row_weights is not None:  # domain_adaptation: combinations fitted later use them too
+            arrays["row_weights"] = np.asarray(ensemble.row_weights, dtype=np.float64)
         oob = []
         for i, (lid, part) in enumerate(ensemble.oob.items()):
             arrays[f"oob_rows_{i}"], arrays[f"oob_output_{i}"] = part.rows, part.output
@@ -417,7 +419,8 @@ def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> 
     return Ensemble(task, trained, arrays["targets"], oob, int(state.get("seed", 0)), combinations,
                     cross_fitted=frozenset(state.get("cross_fitted", ())),
                     shared=None if shared is None else Combination.from_dict(shared),
-                    diversity_weight=float(state.get("diversity_weight", 0.0)))
+                    diversity_weight=float(state.get("diversity_weight", 0.0)),
+                    row_weights=arrays["row_weights"] if "row_weights" in arrays else None)
 
 
 __all__ = ["ModelStore", "SavedEnsemble", "export_directory", "read_export"]

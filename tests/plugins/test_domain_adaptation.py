@@ -208,3 +208,41 @@ def _spec(shape):
     from modalbag.kernel.modalities import ModalitySpec
 
     return ModalitySpec("x", "tabular", shape)
+
+
+def test_importance_weights_move_the_combination_to_the_expert_that_is_right_where_the_target_is():
+    from modalbag.ensemble.combination import choose_combination, greedy_weights
+
+    n = 200
+    y = np.zeros(n, dtype=np.int64)
+    good, bad = np.tile([0.9, 0.1], (n, 1)), np.tile([0.3, 0.7], (n, 1))
+    first = np.where(np.arange(n)[:, None] < n // 2, good, bad)  # right on the first half only
+    second = np.where(np.arange(n)[:, None] < n // 2, np.tile([0.2, 0.8], (n, 1)), good)
+    outputs = np.stack([first, second])
+    plain = greedy_weights(outputs, y, "classification")
+    target_like = np.where(np.arange(n) < n // 2, 0.1, 1.9)  # the target looks like the second half
+    weighted = greedy_weights(outputs, y, "classification", sample_weight=target_like)
+    assert plain[0] > plain[1] and weighted[1] > weighted[0]
+    combination = choose_combination(["a", "b"], outputs, y, "classification", sample_weight=target_like)
+    shares = combination.weights / combination.weights.sum() if combination.rule != "stacking" else None
+    assert shares is None or shares[1] > shares[0]
+
+
+def test_an_adapted_ensemble_keeps_its_importance_weights_through_export(domains, tmp_path):
+    import modalbag
+
+    model, target, _ = domains
+    model.create_ensemble(n_bags=2, random_state=0)
+    model.select_base_learners(trainers=["logistic"], instantiate=False)
+    model.train_ensemble(domain_adaptation="dann", target_data=target, epochs=1, enable_denoising=False,
+                         save_checkpoints=False)
+    weights = model.ensemble.row_weights
+    assert weights is not None and len(weights) == model.dataset.n_samples
+    np.testing.assert_allclose(weights.mean(), 1.0)
+    assert model.domain_weights.summary()["domain_auc"] > 0.9  # the shift is plain to a linear classifier
+    data = {m: target[m][:50] for m in MODS}
+    expected = model.predict_proba(data)
+    model.export_training_artifacts(tmp_path / "export")
+    loaded = modalbag.load_ensemble(tmp_path / "export")
+    np.testing.assert_allclose(loaded.ensemble.row_weights, weights)
+    np.testing.assert_allclose(loaded.predict_proba(data), expected, atol=1e-6)
