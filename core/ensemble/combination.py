@@ -38,7 +38,12 @@ from typing import Any
 import attrs
 import numpy as np
 
+from modalbag.training.logistic_path import fit_path
+
 RULES = ("mean", "product", "stacking")
+#: The stacker is solved by Newton's method (`modalbag.training.logistic_path`) up to this many parameters
+#: ((experts x classes + 1) x classes), by scikit-learn's L-BFGS beyond, where the Hessian grows too large.
+STACKING_NEWTON_MAX_PARAMETERS = 600
 #: Copies of the evidence rows, each with modalities dropped at random, that `fit_shared` trains on.
 SHARED_REPLICAS = 3
 STACKING_ROWS_PER_FEATURE = 4
@@ -222,14 +227,22 @@ def fit_stacking(logp: np.ndarray, y: np.ndarray, n_classes: int, seed: int,
     if len(present) == 1:
         intercept[present[0]] = 0.0
         return coef, intercept
-    with warnings.catch_warnings():  # an unconverged last digit of a stacker is no news for the user
-        warnings.simplefilter("ignore")
-        model = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(x, y, sample_weight=sample_weight)
+    parameters = (x.shape[1] + 1) * (1 if len(present) == 2 else len(present))
+    if parameters <= STACKING_NEWTON_MAX_PARAMETERS:
+        # Newton's method on the same objective: log-probability features span tens of units, which
+        # leaves L-BFGS hundreds of iterations (1.4 s for 7 experts x 5 classes on 400 rows; here ms)
+        params = fit_path(x, np.searchsorted(present, y), sample_weight, np.array([1.0]))[-1]
+        model_coef, model_intercept = params[:-1].T, params[-1]
+    else:
+        with warnings.catch_warnings():  # an unconverged last digit of a stacker is no news for the user
+            warnings.simplefilter("ignore")
+            model = LogisticRegression(C=1.0, max_iter=500, random_state=seed).fit(x, y, sample_weight=sample_weight)
+        model_coef, model_intercept = model.coef_, model.intercept_
     if len(present) == 2:  # one logit: class 1 against class 0
-        coef[present[1]], intercept[present[1]] = model.coef_[0], model.intercept_[0]
+        coef[present[1]], intercept[present[1]] = model_coef[0], model_intercept[0]
         intercept[present[0]] = 0.0
     else:
-        coef[present], intercept[present] = model.coef_, model.intercept_
+        coef[present], intercept[present] = model_coef, model_intercept
     return coef, intercept
 
 

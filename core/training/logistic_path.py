@@ -1,4 +1,5 @@
-"""A warm-started L2 logistic regularisation path in numpy, for small problems (not a plugin).
+"""A warm-started L2 logistic regularisation path in numpy, for small problems: the ``logistic``
+trainer's internal folds and the ensemble's stacked combination.
 
 The ``logistic`` trainer chooses ``C`` by an internal k-fold: every fold walks a grid of strengths,
 and a measured selection cross-validates the trainer itself, so one run fits hundreds of these small

@@ -264,7 +264,7 @@ def test_logistic_linear_model_predicts_what_logistic_regression_cv_does(classes
 def test_logistic_path_reaches_scikit_learns_optimum_at_every_strength(classes):
     from sklearn.linear_model import LogisticRegression
 
-    from modalbag.plugins.trainers._logistic_path import fit_path, probabilities
+    from modalbag.training.logistic_path import fit_path, probabilities
 
     x, y = _blobs(classes=classes)
     x = x + np.random.default_rng(1).normal(size=x.shape)  # overlapping classes: a finite optimum at every C
@@ -275,6 +275,55 @@ def test_logistic_path_reaches_scikit_learns_optimum_at_every_strength(classes):
             warnings.simplefilter("ignore")
             reference = LogisticRegression(C=c, tol=1e-12, max_iter=10_000).fit(x, y, sample_weight=w)
         np.testing.assert_allclose(probabilities(x, params), reference.predict_proba(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("rank", [None, 12])
+def test_wide_logistic_fits_in_the_row_space_to_the_same_optimum(rank):
+    """Columns outnumbering rows: the fit on the rows' span, mapped back, predicts as the full fit
+    (rank-deficient rows too, as embeddings of a few latent factors are)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from modalbag.plugins.trainers.logistic import row_space
+
+    rng = np.random.default_rng(0)
+    n, d = 60, 400
+    x = rng.normal(size=(n, d)) if rank is None else rng.normal(size=(n, rank)) @ rng.normal(size=(rank, d))
+    y = rng.integers(0, 3, n)
+    x[:, :3] += y[:, None]
+    basis = row_space(x)
+    assert basis.shape == (np.linalg.matrix_rank(x), d)
+    np.testing.assert_allclose(basis @ basis.T, np.eye(len(basis)), atol=1e-8)
+    assert row_space(x[:, :50]) is None  # more rows than columns: nothing to gain
+    for c in (0.01, 1.0):
+        full = LogisticRegression(C=c, tol=1e-12, max_iter=20_000).fit(x, y)
+        small = LogisticRegression(C=c, tol=1e-12, max_iter=20_000).fit(x @ basis.T, y)
+        # to L-BFGS's own precision on the full problem (about 1e-6 on these rank-deficient rows)
+        np.testing.assert_allclose(small.coef_ @ basis, full.coef_, atol=1e-4)
+        np.testing.assert_allclose(small.predict_proba(x @ basis.T), full.predict_proba(x), atol=1e-5)
+
+
+def test_the_lbfgs_path_stops_past_its_optimum_and_keeps_the_choice(monkeypatch):
+    """Strengths past the held-out optimum are not fitted once the loss has risen `PATH_PATIENCE`
+    times in a row; the chosen strength is the full path's."""
+    from sklearn.linear_model import LogisticRegression
+
+    from modalbag.plugins.trainers import logistic
+
+    x, y = _blobs(classes=4, n=300)
+    x = np.hstack([x, np.random.default_rng(3).normal(size=(300, 60))])  # 64 x 4 parameters: L-BFGS
+    fits = []
+    real_fit = LogisticRegression.fit
+    monkeypatch.setattr(LogisticRegression, "fit", lambda self, *a, **k: fits.append(self.C) or real_fit(self, *a, **k))
+    grid = np.logspace(logistic.LOW, logistic.HIGH, 12)
+    stopped = logistic.held_out_log_losses(x[:200], y[:200], None, x[200:], y[200:], grid, 1000)
+    fitted = len(fits)
+    assert fitted < len(grid)
+    monkeypatch.setattr(logistic, "PATH_PATIENCE", len(grid))
+    full = logistic.held_out_log_losses(x[:200], y[:200], None, x[200:], y[200:], grid, 1000)
+    assert len(fits) == fitted + len(grid)
+    assert int(np.argmin(stopped)) == int(np.argmin(full))
+    np.testing.assert_allclose(stopped[:fitted], full[:fitted])
+    assert np.all(stopped[fitted:] == stopped[fitted - 1])  # the last loss measured
 
 
 def test_logistic_chooses_its_strength_by_cross_validation():
