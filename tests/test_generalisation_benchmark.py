@@ -18,5 +18,9 @@ def test_every_setting_is_scored_under_every_condition(capsys):
         assert set(scores) == {"clean", "noise", "shift", "missing"}
         assert all(0.0 <= v <= 1.0 for v in scores.values())
     assert out["student_ms"] > 0 and out["ensemble_ms"] > 0
+    assert set(out["domain"]) == {"source-only", "coral", "dann"}
+    assert all(set(s) == {"clean", "target"} and all(0.0 <= v <= 1.0 for v in s.values())
+               for s in out["domain"].values())
     printed = capsys.readouterr().out
     assert "| setting | clean | noise | shift | missing |" in printed and "avx512_bf16" in printed
+    assert "| setting | clean | target | train time / source-only |" in printed

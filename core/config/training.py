@@ -29,6 +29,8 @@ DENOISING_STRATEGIES = ("fixed", "adaptive", "curriculum")
 NO_SCHEDULER = ("none", "constant")
 VALIDATION_STRATEGIES = ("random", "stratified", "time_series")
 DOMAIN_ADAPTATION = ("coral", "dann")
+#: ``domain_adaptation_weight`` when it is None, per method.
+DOMAIN_ADAPTATION_WEIGHTS = {"coral": 1.0, "dann": 0.3}
 
 
 def _opt(default: Any, help: str, *, validator: Any = None, converter: Any = None,
@@ -257,10 +259,13 @@ class TrainingConfig:
                                          "by p(target)/p(source) from a logistic domain classifier "
                                          "(model.domain_weights). None: off.", category="quality",
                                          converter=_domain_adaptation, validator=_domain_adaptation_choice)
-    domain_adaptation_weight: float = _opt(1.0, "Strength of domain_adaptation: the weight of the CORAL term in "
-                                                "each step's loss, or DANN's gradient-reversal coefficient (ramped "
-                                                "from 0 to this over training, as Ganin et al. do).",
-                                           category="quality", converter=_number, validator=positive)
+    domain_adaptation_weight: float | None = _opt(None, "Strength of domain_adaptation: the weight of the CORAL "
+                                                        "term in each step's loss, or DANN's gradient-reversal "
+                                                        "coefficient (ramped from 0 to this over training, as Ganin "
+                                                        "et al. do). None: 1.0 for coral, 0.3 for dann (at 1.0 DANN "
+                                                        "lost 5 points on benchmarks/generalisation.py's shifted "
+                                                        "target).", category="quality",
+                                                  converter=_optional_number, validator=v.optional(positive))
     knowledge_distillation: bool = _opt(False, "After training, distil the ensemble into one student network "
                                         "(model.student; see model.distill) that predicts from any subset of "
                                         "modalities.", category="quality", converter=_boolean)
@@ -353,6 +358,12 @@ class TrainingConfig:
         metadata={"help": "Options owned by plugins (betas, momentum, T_mult, ...); filled by from_dict.",
                   "category": "run", "internal": True},
     )
+
+    def domain_weight(self) -> float:
+        """``domain_adaptation_weight``, or the chosen method's default when it is None."""
+        if self.domain_adaptation_weight is not None:
+            return float(self.domain_adaptation_weight)
+        return DOMAIN_ADAPTATION_WEIGHTS.get(self.domain_adaptation or "", 1.0)
 
     # -- constructors ------------------------------------------------------------------------------
 

@@ -420,7 +420,7 @@ def _load_ensemble_state(root: Path, task: Any, learners: Mapping[str, Any]) -> 
                     cross_fitted=frozenset(state.get("cross_fitted", ())),
                     shared=None if shared is None else Combination.from_dict(shared),
                     diversity_weight=float(state.get("diversity_weight", 0.0)),
-                    row_weights=arrays["row_weights"] if "row_weights" in arrays else None)
+                    row_weights=arrays.get("row_weights"))
 
 
 __all__ = ["ModelStore", "SavedEnsemble", "export_directory", "read_export"]

@@ -149,6 +149,8 @@ def test_the_key_validates_and_true_means_coral():
     assert TrainingConfig.from_dict({"domain_adaptation": True}).domain_adaptation == "coral"
     assert TrainingConfig.from_dict({"domain_adaptation": "DANN"}).domain_adaptation == "dann"
     assert TrainingConfig.from_dict({"domain_adaptation": False}).domain_adaptation is None
+    assert TrainingConfig.from_dict({"domain_adaptation": "dann"}).domain_weight() == 0.3  # per-method defaults
+    assert TrainingConfig.from_dict({"domain_adaptation": "coral"}).domain_weight() == 1.0
     with pytest.raises(ConfigError, match="must be 'coral', 'dann'"):
         TrainingConfig.from_dict({"domain_adaptation": "mmd"})
     with pytest.raises(ConfigError, match="domain_adaptation_weight must be > 0"):

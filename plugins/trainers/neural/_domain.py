@@ -6,12 +6,12 @@ batches are then pulled together by one of
 
 - ``coral`` (Sun & Saenko, 2016, "Deep CORAL"): the squared Frobenius distance between the source
   and target covariance matrices of the fused representation, divided by ``4 d^2``, added to the
-  loss times ``domain_adaptation_weight``. Computed in fp32 with autocast off, whatever the step's
+  loss times ``domain_adaptation_weight`` (default 1). Computed in fp32 with autocast off, whatever the step's
   precision: a covariance of half-precision activations loses the small entries it compares.
 - ``dann`` (Ganin et al., 2016): a small domain classifier on the fused representation, trained
   with binary cross-entropy to tell source from target, behind a gradient-reversal layer, so the
   encoders receive the classifier's gradient negated and learn features it cannot separate. The
-  reversal coefficient ramps from 0 to ``domain_adaptation_weight`` as ``2 / (1 + exp(-10 p)) - 1``
+  reversal coefficient ramps from 0 to ``domain_adaptation_weight`` (default 0.3) as ``2 / (1 + exp(-10 p)) - 1``
   of the training progress ``p``, as in the paper.
 
 The target rows of a step are drawn from a generator seeded by the fit's seed and the step number,

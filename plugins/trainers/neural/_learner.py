@@ -196,7 +196,7 @@ class NeuralLearner:
                              f"rows alone")
             return None
         fit.notes.append(f"domain_adaptation={method!r} on {len(batches)} target rows, weight "
-                         f"{self.config.domain_adaptation_weight:g}")
+                         f"{self.config.domain_weight():g}")
         return batches
 
     def _network_for(self, data: BagData, rows: np.ndarray, run: Run, fit: FitState,

@@ -320,7 +320,7 @@ class TrainingLoop:
                 term, name = self._domain_loss(batch, output)
                 # CORAL's term is weighted here; DANN's weight is its reversal coefficient (the domain
                 # classifier itself learns at full strength)
-                total = total + (self.run.config.domain_adaptation_weight * term if name == "coral" else term)
+                total = total + (self.run.config.domain_weight() * term if name == "coral" else term)
                 running = sums.terms.get(name, torch.zeros((), device=self.device))
                 sums.terms[name] = running + term.detach().float() * size
             if self._has_aux:
@@ -358,7 +358,7 @@ class TrainingLoop:
             return coral_loss(output["fused"], fused_target), "coral"
         fit, cfg = self.fit, self.run.config
         progress = ((fit.epoch - 1) + fit.batch_in_epoch / max(1, self.steps_per_epoch)) / max(1, cfg.epochs)
-        coefficient = reversal_coefficient(progress, cfg.domain_adaptation_weight)
+        coefficient = reversal_coefficient(progress, cfg.domain_weight())
         return dann_loss(self.model.aux[DOMAIN_CLASSIFIER], output["fused"], fused_target, coefficient), "domain"
 
     def _record(self, epoch: int, sums: EpochSums, seconds: float) -> EpochRecord:
