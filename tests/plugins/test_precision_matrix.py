@@ -46,6 +46,9 @@ FEATURES = {
     "adversarial-pgd": {"adversarial_training": True, "adversarial_steps": 2, "enable_denoising": True,
                         "denoising_objectives": ["reconstruction", "alignment"]},
     "test-time-augmentation": {"test_time_augmentation": True, "tta_samples": 2},
+    "domain-coral": {"domain_adaptation": "coral", "enable_denoising": True,
+                     "denoising_objectives": ["reconstruction", "alignment"]},
+    "domain-dann": {"domain_adaptation": "dann", "enable_denoising": True, "denoising_objectives": ["consistency"]},
 }
 
 
@@ -58,6 +61,8 @@ def _model(plugins=(), n_samples: int = 120):
 
 def _train(precision: str, device: str, plugins=(), **options):
     model = _model(plugins)
+    if options.get("domain_adaptation"):  # unlabelled target rows: another draw, every feature moved
+        options["target_data"] = {m: x * 1.5 + 0.5 for m, x in model.synthetic_task.sample(60, 9)[0].items()}
     model.create_ensemble(n_bags=1, random_state=0)
     model.select_base_learners(trainers=["neural"], instantiate=False)
     model.train_ensemble(**{**BASE, "amp_dtype": precision, "device": device, **options})
@@ -83,6 +88,9 @@ def test_every_feature_trains_under_every_precision(feature, precision, device):
     if options.get("enable_denoising"):  # the objectives ran, with finite terms, under this precision
         ran = {key.split(".")[1] for epoch in record.records for key in epoch.loss_terms if key.startswith("denoising.")}
         assert ran == set(options["denoising_objectives"]), ran
+    if options.get("domain_adaptation"):  # the domain term ran, finite, under this precision
+        term = "coral" if options["domain_adaptation"] == "coral" else "domain"
+        assert all(term in epoch.loss_terms for epoch in record.records), record.records[-1].loss_terms
     if feature == "early-stopping":
         assert any("restored the weights of epoch" in note for note in record.notes), record.notes
     data, _ = model.synthetic_task.sample(20, random_state=1)
