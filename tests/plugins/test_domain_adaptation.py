@@ -248,3 +248,18 @@ def test_an_adapted_ensemble_keeps_its_importance_weights_through_export(domains
     loaded = modalbag.load_ensemble(tmp_path / "export")
     np.testing.assert_allclose(loaded.ensemble.row_weights, weights)
     np.testing.assert_allclose(loaded.predict_proba(data), expected, atol=1e-6)
+
+
+def test_the_target_rows_reach_worker_processes_inline_or_as_memory_mapped_files(domains, tmp_path):
+    from modalbag.execution.workers import SharedData
+
+    model, target, _ = domains
+    adapted = AdaptedDataset.of(model.dataset, target_domain_inputs(target, model.dataset.specs))
+    for shared in (SharedData.of(adapted, ["text", "meta"]),
+                   SharedData.of(adapted, ["text", "meta"]).as_files(str(tmp_path), threshold=0)):
+        opened = shared.open()
+        assert opened.target_domain is not None and opened.target_domain.names == ["text", "meta"]
+        np.testing.assert_array_equal(opened.target_domain.arrays["meta"], adapted.target_domain.arrays["meta"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["modality-0.npy", "modality-1.npy",
+                                                         "target-modality-0.npy", "target-modality-1.npy"]
+    assert SharedData.of(model.dataset, ["meta"]).domain is None
