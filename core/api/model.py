@@ -75,6 +75,7 @@ class MultiModalEnsembleModel:
         self.cross_fits: dict[tuple[str, ...], Any] = {}
         self.task: TaskInfo | None = None
         self.run_id: str | None = None
+        self.run_notes: list[str] = []  # what the last run did differently from its config, and why
         self.preprocessing: Preprocessing | None = None
         self._export_dir: Path | None = None  # the last export written or loaded
         self.student: TrainedLearner | None = None  # knowledge_distillation's network, when asked for
@@ -245,6 +246,7 @@ class MultiModalEnsembleModel:
         self.learners = engine.train(run, self.learner_specs, bags, dataset, targets, resume=previous,
                                      adopted=plan.fitted)
         self.training_config, self.task, self.run_id = cfg, task, run.run_id
+        self.run_notes = list(run.notes)
         trained = {lid: r for lid, r in self.learners.items() if r.ok}
         if not trained:
             errors = "\n".join(f"  {lid}: {r.error}" for lid, r in self.learners.items())
@@ -549,6 +551,7 @@ class MultiModalEnsembleModel:
             "modalities": {lid: list(r.spec.modalities) for lid, r in self.learners.items()},
             "errors": {lid: r.error for lid, r in self.learners.items() if not r.ok},
             "notes": {lid: list(r.notes) for lid, r in self.learners.items() if r.notes},
+            "run_notes": list(self.run_notes),
             "selection": self._selection_summary(),
             "unavailable_candidates": self._unavailable_candidates(),
             "combination": self._combination_summary(),

@@ -332,7 +332,9 @@ class TrainingConfig:
     executor: str = _opt("auto", "Executor plugin that runs the learners: 'auto' picks 'serial' when n_jobs is 1, "
                          "'torchrun' when distributed_training, else 'local'; or 'ray', ...",
                          category="parallel", validator=v.instance_of(str))
-    n_jobs: int = _opt(1, "Learners trained at once (-1: one per core).", category="parallel",
+    n_jobs: int = _opt(1, "Learners trained at once (-1: one per core). Capped at the cores this process may use "
+                          "(its CPU affinity, else the CPU count), with a note in the training summary's run_notes "
+                          "and a run.n_jobs_capped warning.", category="parallel",
                        converter=_integer, validator=_n_jobs)
     threads_per_learner: int | None = _opt(None, "Threads each learner uses (None: cores // n_jobs). Results are "
                                            "bitwise identical across executors for the same value.",

@@ -23,8 +23,11 @@ from modalbag.execution import (
     TrainingWork,
     WorkerLostError,
     estimate_footprint,
+    concurrent_learners,
     memory_budget,
+    n_jobs_note,
     replay_events,
+    requested_learners,
     threads_for,
 )
 from modalbag.kernel.components import build_options
@@ -100,6 +103,12 @@ class Engine:
         work = TrainingWork(run, jobs, dataset, targets, self.catalog, threads_for(run.config),
                             memory_budget(run.config))
         executor = run.executor if run.executor is not None else self._fallback_executor(run)
+        capped = n_jobs_note(run.config)
+        if capped is not None and jobs:
+            if capped not in run.notes:
+                run.notes.append(capped)
+            log.warning("run.n_jobs_capped", run=run.run_id, n_jobs=requested_learners(run.config),
+                        used=concurrent_learners(run.config))
         log.info("run.start", run=run.run_id, learners=len(specs), already_fitted=len(done), plugins=run.active.names(),
                  executor=type(executor).__name__, threads_per_learner=work.threads)
         bag_of = {job.learner_id: job.bag.id for job in jobs}

@@ -31,6 +31,8 @@ from modalbag.execution.resources import (
     estimate_footprint,
     limited_threads,
     memory_budget,
+    n_jobs_note,
+    requested_learners,
     threads_for,
 )
 from modalbag.execution.work import Executor, TrainingWork
@@ -51,5 +53,5 @@ __all__ = [
     "MemoryGate", "NotPicklableError", "SharedData", "TrainerTable", "TrainingWork", "WorkerContext",
     "WorkerLostError", "available_cores", "available_memory", "captured_events", "concurrent_learners", "dumps",
     "estimate_footprint", "failed_result", "fit_in_worker", "fit_learner", "limited_threads", "loads",
-    "memory_budget", "replay_events", "threads_for", "unguarded_main_script", "worker_name",
+    "memory_budget", "n_jobs_note", "replay_events", "requested_learners", "threads_for", "unguarded_main_script", "worker_name",
 ]

@@ -35,9 +35,27 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def concurrent_learners(config: TrainingConfig) -> int:
+def requested_learners(config: TrainingConfig) -> int:
     """How many learners ``n_jobs`` asks to train at once (-1: one per core)."""
     return available_cores() if config.n_jobs == -1 else config.n_jobs
+
+
+def concurrent_learners(config: TrainingConfig) -> int:
+    """How many learners train at once: ``n_jobs`` (-1: one per core), at most one per usable core.
+
+    More worker processes than cores only share the same cores, each paying for its own process
+    and memory, so the count is capped; `n_jobs_note` says so when it applies.
+    """
+    return max(1, min(requested_learners(config), available_cores()))
+
+
+def n_jobs_note(config: TrainingConfig) -> str | None:
+    """Why fewer learners train at once than ``n_jobs`` asks, or None when it is not capped."""
+    asked, used = requested_learners(config), concurrent_learners(config)
+    if used >= asked:
+        return None
+    return (f"n_jobs={asked} is more than the {available_cores()} core(s) this process may use: capped at {used} "
+            f"learner(s) at once")
 
 
 def threads_for(config: TrainingConfig) -> int:
@@ -160,4 +178,5 @@ class MemoryGate:
 
 
 __all__ = ["WORKER_BASE_BYTES", "MemoryGate", "available_cores", "available_memory", "concurrent_learners",
-           "estimate_footprint", "limited_threads", "memory_budget", "threads_for"]
+           "estimate_footprint", "limited_threads", "memory_budget", "n_jobs_note", "requested_learners",
+           "threads_for"]

@@ -98,6 +98,8 @@ class Run:
     executor: Any = attrs.field(default=None, repr=False)
     #: This process's DDP rank (`modalbag.training.distributed.DistributedContext`), or None outside DDP.
     distributed: Any = None
+    #: What the run did differently from its config and why (a worker count capped at the cores, ...).
+    notes: list[str] = attrs.field(factory=list)
 
     @property
     def hook(self) -> Any:
