@@ -49,6 +49,8 @@ FEATURES = {
     "domain-coral": {"domain_adaptation": "coral", "enable_denoising": True,
                      "denoising_objectives": ["reconstruction", "alignment"]},
     "domain-dann": {"domain_adaptation": "dann", "enable_denoising": True, "denoising_objectives": ["consistency"]},
+    "ncl-members": {"ncl_members": 3, "ncl_lambda": 0.5, "mixup_alpha": 0.4, "enable_denoising": True,
+                    "denoising_objectives": ["reconstruction", "consistency"]},
 }
 
 
@@ -91,6 +93,8 @@ def test_every_feature_trains_under_every_precision(feature, precision, device):
     if options.get("domain_adaptation"):  # the domain term ran, finite, under this precision
         term = "coral" if options["domain_adaptation"] == "coral" else "domain"
         assert all(term in epoch.loss_terms for epoch in record.records), record.records[-1].loss_terms
+    if options.get("ncl_members"):  # the heads' ambiguity, finite, under this precision
+        assert all("ncl_ambiguity" in epoch.loss_terms for epoch in record.records), record.records[-1].loss_terms
     if feature == "early-stopping":
         assert any("restored the weights of epoch" in note for note in record.notes), record.notes
     data, _ = model.synthetic_task.sample(20, random_state=1)

@@ -9,7 +9,8 @@ running loss on the device (one host sync per epoch) and calls four per-step hoo
 auxiliary losses, backward and optimizer step.
 
 The package's parts: `_options` (the trainer's options), `_network` (encoders, fusion, head),
-`_batches` (in-memory and streamed batches), `_mixing` (modality dropout, mixup, CutMix), `_loop`
+`_batches` (in-memory and streamed batches), `_mixing` (modality dropout, mixup, CutMix), `_ncl`
+(negative correlation learning among member heads), `_loop`
 (the training loop), `_learner` (`NeuralLearner`: build, fit, predict) and `_io` (save and load,
 safetensors and JSON).
 """

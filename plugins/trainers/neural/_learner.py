@@ -20,6 +20,7 @@ from modalbag.kernel.run import BagData, Run
 from modalbag.plugins.trainers.neural._batches import InMemory, Streamed, loader_workers, read_rows, wants_loader
 from modalbag.plugins.trainers.neural._domain import DOMAIN_CLASSIFIER, DomainClassifier, TargetBatches
 from modalbag.plugins.trainers.neural._loop import CompiledOrEager, TrainingLoop, Validation, class_weights
+from modalbag.plugins.trainers.neural._ncl import OUTPUT_KINDS
 from modalbag.plugins.trainers.neural._network import (
     FusionNetwork,
     ImageEncoder,
@@ -85,7 +86,8 @@ class NeuralLearner:
                 encoders[m] = ImageEncoder(spec.shape[0], h, e, p)
         augment = TrainAugment(opts.feature_dropout, opts.noise_injection, opts.image_augmentation)
         return FusionNetwork(encoders, scalers, e, h, n_outputs, p,
-                             {m: data.specs[m].shape for m in self.spec.modalities}, augment)
+                             {m: data.specs[m].shape for m in self.spec.modalities}, augment,
+                             members=opts.ncl_members, member_output=OUTPUT_KINDS[self.task_type])
 
     @property
     def soft_targets(self) -> bool:
@@ -288,6 +290,29 @@ class NeuralLearner:
         return self.to_output(self.logits(x, torch.from_numpy(mask).to(device)))
 
     @torch.no_grad()
+    def member_outputs(self, inputs: Mapping[str, np.ndarray],
+                       masks: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """``ncl_members``: each member head's output (M, n, k), probabilities for classification (the
+        prediction, without test-time augmentation, is their mean); (1, n, k) for a single head."""
+        if self.model is None:
+            raise RuntimeError("this learner has not been fitted")
+        model, mods = self.model, self.spec.modalities
+        device = next(model.parameters()).device
+        n = len(inputs[mods[0]])
+        x = {m: torch.as_tensor(np.ascontiguousarray(inputs[m]), dtype=torch.float32).to(device) for m in mods}
+        mask = torch.from_numpy(np.ones((n, len(mods)), dtype=bool) if masks is None
+                                else np.stack([np.asarray(masks[m], dtype=bool) for m in mods], axis=1)).to(device)
+        was_training = model.training
+        model.eval()
+        bs, chunks = self.options.eval_batch_size, []
+        for i in range(0, n, bs):
+            out = model({m: t[i:i + bs] for m, t in x.items()}, mask[i:i + bs])
+            chunks.append(out["member_logits"] if "member_logits" in out else out["logits"][None])
+        model.train(was_training)
+        logits = torch.cat(chunks, dim=1).float()
+        return np.stack([self.to_output(z) for z in logits])
+
+    @torch.no_grad()
     def augmented_outputs(self, x: Mapping[str, torch.Tensor], masks: torch.Tensor) -> np.ndarray:
         """``test_time_augmentation``: the outputs (tta_samples, n, k) of augmented copies of the rows,
         whose mean is the prediction. Each copy flips raw images left-right with probability 1/2, adds
@@ -338,7 +363,8 @@ class NeuralLearner:
     def describe(self) -> dict[str, Any]:
         n_params = sum(p.numel() for p in self.model.parameters()) if self.model is not None else None
         return {"architecture": "fusion_network", "modalities": list(self.spec.modalities),
-                "hidden_dim": self.hidden_dim, "embedding_dim": self.embedding_dim, "parameters": n_params}
+                "hidden_dim": self.hidden_dim, "embedding_dim": self.embedding_dim, "parameters": n_params,
+                "ncl_members": self.options.ncl_members}
 
 
 def _flip_half(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

@@ -36,6 +36,7 @@ from modalbag.plugins.trainers.neural._domain import (
     reversal_coefficient,
 )
 from modalbag.plugins.trainers.neural._mixing import choose_mix, drop_modalities, mixed_loss
+from modalbag.plugins.trainers.neural._ncl import ambiguity, ncl_strength
 from modalbag.plugins.trainers.neural._network import FusionNetwork
 from modalbag.training.checkpoints import save_training_state
 from modalbag.training.metrics import task_metrics
@@ -151,6 +152,7 @@ class TrainingLoop:
     _mixing: bool = attrs.field(init=False)
     _drop: Any = attrs.field(init=False)  #: per-step modality hiding rate(s), None for none
     _scales: Any = attrs.field(init=False, default=None)  #: per-modality feature sd, for adversarial_training
+    _ncl_lambda: float = attrs.field(init=False, default=0.0)  #: the penalty's strength under ncl_members
 
     def __attrs_post_init__(self) -> None:
         hook = self.run.hook
@@ -160,6 +162,10 @@ class TrainingLoop:
         opts = self.learner.options
         self._mixing = opts.mixup_alpha > 0 or opts.cutmix_alpha > 0
         self._drop = modality_drop_rates(opts, self.learner.spec.modalities, self.device)
+        if opts.ncl_members > 1:
+            self._ncl_lambda, source = ncl_strength(opts, self.run.config)
+            self.fit.notes.append(f"ncl: {opts.ncl_members} member heads trained with negative correlation "
+                                  f"learning, lambda {self._ncl_lambda:g} ({source})")
 
     def run_epochs(self, first_epoch: int) -> None:
         try:
@@ -302,13 +308,14 @@ class TrainingLoop:
         with ctx if ctx is not None else contextlib.nullcontext():
             output = self.net(batch["inputs"], batch["masks"],
                               (mix[1], mix[2]) if mix is not None and mix[0] == "mixup" else None)
-            logits = output["logits"].float()
-            if mix is None:
-                loss = self.loss_fn(logits, batch["target"])
+            if "member_logits" in output:  # ncl_members: each head's task loss, their mean, less the penalty
+                loss, ambiguity_term = self._member_losses(batch, output, mix)
+                total = loss - self._ncl_lambda * ambiguity_term
+                running = sums.terms.get("ncl_ambiguity", torch.zeros((), device=self.device))
+                sums.terms["ncl_ambiguity"] = running + ambiguity_term.detach() * size
             else:
-                mixed = output["mixed_logits"].float() if mix[0] == "mixup" else logits
-                loss = mixed_loss(self.loss_fn, mixed, batch["target"], mix[1], mix[2])
-            total = loss
+                loss = self._task_loss(output["logits"], output.get("mixed_logits"), batch, mix)
+                total = loss
             if opts.adversarial_training:
                 adv = self._adversarial_loss(batch, mix)
                 if adv is not None:
@@ -332,6 +339,25 @@ class TrainingLoop:
                         running = sums.terms.get(name, torch.zeros((), device=self.device))
                         sums.terms[name] = running + term.detach() * size
         return loss, total
+
+    def _task_loss(self, logits: torch.Tensor, mixed_logits: torch.Tensor | None, batch: Batch,
+                   mix: Any) -> torch.Tensor:
+        """The task loss of one head's logits, with the batch's mixup or CutMix targets where drawn."""
+        logits = logits.float()
+        if mix is None:
+            return self.loss_fn(logits, batch["target"])
+        mixed = mixed_logits.float() if mix[0] == "mixup" and mixed_logits is not None else logits
+        return mixed_loss(self.loss_fn, mixed, batch["target"], mix[1], mix[2])
+
+    def _member_losses(self, batch: Batch, output: Mapping[str, Any], mix: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``ncl_members`` (see `_ncl`): the members' mean task loss and their ambiguity
+        ``mean_i |F_i - F̄|²`` on the batch (fp32, under any autocast)."""
+        members = output["member_logits"]
+        mixed = output.get("mixed_member_logits")
+        loss = torch.stack([self._task_loss(z, None if mixed is None else mixed[i], batch, mix)
+                            for i, z in enumerate(members)]).mean()
+        head = self.model.head
+        return loss, ambiguity(head.outputs(members), head.output)
 
     def _adversarial_loss(self, batch: Batch, mix: Any) -> torch.Tensor | None:
         """The task loss of the batch's adversarial copy (see `_adversarial`); None under mixup or

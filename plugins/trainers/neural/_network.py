@@ -13,6 +13,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from modalbag.plugins.trainers.neural._ncl import MemberHeads
+
 
 class Standardize(nn.Module):
     """Per-feature (vectors, sequences) or per-channel (images) standardisation, fitted on train rows."""
@@ -151,12 +153,15 @@ class FusionNetwork(nn.Module):
     ``forward`` returns ``logits``, per-modality ``embeddings`` (B, M, E) and ``hidden``
     representations ({name: (B, H_m)}), the ``fused`` representation (B, E) and the gate's
     ``fusion_scores`` (B, M): denoising objectives read these and call ``fuse`` (with those scores)
-    and ``head`` on modality subsets.
+    and ``head`` on modality subsets. With ``members`` >= 2, ``head`` is `MemberHeads` (negative
+    correlation learning, `_ncl`): ``logits`` are the members' mean output and ``member_logits``
+    (M, B, K) each member's.
     """
 
     def __init__(self, encoders: Mapping[str, nn.Module], scalers: Mapping[str, nn.Module],
                  embedding_dim: int, hidden_dim: int, n_outputs: int, dropout: float,
-                 input_shapes: Mapping[str, tuple[int, ...]] | None = None, augment: TrainAugment | None = None):
+                 input_shapes: Mapping[str, tuple[int, ...]] | None = None, augment: TrainAugment | None = None,
+                 members: int = 1, member_output: str = "softmax"):
         super().__init__()
         self.modalities = list(encoders)
         self.embedding_dim, self.n_outputs = embedding_dim, n_outputs
@@ -167,8 +172,12 @@ class FusionNetwork(nn.Module):
         self.norm = nn.LayerNorm(embedding_dim)
         self.gate = nn.Sequential(nn.Linear(embedding_dim, embedding_dim // 2 or 1), nn.Tanh(),
                                   nn.Linear(embedding_dim // 2 or 1, 1))
-        self.head = nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
-                                  nn.Linear(hidden_dim, n_outputs))
+        self.members = members
+        heads = [nn.Sequential(nn.Linear(embedding_dim, hidden_dim), nn.GELU(), nn.Dropout(dropout),
+                               nn.Linear(hidden_dim, n_outputs)) for _ in range(members)]
+        # ncl_members >= 2: heads trained together with negative correlation learning (see `_ncl`);
+        # ``head`` stays one module whose output is their mean, so everything that calls it is unchanged
+        self.head = heads[0] if members == 1 else MemberHeads(heads, member_output)
         self.aux = nn.ModuleDict()  # denoising objectives attach their modules here
 
     def embed(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -196,12 +205,21 @@ class FusionNetwork(nn.Module):
         embeddings, hidden = self.embed(inputs)
         scores = self.fusion_scores(embeddings)
         fused = self.fuse(embeddings, masks, scores)
-        out = {"logits": self.head(fused), "embeddings": embeddings, "hidden": hidden, "fused": fused,
-               "fusion_scores": scores}
+        out = {"embeddings": embeddings, "hidden": hidden, "fused": fused, "fusion_scores": scores}
+        self._heads(out, "", fused)
         if mix is not None:
             lam, perm = mix
-            out["mixed_logits"] = self.head(lam * fused + (1.0 - lam) * fused[perm])
+            self._heads(out, "mixed_", lam * fused + (1.0 - lam) * fused[perm])
         return out
+
+    def _heads(self, out: dict[str, torch.Tensor], prefix: str, fused: torch.Tensor) -> None:
+        """``{prefix}logits``, and with member heads also ``{prefix}member_logits`` (M, B, K)."""
+        if isinstance(self.head, MemberHeads):
+            members = self.head.members(fused)
+            out[f"{prefix}member_logits"] = members
+            out[f"{prefix}logits"] = self.head.combine(members)
+        else:
+            out[f"{prefix}logits"] = self.head(fused)
 
 
 # -- the learner --------------------------------------------------------------------------------

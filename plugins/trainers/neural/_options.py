@@ -125,6 +125,16 @@ class NeuralOptions:
     adversarial_ratio: float = attrs.field(default=0.5, validator=[attrs.validators.ge(0.0),
                                                                    attrs.validators.le(1.0)], metadata={
         "help": "Weight of the adversarial copy's loss in the step's loss (the clean batch's is 1 - ratio)."})
+    ncl_members: int = attrs.field(default=1, validator=integer_at_least(1), metadata={
+        "help": "Negative correlation learning (Liu & Yao, 1999) inside the learner: with 2 or more, that many "
+                "task heads on the shared modality encoders and fusion are trained together, each on its task "
+                "loss minus ncl_lambda times its squared distance from the heads' mean output (probabilities "
+                "for classification), and the learner predicts their mean. 1: one head, off."})
+    ncl_lambda: float | None = attrs.field(default=None, validator=attrs.validators.optional(
+        [attrs.validators.ge(0.0), attrs.validators.le(1.0)]), metadata={
+        "help": "Strength of the negative correlation penalty under ncl_members >= 2, in [0, 1] (1 trains the "
+                "heads' mean alone under a squared-error loss). None: the config's ensemble_diversity_weight "
+                "when that is > 0 (capped at 1), else 0.5."})
     soft_target_temperature: float | None = attrs.field(default=None, validator=attrs.validators.optional(
         positive), metadata={
         "help": "Set by model.distill(): train on a teacher's probabilities at this temperature (soft targets) "
