@@ -7,6 +7,10 @@ One synthetic task (the spec's three kinds of modality at small sizes, 3 classes
 - ``adversarial``: ``adversarial_training=True`` (FGSM, epsilon 0.1 standard deviations, ratio 0.5);
 - ``tta``: ``test_time_augmentation=True`` (8 copies);
 - ``diversity``: ``ensemble_diversity_weight=0.5``;
+- ``heads``: ``ncl_members=4, ncl_lambda=0``: four task heads per learner on shared encoders,
+  trained together without the negative correlation penalty (the control for ``ncl``);
+- ``ncl``: ``ncl_members=4`` at the default ``ncl_lambda`` (0.5): the same heads trained with
+  negative correlation learning; the heads' disagreement on the clean test rows is printed for both;
 - ``student``: ``model.distill()`` of the baseline ensemble, one network (its prediction latency
   is printed beside the ensemble's).
 
@@ -18,11 +22,15 @@ clean held-out rows and on shifted ones, the domain classifier's AUC and the tra
 
 Test conditions on ``--test`` held-out samples: ``clean``; ``noise`` (Gaussian noise of 0.5 standard
 deviations on every feature); ``shift`` (every feature of the ``meta`` modality moved by one standard
-deviation: a covariate shift); ``missing`` (the ``image`` modality absent). Printed: accuracy per
+deviation: a covariate shift); ``missing`` (the ``image`` modality absent); ``fgsm`` (the
+autonomous-vehicle safety report's attack, ``adversarial_testing=True``: every feature of the clean
+rows moved by ``--epsilon`` standard deviations along the sign of the ensemble's neural learners'
+summed loss gradient, each model attacked with its own gradients; the student, not an ensemble, is
+not attacked). Printed: accuracy per
 setting and condition, its change against the baseline, and the training time against the
 baseline's. Every figure is measured in the run; the machine is printed first.
 
-    python benchmarks/generalisation.py [--samples 1000] [--test 1000] [--bags 4] [--epochs 15]
+    python benchmarks/generalisation.py [--samples 1000] [--test 1000] [--bags 4] [--epochs 15] [--epsilon 0.1]
 """
 
 from __future__ import annotations
@@ -42,6 +50,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
     "adversarial": {"adversarial_training": True, "adversarial_epsilon": 0.1, "adversarial_ratio": 0.5},
     "tta": {"test_time_augmentation": True, "tta_samples": 8},
     "diversity": {"ensemble_diversity_weight": 0.5},
+    "heads": {"ncl_members": 4, "ncl_lambda": 0.0},
+    "ncl": {"ncl_members": 4},
 }
 
 
@@ -67,6 +77,28 @@ def domain_shift(seed: int, reference: dict[str, np.ndarray]) -> Any:
     return lambda data: {m: (x * scale[m] + offset[m]).astype(np.float32) for m, x in data.items()}
 
 
+def fgsm_accuracy(model: Any, data: dict[str, np.ndarray], labels: np.ndarray, epsilon: float) -> float:
+    """Accuracy under the safety report's FGSM attack at ``epsilon`` standard deviations (the report's
+    other measurements kept as cheap as it allows)."""
+    report = model.get_safety_validation_report(data, labels, adversarial_testing=True, adversarial_epsilon=epsilon,
+                                                worst_case_analysis=False, noise_levels=(0.5,), latency_samples=1,
+                                                throughput_batch=1, throughput_seconds=0.0)
+    return float(report["adversarial"]["adversarial_accuracy"])
+
+
+def head_spread(model: Any, data: dict[str, np.ndarray]) -> float | None:
+    """Mean squared distance of the heads' probability vectors from their mean, over the rows and the
+    learners with ``ncl_members`` (None without any)."""
+    spreads = []
+    for record in model.learners.values():
+        outputs = getattr(record.model, "member_outputs", None)
+        if outputs is None or record.model.options.ncl_members < 2:
+            continue
+        members = outputs({m: data[m] for m in record.spec.modalities})
+        spreads.append(float(np.square(members - members.mean(axis=0)).sum(axis=-1).mean()))
+    return float(np.mean(spreads)) if spreads else None
+
+
 def train(options: dict[str, Any], args: argparse.Namespace) -> tuple[Any, float]:
     model = modalbag.create_synthetic_model(MODALITIES, n_samples=args.samples, n_classes=3, random_state=0)
     model.create_ensemble(n_bags=args.bags, random_state=0)
@@ -83,11 +115,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--bags", type=int, default=4)
     parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--epsilon", type=float, default=0.1,
+                        help="FGSM step in standard deviations of each feature (the safety report's default)")
     args = parser.parse_args(argv)
     print(machine_line(describe_machine()))
     train({}, argparse.Namespace(**{**vars(args), "epochs": 1}))  # untimed: imports and first-fit costs
     accuracy: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
+    spread: dict[str, float | None] = {}
     baseline = None
     tests = None
     for name, options in SETTINGS.items():
@@ -97,6 +132,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             tests = (conditions(data, 7), labels)
         inputs, labels = tests
         accuracy[name] = {c: float(np.mean(model.predict(x) == labels)) for c, x in inputs.items()}
+        accuracy[name]["fgsm"] = fgsm_accuracy(model, inputs["clean"], labels, args.epsilon)
+        spread[name] = head_spread(model, inputs["clean"])
         if name == "baseline":
             baseline = model
     assert baseline is not None and tests is not None
@@ -112,6 +149,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         masks = {m: np.full(len(labels), m in x) for m in baseline.dataset.specs}
         predicted = classes[student.model.predict_output(full, masks).argmax(axis=1)]
         accuracy["student"][c] = float(np.mean(predicted == labels))
+    accuracy["student"]["fgsm"] = None  # the report attacks an ensemble; the student is one learner
     clean = inputs["clean"]
     shifted = domain_shift(5, baseline.dataset.arrays)
     target_rows = shifted(baseline.synthetic_task.sample(args.test, random_state=98)[0])
@@ -130,16 +168,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     student.model.predict_output(clean)
     student_ms = (time.perf_counter() - t0) * 1e3
 
-    conds = list(inputs)
+    conds = [*inputs, "fgsm"]
     print(f"\n{args.samples} training samples, {args.test} test, {args.bags} neural bags, {args.epochs} epochs\n")
     print("| setting | " + " | ".join(conds) + " | train time / baseline |")
     print("|---|" + "---|" * (len(conds) + 1))
     for name in accuracy:
         cells = []
         for c in conds:
+            if accuracy[name][c] is None:
+                cells.append("n/a")
+                continue
             delta = accuracy[name][c] - accuracy["baseline"][c]
             cells.append(f"{accuracy[name][c]:.3f}" + ("" if name == "baseline" else f" ({delta:+.3f})"))
         print(f"| {name} | " + " | ".join(cells) + f" | {seconds[name] / seconds['baseline']:.2f}x |")
+    print(f"\nfgsm: the safety report's attack at epsilon {args.epsilon:g} standard deviations per feature")
+    for name, value in spread.items():
+        if value is not None:
+            print(f"{name}: the heads' probability vectors lie {value:.4f} (mean squared distance) from their mean "
+                  f"on the clean test rows")
     print(f"\nprediction of {args.test} clean rows: ensemble {ensemble_ms:.1f} ms, student {student_ms:.1f} ms; "
           f"student agrees with the ensemble on {student.validation['teacher_agreement']:.1%} of training rows")
     print(f"\ndomain adaptation to a shift of every feature ({args.test} unlabelled target rows; the domain "
@@ -150,7 +196,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         cells = [f"{scores[c]:.3f}" + ("" if name == "source-only" else f" ({scores[c] - domain['source-only'][c]:+.3f})")
                  for c in ("clean", "target")]
         print(f"| {name} | " + " | ".join(cells) + f" | {domain_seconds[name] / domain_seconds['source-only']:.2f}x |")
-    return {"accuracy": accuracy, "seconds": seconds, "ensemble_ms": ensemble_ms, "student_ms": student_ms,
+    return {"accuracy": accuracy, "seconds": seconds, "head_spread": spread, "ensemble_ms": ensemble_ms, "student_ms": student_ms,
             "domain": domain, "domain_seconds": domain_seconds, "domain_auc": domain_auc}
 
 
