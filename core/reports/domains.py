@@ -2,8 +2,11 @@
 
 A report is a component of kind ``report`` (see `modalbag_register_reports`): looked up by name in
 the model's catalog, built with its own options, and run on data the user held out. Reports never
-train and never score the training data: every call needs ``(data, labels)``. With a ``run_dir``
-in the training config, each report is also written to ``<run_dir>/reports/<name>.json``.
+train. Without ``(data, labels)`` a report scores the ensemble's out-of-fold predictions of the
+training rows instead (`modalbag.reports.robustness.OutOfFoldScorer`): its ``measured_on`` says
+which, and figures that need changed inputs (noise, adversarial steps) are None with the reason in
+its notes. With a ``run_dir`` in the training config, each report is also written to
+``<run_dir>/reports/<name>.json``.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ class ReportRunner:
 
     def run(self, name: str, model: Any, data: Mapping[str, Any] | None = None, labels: Any = None,
             **inputs: Any) -> dict[str, Any]:
-        """Run the report plugin ``name`` on ``model`` and held-out ``(data, labels)``.
+        """Run the report plugin ``name`` on ``model`` and held-out ``(data, labels)`` (neither: on the
+        ensemble's out-of-fold predictions of the training rows; the report's ``measured_on`` says which).
 
         Keyword arguments that name a field of the report's options class configure it; the others
         are the report's own inputs (``returns=``, ``cold_start=`` ...). Unknown names fail with the
@@ -45,9 +49,10 @@ class ReportRunner:
         such a value gives an `Unmeasured` that formats as ``"n/a (reason)"``.
         """
         component = self.catalog.get("report", name)  # UnknownPluginError with close matches
-        if data is None or labels is None:
-            raise DataError(f"the {name!r} report scores held-out data: call it with (data, labels) of samples "
-                            f"the ensemble did not train on, e.g. model.report({name!r}, data, labels)")
+        if (data is None) != (labels is None):
+            raise DataError(f"the {name!r} report scores held-out (data, labels) of samples the ensemble did not "
+                            f"train on, or, with neither, its out-of-fold predictions of the training rows; "
+                            f"give both or neither, e.g. model.report({name!r}, data, labels)")
         fields = {f.name for f in attrs.fields(component.options)} if component.options else set()
         chosen = {k: v for k, v in inputs.items() if k in fields}
         try:

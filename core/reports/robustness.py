@@ -42,6 +42,14 @@ _METRICS = {"classification": ("accuracy", "f1", "log_loss"), "multilabel": ("ac
             "regression": ("mse", "mae", "r2")}
 
 
+#: What a figure was measured on (the reports' ``measured_on``).
+HELD_OUT = "held-out data"
+OUT_OF_FOLD = "out-of-fold predictions of the training rows"
+#: Why a changed-input figure (noise, adversarial) has no out-of-fold value.
+NO_CHANGED_INPUTS = ("not measured on out-of-fold predictions: changed inputs need a prediction by a model that never "
+                     "trained on the row, and the fold models are not kept; pass held-out (data, labels)")
+
+
 def resolve_metric(task_type: str, metric: str | None) -> str:
     """The metric name to score with (the task's default when ``None``); unknown names fail clearly."""
     if metric is None:
@@ -97,6 +105,10 @@ class EnsembleScorer:
         self.higher_is_better = self.metric not in LOWER_IS_BETTER
         self.modalities: list[str] = list(self.dataset.specs)
         self._outputs: dict[str, np.ndarray] | None = None
+
+    source = HELD_OUT
+    perturbable = True
+    rows = None  # every row of the held-out data
 
     # -- predictions --------------------------------------------------------------------------
 
@@ -233,6 +245,137 @@ class EnsembleScorer:
         return a < b if self.higher_is_better else a > b
 
 
+class OutOfFoldScorer:
+    """`EnsembleScorer`'s reading of the training rows, without held-out data.
+
+    Every output is the ensemble's combination of *out-of-fold* learner outputs (`Ensemble.out_of_fold`:
+    cross-fitted folds, or out-of-bag rows of bootstrap bags), so no learner predicts a row it trained
+    on; the combination itself was fitted on these rows, so the figures lean optimistic. The rows are
+    those the full ensemble has evidence for, as in `modalbag.reports.headline`. With modalities
+    removed (`without`, `only`), the learners that need none of them are combined the same way; a
+    row none of them has evidence for gets the training prior. Changed inputs (`output_with`,
+    noise) cannot be scored: ``perturbable`` is False and `NO_CHANGED_INPUTS` says why.
+    """
+
+    source = OUT_OF_FOLD
+    perturbable = False
+
+    def __init__(self, model: TrainedModel, metric: str | None = None):
+        if model.ensemble is None or model.task is None:
+            raise NotFittedError("the ensemble is not trained yet: call train_ensemble() first")
+        self.model = model
+        self.ensemble: Ensemble = model.ensemble
+        self.task_type = model.task_type
+        self.metric = resolve_metric(self.task_type, metric)
+        self.higher_is_better = self.metric not in LOWER_IS_BETTER
+        self.modalities: list[str] = list(model.dataset.specs)
+        self.rows, self._full = self.ensemble.out_of_fold(list(self.ensemble.learners))
+        if not len(self.rows):
+            raise DataError("no training row has out-of-fold outputs from every learner, so nothing can be scored "
+                            "without held-out data: pass (data, labels) of samples the ensemble did not train on")
+        self.n = len(self.rows)
+        self.targets = np.asarray(self.ensemble.targets)[self.rows]
+        training = model.dataset
+        self.dataset = MultimodalDataset({m: training.arrays[m] for m in self.modalities},
+                                         {m: np.asarray(training.masks[m])[self.rows] for m in self.modalities},
+                                         dict(training.specs))
+        self.dataset.arrays = _RowView(training.arrays, self.rows)  # rows read when asked for, not copied
+
+    def inputs(self) -> dict[str, np.ndarray]:
+        """The scored training rows as prediction inputs (missing values as NaN), for timing predictions."""
+        out = {}
+        for m in self.modalities:
+            values = np.asarray(self.dataset.arrays[m], dtype=np.float32).copy()
+            values[~self.dataset.masks[m]] = np.nan
+            out[m] = values
+        return out
+
+    def eligible(self, modalities: Iterable[str], masks: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.all([masks[m] for m in modalities], axis=0)
+
+    def restrict(self, masks: Mapping[str, np.ndarray] | None) -> dict[str, np.ndarray]:
+        own = self.dataset.masks
+        if masks is None:
+            return {m: own[m].copy() for m in self.modalities}
+        return {m: own[m] & np.asarray(masks.get(m, own[m]), dtype=bool) for m in self.modalities}
+
+    def without(self, modalities: Iterable[str]) -> dict[str, np.ndarray]:
+        gone = set(modalities)
+        return {m: (np.zeros(self.n, bool) if m in gone else self.dataset.masks[m].copy()) for m in self.modalities}
+
+    def only(self, modalities: Iterable[str]) -> dict[str, np.ndarray]:
+        keep = set(modalities)
+        return self.without(m for m in self.modalities if m not in keep)
+
+    def output(self, masks: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """The out-of-fold ensemble output with the modalities ``masks`` removes removed from every row.
+
+        Only whole modalities can be removed (as `without` and `only` do): out-of-fold evidence exists
+        per learner, not per changed row.
+        """
+        if masks is None:
+            return self._full.copy()
+        own = self.dataset.masks
+        masks = self.restrict(masks)
+        removed = {m for m in self.modalities if own[m].any() and not masks[m].any()}
+        if any(not np.array_equal(masks[m], own[m]) for m in self.modalities if m not in removed):
+            raise DataError("out-of-fold scores can remove whole modalities only (without(), only()); pass held-out "
+                            "data to score other patterns of missing values")
+        if not removed:
+            return self._full.copy()
+        usable = [lid for lid, r in self.ensemble.learners.items() if not removed & set(r.spec.modalities)]
+        out = np.tile(self.ensemble.task.prior, (self.n, 1)).astype(np.float64)
+        if usable:
+            rows, found = self.ensemble.out_of_fold(usable)
+            at = np.searchsorted(self.rows, rows)
+            inside = (at < self.n) & (self.rows[np.minimum(at, self.n - 1)] == rows)
+            out[at[inside]] = found[inside]
+        return out
+
+    def score_output(self, output: np.ndarray, rows: np.ndarray | None = None) -> float:
+        y, out = (self.targets, output) if rows is None else (self.targets[rows], output[rows])
+        return float(task_metrics(self.task_type, y, out)[self.metric])
+
+    def score(self, masks: Mapping[str, np.ndarray] | None = None) -> float:
+        return self.score_output(self.output(masks))
+
+    def loss(self, reference: float, score: float) -> float:
+        return reference - score if self.higher_is_better else score - reference
+
+    def worse(self, a: float, b: float) -> bool:
+        return a < b if self.higher_is_better else a > b
+
+    def output_with(self, arrays: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray] | None = None
+                    ) -> np.ndarray:
+        raise DataError(NO_CHANGED_INPUTS)
+
+
+class _RowView(dict):
+    """``{modality: array}`` of some rows of the training arrays, each read on first use."""
+
+    def __init__(self, arrays: Mapping[str, np.ndarray], rows: np.ndarray):
+        super().__init__()
+        self._arrays, self._rows = arrays, rows
+
+    def __missing__(self, name: str) -> np.ndarray:
+        self[name] = value = np.asarray(self._arrays[name][self._rows])
+        return value
+
+
+def scorer_for(model: TrainedModel, data: Mapping[str, Any] | None, labels: Any, metric: str | None = None
+               ) -> EnsembleScorer | OutOfFoldScorer:
+    """`EnsembleScorer` on held-out ``(data, labels)``; without them (both None), `OutOfFoldScorer`.
+
+    Each has ``source``: what its figures were measured on (`HELD_OUT` or `OUT_OF_FOLD`).
+    """
+    if data is None and labels is None:
+        return OutOfFoldScorer(model, metric)
+    if data is None or labels is None:
+        raise DataError("give both held-out data and labels, or neither to score the ensemble's out-of-fold "
+                        "predictions of the training rows")
+    return EnsembleScorer(model, data, labels, metric)
+
+
 def modality_ablation(model: TrainedModel, data: Mapping[str, Any], labels: Any, *,
                       metric: str | None = None) -> dict[str, dict[str, float]]:
     """Per modality: the ensemble's score with every modality, without that one, and the drop.
@@ -253,5 +396,5 @@ def modality_ablation(model: TrainedModel, data: Mapping[str, Any], labels: Any,
     return out
 
 
-__all__ = ["DEFAULT_METRIC", "LOWER_IS_BETTER", "EnsembleScorer", "encode_targets", "modality_ablation",
-           "resolve_metric"]
+__all__ = ["DEFAULT_METRIC", "HELD_OUT", "LOWER_IS_BETTER", "NO_CHANGED_INPUTS", "OUT_OF_FOLD", "EnsembleScorer",
+           "OutOfFoldScorer", "encode_targets", "modality_ablation", "resolve_metric", "scorer_for"]

@@ -86,3 +86,14 @@ def modality_name(name: str | None, known: Mapping[str, Any], option: str) -> st
     hint = close_matches(name, known, n=1)
     raise ConfigError(f"{option}={name!r} is not a modality of this ensemble"
                       + (f"; did you mean {hint[0]!r}?" if hint else "") + f" Modalities: {', '.join(known)}")
+
+
+def scored_rows(scorer: Any, model: Any, values: np.ndarray) -> np.ndarray:
+    """Per-row ``values`` for the rows ``scorer`` scores: all of them on held-out data; given one per
+    training row for out-of-fold scores (``scorer.rows``), those rows' values."""
+    return values if scorer.rows is None else values[scorer.rows]
+
+
+def rows_expected(scorer: Any, model: Any) -> int:
+    """How many per-row values an input must give: one per held-out row, or one per training row."""
+    return scorer.n if scorer.rows is None else model.dataset.n_samples

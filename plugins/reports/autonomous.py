@@ -6,7 +6,10 @@ noised, and with ``worst_case_analysis`` every combination of failed sensors up 
 combination, before accuracy falls below the threshold); measured single-sample latency (p50/p99
 ms), batch throughput, the learners' memory footprint, power from Linux RAPL energy counters where
 the machine has readable ones; with ``adversarial_testing``, accuracy under a fast-gradient-sign
-(FGSM) perturbation crafted on the neural learners. The spec's ``reaction_time`` and
+(FGSM) perturbation crafted on the neural learners. Without held-out ``(data, labels)`` the
+accuracies are read from the ensemble's out-of-fold predictions of the training rows
+(``measured_on`` says which); the noised and adversarial figures then need changed inputs and are
+left out with the reason in notes, and latency and throughput are timed on the training rows. The spec's ``reaction_time`` and
 ``safety_score`` have no measurable definition here: they are ``None`` with the reason in notes.
 """
 
@@ -140,7 +143,7 @@ class SafetyReport:
         self.options = options or SafetyOptions()
 
     def generate(self, model: Any, data: Any, labels: Any) -> dict[str, Any]:
-        from modalbag.reports.robustness import EnsembleScorer
+        from modalbag.reports.robustness import NO_CHANGED_INPUTS, scorer_for
 
         require_task(model, "safety", ["classification"])
         o = self.options
@@ -150,7 +153,9 @@ class SafetyReport:
             "safety_score": "no measurable definition of a 0-5 safety score; see worst_case_accuracy and "
                             "redundancy_level",
         }
-        scorer = EnsembleScorer(model, data, labels, "accuracy")
+        scorer = scorer_for(model, data, labels, "accuracy")
+        if data is None:
+            data = scorer.inputs()  # timing needs inputs only: the training rows scored
         clean = scorer.score()
         worst_case = switch(model, o.worst_case_analysis, "worst_case_analysis")
         scenarios = self._scenarios(scorer, worst_case, notes)
@@ -162,11 +167,14 @@ class SafetyReport:
             notes["power_usage"] = power_note
         footprint, by_learner, method = self._memory(scorer)
         adversarial = None
-        if switch(model, o.adversarial_testing, "adversarial_testing"):
+        if switch(model, o.adversarial_testing, "adversarial_testing") and not scorer.perturbable:
+            notes["adversarial"] = NO_CHANGED_INPUTS
+        elif switch(model, o.adversarial_testing, "adversarial_testing"):
             adversarial = self._adversarial(scorer, notes)
         else:
             notes["adversarial"] = "not run: pass adversarial_testing=True"
         return {
+            "measured_on": scorer.source,
             "n_samples": scorer.n, "driving_accuracy": clean,
             "worst_case_accuracy": worst["accuracy"] if worst else None,
             "worst_case_scenario": worst["scenario"] if worst else None,
@@ -197,6 +205,11 @@ class SafetyReport:
         for failed in combos:
             rows.append({"scenario": f"missing:{label(failed)}", "kind": "missing", "modalities": list(failed),
                          "level": None, "accuracy": scorer.score(scorer.without(failed))})
+        if not scorer.perturbable:
+            from modalbag.reports.robustness import NO_CHANGED_INPUTS
+
+            notes["noised_scenarios"] = NO_CHANGED_INPUTS
+            mods = []
         for i, m in enumerate(mods):
             for j, level in enumerate(o.noise_levels):
                 noised = scorer.noised(m, level, np.random.default_rng([o.random_state, i, j]))

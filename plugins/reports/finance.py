@@ -7,7 +7,9 @@ directional accuracy, Sharpe ratio, maximum drawdown, information ratio and corr
 benchmark series (buy-and-hold of the asset when none is given), per-modality contribution by
 ablation, and the same figures per walk-forward window (``walk_forward_validation``) and per
 volatility regime of the benchmark (``market_regime_testing``). The ensemble is trained once: the
-windows evaluate that one model period by period, they do not refit it.
+windows evaluate that one model period by period, they do not refit it. Without held-out ``(data,
+labels)`` the signals are the ensemble's out-of-fold predictions of the training periods
+(``measured_on`` says which); ``returns=`` and ``benchmark=`` then give one value per training period.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from modalbag import hookimpl
 from modalbag.errors import DataError
 from modalbag.kernel import Register
 from modalbag.kernel.options import finite, integer_at_least, non_negative, positive
-from modalbag.plugins.reports._common import require_task, series, switch
+from modalbag.plugins.reports._common import require_task, rows_expected, scored_rows, series, switch
 
 
 @attrs.frozen(kw_only=True)
@@ -107,7 +109,7 @@ class FinanceReport:
 
     def generate(self, model: Any, data: Any, labels: Any, *, returns: Any = None,
                  benchmark: Any = None) -> dict[str, Any]:
-        from modalbag.reports.robustness import EnsembleScorer
+        from modalbag.reports.robustness import scorer_for
 
         require_task(model, "finance", ["regression", "classification"])
         o = self.options
@@ -116,8 +118,8 @@ class FinanceReport:
             "news_impact": "which modality is 'news' is the user's naming: see data_importance",
         }
         metric = "r2" if model.task_type == "regression" else "accuracy"
-        scorer = EnsembleScorer(model, data, labels, metric)
-        n = scorer.n
+        scorer = scorer_for(model, data, labels, metric)
+        n, given = scorer.n, rows_expected(scorer, model)
         if returns is None:
             if model.task_type != "regression" or scorer.targets.shape[1] != 1:
                 raise DataError("pass returns=: the realised return of each period (one per sample); a classifier's "
@@ -126,12 +128,12 @@ class FinanceReport:
                                    scorer.targets[:, 0].astype(np.float64), "or pass returns=")
             notes["returns"] = "the labels (realised returns the model predicts)"
         else:
-            r = fractional_returns("returns", series("returns", returns, n))
+            r = fractional_returns("returns", scored_rows(scorer, model, series("returns", returns, given)))
         if benchmark is None:
             b = r
             notes["benchmark"] = "no benchmark given: buy-and-hold of the asset (the returns)"
         else:
-            b = fractional_returns("benchmark", series("benchmark", benchmark, n))
+            b = fractional_returns("benchmark", scored_rows(scorer, model, series("benchmark", benchmark, given)))
         self._classes = None if model.classes_ is None else list(np.asarray(model.classes_).tolist())
         config = getattr(model, "training_config", None)
         self._risk_adjusted = (bool(o.risk_adjusted_metrics) if o.risk_adjusted_metrics is not None
@@ -170,7 +172,11 @@ class FinanceReport:
         for key in ("sharpe_ratio", "information_ratio", "market_correlation"):
             if headline[key] is None:
                 notes[key] = "undefined: a series without variation (or fewer than two periods)"
+        if scorer.rows is not None:
+            notes["n_periods"] = ("the training periods with out-of-fold predictions, in time order; periods "
+                                  "without are left out of the strategy's returns")
         return {
+            "measured_on": scorer.source,
             "n_periods": n, "periods_per_year": o.periods_per_year, "transaction_cost": o.transaction_cost,
             **headline,
             "data_importance": importance, "modality_contributions": contributions,

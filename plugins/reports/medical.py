@@ -1,5 +1,9 @@
 """``medical``: a clinical validation report of a classification ensemble on held-out patients.
 
+Without held-out ``(data, labels)`` it reads the ensemble's out-of-fold predictions of the training
+patients instead (``measured_on`` says which): the noised-input robustness figures are then None with
+the reason in notes, and the checklist records that the evaluation data are the training patients.
+
 Accuracy, sensitivity, specificity, PPV and NPV (for the positive class of a binary task, macro
 one-vs-rest otherwise, and per class), AUROC, calibration (Brier score, expected calibration error),
 percentile-bootstrap confidence intervals, robustness (share of accuracy kept when each modality is
@@ -69,12 +73,12 @@ class MedicalReport:
 
     def generate(self, model: Any, data: Any, labels: Any, *, intended_use: str | None = None) -> dict[str, Any]:
         from modalbag.reports import metrics as rm
-        from modalbag.reports.robustness import EnsembleScorer
+        from modalbag.reports.robustness import NO_CHANGED_INPUTS, scorer_for
 
         require_task(model, "medical", ["classification"])
         o = self.options
         notes: dict[str, str] = {}
-        scorer = EnsembleScorer(model, data, labels, "accuracy")
+        scorer = scorer_for(model, data, labels, "accuracy")
         y, proba = scorer.targets, scorer.output()
         classes = [c.item() if hasattr(c, "item") else c for c in np.asarray(model.classes_)]
         k = len(classes)
@@ -102,7 +106,7 @@ class MedicalReport:
                                     "auroc": rm.auroc(y == c, proba[:, c])}
         auroc = self._auroc(y, proba, positive)
         if auroc is None:
-            notes["auroc"] = "undefined: the held-out labels hold a single class"
+            notes["auroc"] = "undefined: the scored labels hold a single class"
         if not binary:
             notes["sensitivity"] = (f"{k} classes: sensitivity, specificity, PPV and NPV are macro averages of the "
                                     f"one-vs-rest rates in per_class")
@@ -127,13 +131,19 @@ class MedicalReport:
         robustness, kept = {}, []
         for i, m in enumerate(scorer.modalities):
             missing = accuracy_of(scorer.output(scorer.without([m])))
-            noised = accuracy_of(scorer.output_with(
-                {m: scorer.noised(m, o.noise_level, np.random.default_rng([o.random_state, i]))}))
+            noised = None
+            if scorer.perturbable:
+                noised = accuracy_of(scorer.output_with(
+                    {m: scorer.noised(m, o.noise_level, np.random.default_rng([o.random_state, i]))}))
             row = {"accuracy_missing": missing, "accuracy_noised": noised,
-                   "kept_missing": missing / full if full else None, "kept_noised": noised / full if full else None}
+                   "kept_missing": missing / full if full else None,
+                   "kept_noised": noised / full if full and noised is not None else None}
             robustness[m] = row
             kept += [v for v in (row["kept_missing"], row["kept_noised"]) if v is not None]
         robustness_score = float(np.mean(kept)) if kept else None
+        if not scorer.perturbable:
+            for m in scorer.modalities:
+                notes[f"robustness.{m}.accuracy_noised"] = notes[f"robustness.{m}.kept_noised"] = NO_CHANGED_INPUTS
         if robustness_score is None:
             notes["robustness_score"] = "undefined: accuracy on the clean data is 0"
 
@@ -145,6 +155,7 @@ class MedicalReport:
             notes["clinical_importance"] = "not computed: pass interpretability_required=True"
 
         report = {
+            "measured_on": scorer.source,
             "n_samples": scorer.n, "classes": classes,
             "positive_class": classes[positive] if binary else None,
             "threshold": o.threshold if binary else None,
@@ -202,9 +213,14 @@ class MedicalReport:
 
     def _checklist(self, model: Any, scorer: Any, report: dict[str, Any], intended_use: str | None,
                    interpret: bool) -> list[dict[str, Any]]:
-        train = set(_row_keys(model.dataset.arrays, model.dataset.masks))
-        held = _row_keys(scorer.dataset.arrays, scorer.dataset.masks)
-        overlap = sum(key in train for key in held)
+        if scorer.rows is None:
+            train = set(_row_keys(model.dataset.arrays, model.dataset.masks))
+            held = _row_keys(scorer.dataset.arrays, scorer.dataset.masks)
+            overlap = sum(key in train for key in held)
+            separate = (overlap == 0, f"{overlap} of {scorer.n} held-out samples are identical to a training sample")
+        else:
+            separate = (False, (f"{scorer.source}: no learner predicts a patient it trained on, but the "
+                                f"combination was fitted on them; pass held-out (data, labels)"))
         auroc_ci = report["confidence_intervals"]["auroc"]
         cfg = model.training_config
         prevalence = {c: round(v["prevalence"], 4) for c, v in report["per_class"].items()}
@@ -213,9 +229,8 @@ class MedicalReport:
             return {"item": name, "documented": bool(documented), "evidence": evidence}
 
         return [
-            item("evaluation data separate from training data", overlap == 0,
-                 f"{overlap} of {scorer.n} held-out samples are identical to a training sample"),
-            item("sample size and outcome prevalence", True, f"n={scorer.n}, prevalence {prevalence}"),
+            item("evaluation data separate from training data", *separate),
+            item("sample size and outcome prevalence", True, f"n={scorer.n} ({scorer.source}), prevalence {prevalence}"),
             item("discrimination with a confidence interval", auroc_ci["low"] is not None,
                  f"AUROC {report['auroc']}, {auroc_ci['level']:.0%} CI [{auroc_ci['low']}, {auroc_ci['high']}]"),
             item("calibration", True, f"Brier {report['brier_score']:.4f}, ECE {report['expected_calibration_error']:.4f}"),

@@ -5,7 +5,9 @@ coverage, intra-list diversity (cosine distance between listed items' vectors: `
 when given, else the items' co-occurrence columns in the held-out labels), accuracy on cold-start
 users (rows flagged ``cold_start=``, or rows missing ``behavioral_modality``), each modality's
 contribution (NDCG@k lost without it), and business uplift (CTR, conversion, engagement) only from
-an ``experiment=`` the user ran; without one those fields are ``None``.
+an ``experiment=`` the user ran; without one those fields are ``None``. Without held-out ``(data,
+labels)`` the ranking is read from the ensemble's out-of-fold predictions of the training rows
+(``measured_on`` says which); ``cold_start=`` then gives one flag per training row.
 """
 
 from __future__ import annotations
@@ -19,7 +21,14 @@ import numpy as np
 from modalbag import hookimpl
 from modalbag.kernel import Register
 from modalbag.kernel.options import positive
-from modalbag.plugins.reports._common import boolean_rows, modality_name, require_task, switch
+from modalbag.plugins.reports._common import (
+    boolean_rows,
+    modality_name,
+    require_task,
+    rows_expected,
+    scored_rows,
+    switch,
+)
 
 
 @attrs.frozen(kw_only=True)
@@ -103,12 +112,12 @@ class RecommendationReport:
                  experiment: Mapping[str, Any] | None = None) -> dict[str, Any]:
         from modalbag.errors import DataError
         from modalbag.reports import metrics as rm
-        from modalbag.reports.robustness import EnsembleScorer
+        from modalbag.reports.robustness import scorer_for
 
         require_task(model, "recommendation", ["multilabel"])
         k = self.options.k
         notes: dict[str, str] = {}
-        scorer = EnsembleScorer(model, data, labels, "accuracy")
+        scorer = scorer_for(model, data, labels, "accuracy")
         behavioral = modality_name(self.options.behavioral_modality, scorer.dataset.specs, "behavioral_modality")
         y = scorer.targets
         scores = scorer.output()
@@ -131,13 +140,14 @@ class RecommendationReport:
             notes["diversity_score"] = "cosine distance between the listed items' item_features"
         else:
             vectors = y.T.astype(np.float64)
-            notes["diversity_score"] = ("cosine distance between listed items' co-occurrence in the held-out labels "
+            notes["diversity_score"] = ("cosine distance between listed items' co-occurrence in the scored labels "
                                         "(pass item_features= for content-based diversity)")
         diversity = rm.intra_list_diversity(lists, vectors)
 
         cold_rows, source = None, None
         if cold_start is not None:
-            cold_rows, source = np.flatnonzero(boolean_rows("cold_start", cold_start, scorer.n)), "cold_start flags"
+            flags = scored_rows(scorer, model, boolean_rows("cold_start", cold_start, rows_expected(scorer, model)))
+            cold_rows, source = np.flatnonzero(flags), "cold_start flags"
         elif behavioral is not None:
             cold_rows = np.flatnonzero(~scorer.dataset.masks[behavioral])
             source = f"rows missing {behavioral!r}"
@@ -185,6 +195,7 @@ class RecommendationReport:
             for key in business:
                 notes[key] = "business uplift needs an experiment: pass experiment={'control': ..., 'treatment': ...}"
         return {
+            "measured_on": scorer.source,
             "n_users": scorer.n, "n_items": n_items, "k": k,
             **headline,
             "coverage": rm.catalog_coverage(scores, k), "diversity_score": diversity,

@@ -120,3 +120,16 @@ def test_adversarial_testing_off_and_unknown_inputs(vehicle):
     assert off.get("adversarial") is None and "adversarial_testing=True" in off["notes"]["adversarial"]
     with pytest.raises(ConfigError, match="no option or input"):
         model.get_safety_validation_report(data, labels, adversarial=True)
+
+
+def test_without_held_out_data_the_out_of_fold_rows_are_scored(vehicle):
+    """The spec calls the report with no data: accuracies come from the out-of-fold training rows and
+    the changed-input figures (noise, FGSM) are left out with the reason."""
+    model, _, _ = vehicle
+    report = model.get_safety_validation_report(latency_samples=10, throughput_seconds=0.05)
+    assert report["measured_on"] == "out-of-fold predictions of the training rows"
+    assert report["driving_accuracy"] == pytest.approx(model.performance_check()["score"])
+    assert report["scenarios"] and all(s["kind"] == "missing" for s in report["scenarios"])
+    assert "out-of-fold" in report["notes"]["noised_scenarios"] and dict(report)["adversarial"] is None
+    assert format(report["adversarial"], ".3f").startswith("n/a (not measured on out-of-fold")
+    assert report["inference_latency"] > 0 and report["throughput"] > 0

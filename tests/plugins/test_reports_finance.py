@@ -133,3 +133,17 @@ def test_fractional_returns_accepts_fractions_up_to_the_limits():
     assert fractional_returns("returns", r) is r
     with pytest.raises(DataError, match=r"smallest value is -1\.5"):
         fractional_returns("returns", np.array([-1.5, 0.01, 0.02]))
+
+
+def test_without_held_out_data_the_out_of_fold_periods_trade(trading):
+    """Returns are given one per training period; the signals are the out-of-fold predictions of the
+    periods the ensemble has evidence for."""
+    model, _, _, _ = trading
+    training_returns = np.asarray(model.dataset.labels, dtype=np.float64) * 0.01
+    report = model.get_financial_performance_report(returns=training_returns)
+    assert report["measured_on"] == "out-of-fold predictions of the training rows"
+    assert 0 < report["n_periods"] <= len(training_returns)
+    assert report["r2"] == pytest.approx(model.performance_check()["score"])
+    assert np.isfinite(report["sharpe_ratio"]) and "training periods" in report["notes"]["n_periods"]
+    with pytest.raises(DataError, match="one per sample"):
+        model.get_financial_performance_report(returns=training_returns[:-1])
