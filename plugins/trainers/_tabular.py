@@ -437,6 +437,28 @@ class Matrix:
         return len(self.x)
 
 
+#: Boosting rounds each epoch of the training budget (``epochs``) allows when ``n_estimators`` is None:
+#: the strategy's rounds are capped at ``epochs * ROUNDS_PER_EPOCH``. The default 100 epochs allow 1,500,
+#: every strategy's rounds; ``--set training.epochs=5`` allows 75, so a quick look stays quick.
+ROUNDS_PER_EPOCH = 15
+
+#: The rule, as the boosting trainers' ``n_estimators`` help states it.
+ROUNDS_RULE = (f"at most epochs x {ROUNDS_PER_EPOCH} (the default 100 epochs bound none; --set training.epochs=5 "
+               f"gives at most {5 * ROUNDS_PER_EPOCH}); a value set here is used as it is")
+
+
+def budget_rounds(chosen: int | None, strategy_rounds: int, epochs: int) -> tuple[int, str | None]:
+    """Boosting rounds for a fit: ``chosen`` (the user's ``n_estimators``) as it is, else the strategy's
+    rounds capped at ``epochs * ROUNDS_PER_EPOCH``; with the note saying so when the cap applies."""
+    if chosen:
+        return int(chosen), None
+    budget = max(1, int(epochs) * ROUNDS_PER_EPOCH)
+    if budget >= strategy_rounds:
+        return int(strategy_rounds), None
+    return budget, (f"boosting rounds capped at {budget} (epochs={epochs} x {ROUNDS_PER_EPOCH}) instead of the "
+                    f"strategy's {strategy_rounds}; set n_estimators to choose them")
+
+
 #: Below this many values (rows x features) a tabular learner trains on one thread by default.
 SMALL_MATRIX = 100_000
 
@@ -494,6 +516,7 @@ class TabularLearner(abc.ABC):
         self.search: dict[str, Any] | None = None
         self.info: dict[str, Any] = {}
         self.threads: int | None = self.options.threads
+        self._rounds_note: str | None = None
 
     @classmethod
     def options_class(cls) -> type:
@@ -549,6 +572,11 @@ class TabularLearner(abc.ABC):
     def _learning_rate(self, params: Mapping[str, Any]) -> float | None:
         return None
 
+    def _rounds(self, chosen: int | None, strategy_rounds: int) -> int:
+        """Boosting rounds within the config's epochs budget (`budget_rounds`); the fit notes a cap."""
+        rounds, self._rounds_note = budget_rounds(chosen, strategy_rounds, self.config.epochs)
+        return rounds
+
     def _records_per_round(self) -> bool:
         """True when `_train` reports each round through the recorder (else one record is written)."""
         return False
@@ -581,7 +609,10 @@ class TabularLearner(abc.ABC):
             return Matrix(x_all[np.searchsorted(universe, rows)], y, w)
 
         seed = fit.seed
+        self._rounds_note = None
         params = self._params(seed)
+        if self._rounds_note:
+            fit.notes.append(self._rounds_note)
         folds = self._folds(train_rows, data.targets, seed)
         searching = folds is not None and bool(config.hpo_trials or config.hpo_time_budget)
         if searching and not self.SEARCH_SPACE:

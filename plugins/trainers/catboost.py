@@ -32,6 +32,7 @@ from modalbag.kernel.options import non_negative
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.logs import get_logger
 from modalbag.plugins.trainers._tabular import (
+    ROUNDS_RULE,
     FloatRange,
     IntRange,
     Matrix,
@@ -55,7 +56,7 @@ ARCHITECTURES = {
 class CatBoostOptions(TabularOptions):
     n_estimators: int | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Boosting rounds at most (CatBoost's iterations; early stopping may use fewer). "
-                "None: 200, 500 or 1500 for the speed, balanced or accuracy strategy."})
+                "None: 200, 500 or 1500 for the speed, balanced or accuracy strategy, " + ROUNDS_RULE + "."})
     depth: int | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Depth of each (oblivious) tree. None: 4, 6 or 6 for the speed, balanced or accuracy strategy."})
     gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
@@ -102,7 +103,7 @@ class CatBoostLearner(TabularLearner):
         else:
             loss = {"loss_function": "RMSE" if n == 1 else "MultiRMSE"}
         return loss | {
-            "iterations": o.n_estimators or arch["n_estimators"],
+            "iterations": self._rounds(o.n_estimators, arch["n_estimators"]),
             "depth": o.depth or arch["depth"],
             "learning_rate": o.gbm_learning_rate or arch["learning_rate"],
             "l2_leaf_reg": o.l2_leaf_reg,

@@ -47,6 +47,7 @@ from modalbag.kernel.options import integer_at_least, non_negative
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._classical import ArraysFile, fit_threads, limited_threads
 from modalbag.plugins.trainers._tabular import (
+    ROUNDS_RULE,
     FloatRange,
     IntRange,
     Matrix,
@@ -82,7 +83,7 @@ CHECK_ROWS = 200
 class HistGradientBoostingOptions(TabularOptions):
     n_estimators: int | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Boosting rounds at most (scikit-learn's max_iter; early stopping may use fewer). "
-                "None: 100, 300 or 1000 for the speed, balanced or accuracy strategy."})
+                "None: 100, 300 or 1000 for the speed, balanced or accuracy strategy, " + ROUNDS_RULE + "."})
     gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Shrinkage of each round's trees. None: 0.2, 0.1 or 0.05 for the speed, balanced or "
                 "accuracy strategy."})
@@ -205,7 +206,7 @@ class HistGradientBoostingLearner(ArraysFile, TabularLearner):
     def _params(self, seed: int) -> dict[str, Any]:
         arch = ARCHITECTURES["balanced"] | dict(self.spec.architecture)
         o = self.options
-        return {"max_iter": o.n_estimators or arch["n_estimators"],
+        return {"max_iter": self._rounds(o.n_estimators, arch["n_estimators"]),
                 "learning_rate": o.gbm_learning_rate or arch["learning_rate"],
                 "max_leaf_nodes": o.max_leaf_nodes, "l2_regularization": o.l2_regularization,
                 "random_state": seed}

@@ -31,6 +31,7 @@ from modalbag.kernel import Register
 from modalbag.kernel.options import integer_at_least, non_negative
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
+    ROUNDS_RULE,
     FloatRange,
     IntRange,
     Matrix,
@@ -53,7 +54,7 @@ ARCHITECTURES = {
 class LightGBMOptions(TabularOptions):
     n_estimators: int | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Boosting rounds at most (early stopping may use fewer). None: 200, 500 or 1500 for the "
-                "speed, balanced or accuracy strategy."})
+                "speed, balanced or accuracy strategy, " + ROUNDS_RULE + "."})
     num_leaves: int | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Leaves per tree at most. None: 15, 31 or 31 for the speed, balanced or accuracy strategy."})
     gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
@@ -112,7 +113,7 @@ class LightGBMLearner(TabularLearner):
         else:
             objective = {"objective": "regression", "metric": "l2"}
         params = objective | {
-            "n_estimators": o.n_estimators or arch["n_estimators"],
+            "n_estimators": self._rounds(o.n_estimators, arch["n_estimators"]),
             "num_leaves": o.num_leaves or arch["num_leaves"],
             "learning_rate": o.gbm_learning_rate or arch["learning_rate"],
             "min_child_samples": o.min_child_samples, "reg_lambda": o.reg_lambda,

@@ -30,6 +30,7 @@ from modalbag.kernel import Register
 from modalbag.kernel.options import non_negative
 from modalbag.kernel.proposals import BagProfile, LearnerProposal
 from modalbag.plugins.trainers._tabular import (
+    ROUNDS_RULE,
     FloatRange,
     IntRange,
     Matrix,
@@ -52,7 +53,7 @@ ARCHITECTURES = {
 class XGBoostOptions(TabularOptions):
     n_estimators: int | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Boosting rounds at most (early stopping may use fewer). None: 200, 500 or 1500 for the "
-                "speed, balanced or accuracy strategy."})
+                "speed, balanced or accuracy strategy, " + ROUNDS_RULE + "."})
     max_depth: int | None = attrs.field(default=None, validator=optional_positive, metadata={
         "help": "Depth of each tree at most. None: 4, 6 or 6 for the speed, balanced or accuracy strategy."})
     gbm_learning_rate: float | None = attrs.field(default=None, validator=optional_positive, metadata={
@@ -109,7 +110,7 @@ class XGBoostLearner(TabularLearner):
             objective = {"objective": "reg:squarederror", "eval_metric": "rmse"}
         params = objective | {
             "tree_method": "hist",
-            "n_estimators": o.n_estimators or arch["n_estimators"],
+            "n_estimators": self._rounds(o.n_estimators, arch["n_estimators"]),
             "max_depth": o.max_depth or arch["max_depth"],
             "learning_rate": o.gbm_learning_rate or arch["learning_rate"],
             "subsample": o.subsample, "colsample_bytree": o.colsample_bytree,

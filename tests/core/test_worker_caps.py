@@ -7,8 +7,8 @@ import os
 import pytest
 import structlog
 
-import modalbag.execution.resources as resources
 from modalbag import TrainingConfig
+from modalbag.execution import resources
 from tests.conftest import FAST, make_model
 
 
@@ -52,8 +52,8 @@ def test_a_capped_run_notes_what_was_asked_and_what_was_used(two_cores):
     with structlog.testing.capture_logs() as logs:
         model.train_ensemble(**{**FAST, "epochs": 1}, n_jobs=8, executor="serial", threads_per_learner=1)
     summary = model.get_training_summary()
-    assert summary["run_notes"] == ["n_jobs=8 is more than the 2 core(s) this process may use: capped at 2 "
-                                    "learner(s) at once"]
+    assert summary["run_notes"] == [("n_jobs=8 is more than the 2 core(s) this process may use: capped at 2 "
+                                     "learner(s) at once")]
     capped = [e for e in logs if e["event"] == "run.n_jobs_capped"]
     assert capped and capped[0]["n_jobs"] == 8 and capped[0]["used"] == 2 and capped[0]["log_level"] == "warning"
 

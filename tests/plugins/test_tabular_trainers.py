@@ -454,3 +454,34 @@ def test_forest_arrays_predict_what_scikit_learn_predicts_with_nan(task_type):
     np.testing.assert_allclose(model.predict(query), learner._sklearn_outputs(forest, query), rtol=0, atol=1e-12)
     if task_type == "classification":
         assert np.allclose(model.predict(query)[:, 3], 0)  # a class the rows lack keeps its column at 0
+
+
+# -- the epochs budget bounds boosting rounds ------------------------------------------------------
+
+ROUNDS_KEY = {"xgboost": "n_estimators", "lightgbm": "n_estimators", "catboost": "iterations",
+              "hist_gradient_boosting": "max_iter"}
+
+
+@pytest.mark.parametrize("trainer", [*GBMS, "hist_gradient_boosting"])
+def test_a_small_epochs_budget_bounds_the_strategys_boosting_rounds(trainer):
+    """The medical example's quick look (--set training.epochs=5) trained CatBoost's 1,500 accuracy-strategy
+    rounds per fold: rounds chosen by the strategy are at most epochs x ROUNDS_PER_EPOCH."""
+    budget = {**TAB, "n_estimators": None, "epochs": 2, "early_stopping_patience": 0}
+    _, record = fit_one(trainer, n=160, **budget)
+    assert record.model.params[ROUNDS_KEY[trainer]] == 2 * _tabular.ROUNDS_PER_EPOCH
+    assert any(n.startswith(f"boosting rounds capped at {2 * _tabular.ROUNDS_PER_EPOCH} (epochs=2") for n in record.notes)
+    _, chosen = fit_one(trainer, n=160, **{**budget, "n_estimators": 40})  # the user's rounds are used as given
+    assert chosen.model.params[ROUNDS_KEY[trainer]] == 40
+    assert not any(n.startswith("boosting rounds capped") for n in chosen.notes)
+
+
+def test_the_default_epochs_bound_no_strategys_rounds():
+    from modalbag.plugins.trainers import hist_gradient_boosting
+
+    default_epochs = TrainingConfig().epochs
+    for module in (xgboost, lightgbm, catboost, hist_gradient_boosting):
+        for strategy, arch in module.ARCHITECTURES.items():
+            assert _tabular.budget_rounds(None, arch["n_estimators"], default_epochs) == (arch["n_estimators"], None), \
+                (module.__name__, strategy)
+    assert _tabular.budget_rounds(None, 1500, 5)[0] == 5 * _tabular.ROUNDS_PER_EPOCH
+    assert _tabular.budget_rounds(1500, 1500, 5) == (1500, None)
