@@ -222,7 +222,8 @@ class AdvancedCrossModalDenoisingLoss(nn.Module):
             if out is None:
                 continue
             raw[name] = out.loss
-            metrics.update({f"{name}.{k}": v.detach() for k, v in out.metrics.items()})
+            # objectives give detached diagnostics as documented; detach() is an operator call each
+            metrics.update({f"{name}.{k}": v.detach() if v.requires_grad else v for k, v in out.metrics.items()})
         if not raw:
             return None, {}, metrics
         # one stacked vector for every objective: a handful of operators whatever their number
