@@ -332,6 +332,19 @@ class OutOfFoldScorer:
             out[at[inside]] = found[inside]
         return out
 
+    def fallback(self, masks: Mapping[str, np.ndarray] | None = None) -> np.ndarray:
+        """Scored rows that no learner seeing none of the removed modalities has out-of-fold evidence
+        for: `output` gives them the training prior."""
+        own = self.dataset.masks
+        masks = self.restrict(masks)
+        removed = {m for m in self.modalities if own[m].any() and not masks[m].any()}
+        usable = [lid for lid, r in self.ensemble.learners.items() if not removed & set(r.spec.modalities)]
+        missing = np.ones(self.n, dtype=bool)
+        if usable:
+            rows, _ = self.ensemble.out_of_fold(usable)
+            missing[np.isin(self.rows, rows)] = False
+        return missing
+
     def score_output(self, output: np.ndarray, rows: np.ndarray | None = None) -> float:
         y, out = (self.targets, output) if rows is None else (self.targets[rows], output[rows])
         return float(task_metrics(self.task_type, y, out)[self.metric])

@@ -6,6 +6,11 @@ modality and each leave-one-out), the worst subset overall and per size, the sco
 share of modalities missing per sample, each modality noised at several levels, and MultiBench's
 relative and effective robustness (Liang et al., 2021) over the missing-share curve. A PNG plot is
 written where matplotlib is installed and a ``plot_path`` or the run's ``run_dir`` says where.
+
+Without held-out data, the subset scores are measured on the ensemble's out-of-fold predictions of
+the training rows (``measured_on`` says which): whole modalities can be removed there, but random
+missing values and noise change inputs, so the missing-share curve, the noise scores and the
+robustness summaries are None with the reason in ``notes``.
 """
 
 from __future__ import annotations
@@ -82,10 +87,10 @@ class RobustnessReport:
         self.options = options or RobustnessOptions()
 
     def generate(self, model: Any, data: Any, labels: Any, *, plot_path: str | None = None) -> dict[str, Any]:
-        from modalbag.reports.robustness import EnsembleScorer
+        from modalbag.reports.robustness import NO_CHANGED_INPUTS, scorer_for
 
         o = self.options
-        scorer = EnsembleScorer(model, data, labels, o.metric)
+        scorer = scorer_for(model, data, labels, o.metric)
         rng = np.random.default_rng(o.random_state)
         notes: dict[str, str] = {}
         full = scorer.score()
@@ -110,6 +115,14 @@ class RobustnessReport:
             pick = min(rows, key=lambda r: r["score"] if scorer.higher_is_better else -r["score"])
             worst_by_size[str(size)] = {"modalities": pick["modalities"], "score": pick["score"]}
 
+        if not scorer.perturbable:
+            for key in ("missing_share_curve", "noise", "relative_robustness", "effective_robustness"):
+                notes[key] = NO_CHANGED_INPUTS
+            report = self._report(scorer, full, subset_rows, sampled, worst, worst_by_size, notes)
+            report.update(missing_share_curve=None, noise=None, relative_robustness=None, effective_robustness=None,
+                          effective_robustness_reference=None, reference_curve=None, plot=None)
+            notes["plot"] = "the plot draws the missing-share and noise curves, which need held-out data"
+            return report
         curve, reference_id, reference_curve = self._missing_curve(scorer, rng)
         noise: dict[str, list[dict[str, float]]] = {}
         for i, m in enumerate(present):
@@ -130,22 +143,30 @@ class RobustnessReport:
             notes["effective_robustness"] = "needs a reference learner and at least two missing rates"
         notes["relative_robustness"] = ("area under score vs. missing share (trapezoids over missing_rates), "
                                         "not max-min normalised across methods as in MultiBench's tables")
-        report = {
-            "metric": scorer.metric, "higher_is_better": scorer.higher_is_better, "n_samples": scorer.n,
-            "modalities": scorer.modalities, "full_score": full,
-            "subset_scores": subset_rows, "subsets_sampled": sampled,
-            "worst_subset": {"modalities": worst["modalities"], "score": worst["score"]},
-            "worst_subset_by_size": worst_by_size,
+        report = self._report(scorer, full, subset_rows, sampled, worst, worst_by_size, notes)
+        report.update({
             "missing_share_curve": curve,
             "noise": noise,
             "relative_robustness": relative, "effective_robustness": effective,
             "effective_robustness_reference": reference_id,
             "reference_curve": reference_curve,
             "plot": None,
-            "notes": notes,
-        }
+        })
         report["plot"] = self._plot(model, report, plot_path, notes)
         return report
+
+    @staticmethod
+    def _report(scorer: Any, full: float, subset_rows: list[dict[str, Any]], sampled: bool,
+                worst: dict[str, Any], worst_by_size: dict[str, Any], notes: dict[str, str]) -> dict[str, Any]:
+        """The figures measured on either source: the full set's score and the subsets'."""
+        return {
+            "metric": scorer.metric, "higher_is_better": scorer.higher_is_better, "n_samples": scorer.n,
+            "measured_on": scorer.source, "modalities": scorer.modalities, "full_score": full,
+            "subset_scores": subset_rows, "subsets_sampled": sampled,
+            "worst_subset": {"modalities": worst["modalities"], "score": worst["score"]},
+            "worst_subset_by_size": worst_by_size,
+            "notes": notes,
+        }
 
     def _missing_curve(self, scorer: Any, rng: np.random.Generator) -> tuple[list[dict[str, Any]], str | None,
                                                                            list[float] | None]:

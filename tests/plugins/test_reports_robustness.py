@@ -115,10 +115,22 @@ def test_reports_by_name_with_clear_errors(trained_model, held_out):
         trained_model.report("robustness", data, labels, noise_level=[1.0])
     with pytest.raises(ConfigError, match="max_subsets"):
         trained_model.report("robustness", data, labels, max_subsets=0)
-    with pytest.raises(DataError, match="held-out data"):
-        trained_model.get_robustness_report()
+    with pytest.raises(DataError, match="give both or neither"):
+        trained_model.get_robustness_report(data)
     with pytest.raises(DataError, match="labels have 10 rows"):
         trained_model.get_robustness_report(data, labels[:10])
+
+
+def test_without_held_out_data_subsets_are_scored_out_of_fold(trained_model):
+    report = trained_model.get_robustness_report()
+    assert report["measured_on"].startswith("out-of-fold")
+    by_subset = {tuple(r["modalities"]): r["score"] for r in report["subset_scores"]}
+    assert by_subset[tuple(report["modalities"])] == report["full_score"]
+    assert len(by_subset) == 2 ** len(report["modalities"]) - 1
+    assert all(0.0 <= score <= 1.0 for score in by_subset.values())
+    # Changed inputs cannot be scored without held-out data: None, with the reason.
+    assert report.get("missing_share_curve") is None and report.get("noise") is None
+    assert "held-out" in report["notes"]["missing_share_curve"]
 
 
 def test_a_run_dir_receives_the_report_as_json(trained_model, held_out, tmp_path):
