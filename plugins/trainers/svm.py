@@ -146,12 +146,13 @@ class Machine:
 
 
 def fit_cost(profile: BagProfile) -> float:
-    """Estimated seconds of one fit on one core (see `LearnerProposal.cost`): the final SVC and one per
-    calibration fold, each quadratic in the rows (one-vs-one machines grow with the classes); fitted
-    to fits of 100-4000 rows, 4-64 columns, 2-10 classes (within 2x)."""
+    """Estimated seconds of one fit as the portfolio's cross-fit runs it, on one core (see
+    `LearnerProposal.cost`): a single SVC, its calibration deferred to the cross-fit, quadratic in the
+    rows (one-vs-one machines grow with the classes); fitted to fits of 100-4000 rows, 4-64 columns,
+    2-10 classes (within 2x). A fit that calibrates itself costs `CALIBRATION_FOLDS` more of them."""
     n, d = profile.n_rows, profile.n_features
     classes = profile.num_classes if profile.task_type == "classification" else 2
-    return (CALIBRATION_FOLDS + 1) * (1.5e-3 + 6.5e-11 * n * n * (d + 10) * (1 + max(classes - 2, 0) / 2))
+    return 1.5e-3 + 6.5e-11 * n * n * (d + 10) * (1 + max(classes - 2, 0) / 2)
 
 
 @attrs.frozen
